@@ -1,0 +1,73 @@
+# mlopshub: `make up` installs what is missing and starts the platform;
+# `make test` runs every test; `make bench` measures; `make down` stops.
+SHELL := /bin/bash
+.DEFAULT_GOAL := up
+
+# Debian's Python when there is one: workspaces run as their own Unix users,
+# who must be able to read the interpreter (a pyenv under /root is private).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+IS_ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
+APT_BASE := python3-venv python3-dev git nodejs npm r-base-core r-cran-irkernel
+APT_TEST := chromium
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+
+.PHONY: up down status install test test-unit lint bench clean system-packages system-test-packages
+
+up: install ## Start the platform at http://127.0.0.1:8000 (MLOPSHUB_PORT changes it)
+	$(BIN)/mlopshub up
+
+down: ## Stop the platform and every workspace
+	@test -x $(BIN)/mlopshub && $(BIN)/mlopshub down || echo "mlopshub is not installed"
+
+status:
+	$(BIN)/mlopshub status
+
+install: system-packages $(VENV)/.installed node_modules/.installed
+
+# apt-get only what is missing, and only as root; otherwise say what to install.
+define ensure_apt
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$(IS_ROOT)" = yes ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else echo "please install these Debian packages (as root):$$missing"; \
+	    case "$$missing" in *r-*) echo "(R workspaces need R; Python workspaces work without it)";; esac; fi; \
+	fi
+endef
+
+system-packages:
+	$(call ensure_apt,$(if $(shell command -v node),$(filter-out nodejs npm,$(APT_BASE)),$(APT_BASE)))
+
+system-test-packages:
+	$(call ensure_apt,$(APT_TEST))
+
+$(VENV)/.installed: pyproject.toml environment.yml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[mlflow,test]'
+	$(BIN)/mlopshub environment pip > $(VENV)/workspace-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/workspace-requirements.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install system-test-packages ## Every test: unit, integration (real platform), browser
+	$(BIN)/python -m pytest tests -ra
+
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check hub tests bench
+
+bench: install ## Benchmarks; results go to bench/results/ and docs/benchmarks.md
+	$(BIN)/python -m bench
+
+clean: down
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,89 @@
+"""``mlopshub``: start, stop and inspect the platform; validate and render the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import catalog, environment, launcher
+from .settings import from_env
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    return launcher.up(from_env(), foreground=args.foreground)
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    return launcher.down(from_env())
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    report = launcher.status(from_env())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not report["running"]:
+        print(f"mlopshub is not running (data dir {report['data_dir']}).")
+    else:
+        print(f"mlopshub is running at {report['url']}/ (hub pid {report['hub_pid']}, data dir {report['data_dir']})")
+        if "error" in report:
+            print(f"  {report['error']}")
+        else:
+            print(f"  services:   {', '.join(report['services']) or '(none)'}")
+            print(f"  workspaces: {', '.join(report['workspaces']) or '(none)'}")
+    return 0 if report["running"] else 3
+
+
+def _cmd_profiles_validate(args: argparse.Namespace) -> int:
+    folder = Path(args.dir) if args.dir else from_env().catalog_dir
+    loaded = catalog.load(folder)
+    print(f"{folder}: valid ({len(loaded.profiles)} profiles, {len(loaded.teams)} teams, "
+          f"{len(loaded.role_groups)} role groups)")
+    return 0
+
+
+def _cmd_environment(args: argparse.Namespace) -> int:
+    lists = {"pip": environment.pip_requirements, "debian": environment.debian_packages}
+    print("\n".join(lists[args.what]()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line, one sub-command per action."""
+    top = argparse.ArgumentParser(prog="mlopshub", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the platform (in the background) and wait until it is healthy")
+    up.add_argument("--foreground", action="store_true", help="run the hub in the foreground (for debugging)")
+    up.set_defaults(func=_cmd_up)
+    commands.add_parser("down", help="stop the platform and every workspace").set_defaults(func=_cmd_down)
+    status = commands.add_parser("status", help="say what runs")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.set_defaults(func=_cmd_status)
+
+    profiles = commands.add_parser("profiles", help="work with the catalog of workspace profiles")
+    profile_commands = profiles.add_subparsers(dest="profiles_command", required=True)
+    validate = profile_commands.add_parser("validate", help="check a catalog folder (default: profiles/)")
+    validate.add_argument("dir", nargs="?", help="catalog folder")
+    validate.set_defaults(func=_cmd_profiles_validate)
+
+    env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
+    env.add_argument("what", choices=["pip", "debian"], help="pip requirements, or the Debian packages for R")
+    env.set_defaults(func=_cmd_environment)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mlopshub`` command; errors a person can fix print one line and exit 1."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (catalog.CatalogError, launcher.LaunchError, ValueError) as error:
+        print(f"mlopshub: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

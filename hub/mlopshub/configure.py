@@ -1,0 +1,235 @@
+"""Apply mlopshub to a JupyterHub config: one small function per concern.
+
+``configure(c)`` is what ``jupyterhub_config.py`` (and z2jh's
+``hub.extraConfig``) calls. ``apply(settings, runtime, c)`` is pure apart
+from reading the hub database for existing group properties: it is tested
+against a bare ``traitlets.config.Config``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Config
+
+from . import access, catalog
+from .settings import Settings, from_env, gpu_available
+
+ADMIN_SERVICE = "mlopshub-admin"
+MLFLOW_SERVICE = "mlflow"
+CULLER_SERVICE = "idle-culler"
+#: The MLflow auth store's own admin: a name no hub user can have (it holds a space).
+MLFLOW_ADMIN_NAME = "mlopshub admin"
+
+#: Scopes of a workspace's $JUPYTERHUB_API_TOKEN (also its MLflow token).
+SERVER_TOKEN_SCOPES = [
+    "access:servers!server",
+    "users:activity!user",
+    "read:users:name!user",
+    "read:users:groups!user",
+    f"access:services!service={MLFLOW_SERVICE}",
+]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a start of the platform decided: internal ports and secrets (never in logs)."""
+
+    hub_port: int
+    proxy_api_port: int
+    mlflow_port: int
+    admin_token: str
+    mlflow_admin_password: str
+    mlflow_secret_key: str
+    existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """Addresses, database, cookie secret, the proxy."""
+    c.JupyterHub.ip = settings.ip
+    c.JupyterHub.port = settings.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = runtime.hub_port
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
+    proxy = _proxy_command()
+    if proxy:
+        c.ConfigurableHTTPProxy.command = [proxy]
+    c.ConfigurableHTTPProxy.pid_file = str(settings.run_dir / "proxy.pid")
+    c.JupyterHub.db_url = f"sqlite:///{settings.data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(settings.secrets_dir / "cookie-secret")
+    c.JupyterHub.pid_file = str(settings.run_dir / "hub.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.default_url = "/hub/spawn"
+    # Activity feeds the culler: ask the proxy more often than the 5-minute default.
+    c.JupyterHub.last_activity_interval = min(300, max(10, settings.cull_every))
+
+
+def _proxy_command() -> str | None:
+    """configurable-http-proxy installed by ``make up`` into the repo's node_modules, if there."""
+    local = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "configurable-http-proxy"
+    return str(local) if local.exists() else None
+
+
+def apply_auth(settings: Settings, c: Config) -> None:
+    """Passwords on one machine (NativeAuthenticator); OIDC when an issuer is set."""
+    c.Authenticator.admin_users = {settings.admin_user}
+    # Everyone who can sign in may use the hub; what they may start is up to their teams.
+    c.Authenticator.allow_all = True
+    c.LocalAuthenticator.create_system_users = False
+    if settings.oidc_issuer:
+        from .oidc import apply_oidc
+
+        apply_oidc(settings, c)
+        return
+    c.JupyterHub.authenticator_class = "mlopshub.auth.LocalAuthenticator"
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.minimum_password_length = 10
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.allowed_failed_logins = 5
+    c.NativeAuthenticator.seconds_before_next_try = 60
+
+
+def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
+    """Teams as groups (entitlements seeded into group properties), roles and custom scopes."""
+    c.JupyterHub.load_groups = access.seed_groups(cat, runtime.existing_group_properties)
+    c.JupyterHub.custom_scopes = access.CUSTOM_SCOPES
+    roles = access.roles(cat, services=[MLFLOW_SERVICE])
+    roles.append({"name": "mlopshub-admin-service", "scopes": ["admin:users", "admin:groups", "admin:servers",
+                  "admin:auth_state", "tokens", "read:roles", "list:services", "read:services"],
+                  "services": [ADMIN_SERVICE]})
+    roles.append({"name": "mlflow-service", "scopes": ["read:users:groups", "read:users:name", "list:users"],
+                  "services": [MLFLOW_SERVICE]})
+    roles.append({"name": "idle-culler", "scopes": ["list:users", "read:users:activity", "read:servers",
+                  "delete:servers"], "services": [CULLER_SERVICE]})
+    c.JupyterHub.load_roles = roles
+
+
+def apply_local_spawner(settings: Settings, cat: catalog.Catalog, c: Config) -> None:
+    """The local process spawner with the catalog, its form and its enforcement."""
+    from .spawners import default_cmd, make_apply_profile
+
+    gpus = gpu_available(settings)
+    c.JupyterHub.spawner_class = "mlopshub.spawners.LocalWorkspaceSpawner"
+    c.LocalWorkspaceSpawner.catalog = cat
+    c.LocalWorkspaceSpawner.gpu_available = gpus
+    c.LocalWorkspaceSpawner.homes_dir = str(settings.homes_dir)
+    c.LocalWorkspaceSpawner.mlflow_url = f"{settings.public_url}/services/{MLFLOW_SERVICE}"
+    c.Spawner.apply_user_options = make_apply_profile(cat, gpus)
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.Spawner.cmd = default_cmd()
+    c.Spawner.default_url = "/lab"
+    c.Spawner.http_timeout = 120
+    c.Spawner.start_timeout = 180
+    # Keep the environment lean and explicit: workspace settings come from the profile.
+    c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "R_LIBS_USER"]
+
+
+def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
+    """MLflow as a hub-managed service at /services/mlflow/, one workspace per team."""
+    store = settings.mlflow_dir
+    auth_ini = settings.secrets_dir / "mlflow-auth.ini"
+    service = {
+        "name": MLFLOW_SERVICE,
+        "url": f"http://127.0.0.1:{runtime.mlflow_port}",
+        "display": True,
+        "oauth_no_confirm": True,
+        "command": [
+            sys.executable, "-m", "mlflow", "server",
+            "--app-name", "basic-auth",
+            "--enable-workspaces",
+            "--backend-store-uri", f"sqlite:///{store / 'mlflow.sqlite'}",
+            "--artifacts-destination", str(store / "artifacts"),
+            "--serve-artifacts",
+            "--host", "127.0.0.1",
+            "--port", str(runtime.mlflow_port),
+            "--workers", "1",
+            "--static-prefix", f"/services/{MLFLOW_SERVICE}",
+            "--allowed-hosts", f"127.0.0.1:{runtime.mlflow_port},localhost:{runtime.mlflow_port},"
+                               f"{settings.ip}:{settings.port},localhost:{settings.port},127.0.0.1:{settings.port}",
+        ],
+        "environment": {
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": runtime.mlflow_secret_key,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        },
+    }
+    return service
+
+
+def mlflow_auth_ini(settings: Settings, runtime: Runtime) -> str:
+    """MLflow's auth config: our hub-token authorization function, no access outside team workspaces."""
+    return "\n".join([
+        "[mlflow]",
+        "default_permission = READ",
+        f"database_uri = sqlite:///{settings.mlflow_dir / 'auth.sqlite'}",
+        f"admin_username = {MLFLOW_ADMIN_NAME}",
+        f"admin_password = {runtime.mlflow_admin_password}",
+        "authorization_function = mlopshub.services.mlflow_auth:authenticate",
+        "grant_default_workspace_access = false",
+        "",
+    ])
+
+
+def apply_culler(settings: Settings) -> dict[str, Any] | None:
+    """jupyterhub-idle-culler as a hub service, when a timeout is set."""
+    if not settings.cull_timeout:
+        return None
+    return {
+        "name": CULLER_SERVICE,
+        "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={settings.cull_timeout}",
+            f"--cull-every={settings.cull_every}",
+            "--concurrency=5",
+        ],
+    }
+
+
+def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
+    """Configure ``c`` for mlopshub; raises :class:`catalog.CatalogError` on a bad catalog."""
+    cat = catalog.load(settings.catalog_dir)
+    apply_hub(settings, runtime, c)
+    apply_auth(settings, c)
+    apply_access(settings, runtime, cat, c)
+    apply_local_spawner(settings, cat, c)
+    services = [
+        {"name": ADMIN_SERVICE, "api_token": runtime.admin_token, "display": False},
+        apply_mlflow(settings, runtime),
+    ]
+    culler = apply_culler(settings)
+    if culler:
+        services.append(culler)
+    c.JupyterHub.services = services
+    return c
+
+
+def existing_group_properties(db_path: Path) -> dict[str, dict[str, Any]]:
+    """Group properties as the hub database holds them now (empty on a first start)."""
+    if not db_path.exists():
+        return {}
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        try:
+            rows = db.execute("SELECT name, properties FROM groups").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    return {name: json.loads(props or "{}") for name, props in rows}
+
+
+def configure(c: Config) -> Config:
+    """Entry point for ``jupyterhub_config.py``: read settings and the runtime, apply."""
+    from .launcher import load_runtime
+
+    settings = from_env()
+    runtime = load_runtime(settings, existing_group_properties(settings.data_dir / "jupyterhub.sqlite"))
+    return apply(settings, runtime, c)
+
+
+__all__ = ["Runtime", "apply", "configure", "existing_group_properties", "mlflow_auth_ini"]

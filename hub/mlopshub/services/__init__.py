@@ -1,0 +1,1 @@
+"""Hub-managed services: MLflow (team workspaces), the idle culler, and later the pipeline."""

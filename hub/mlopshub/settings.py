@@ -1,0 +1,118 @@
+"""One way to read mlopshub's settings: environment variables with defaults.
+
+Every setting the platform reads is listed in :data:`SETTINGS` with its
+default and what it is for; nothing else in the package reads the
+environment for configuration (compare z2jh's ``get_config``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The platform's settings, resolved once at start."""
+
+    #: Where the hub database, secrets, logs, homes and MLflow data live.
+    data_dir: Path
+    #: The public port (the proxy's) on 127.0.0.1.
+    port: int
+    #: The public interface.
+    ip: str
+    #: The catalog folder (profiles and teams).
+    catalog_dir: Path
+    #: The first admin's user name (signs up with a password on first use).
+    admin_user: str
+    #: Seconds of inactivity after which a workspace is stopped (0: never).
+    cull_timeout: int
+    #: How often, in seconds, the culler looks.
+    cull_every: int
+    #: "local" (one machine) or "kubernetes".
+    mode: str
+    #: Whether GPU profiles are offered: "auto" looks for an NVIDIA device.
+    gpu: str
+    #: OIDC issuer URL; when set, sign-in goes through OIDC instead of passwords.
+    oidc_issuer: str
+    #: OIDC client id and secret (the secret is read from a file when it names one).
+    oidc_client_id: str
+    oidc_client_secret: str
+    #: Which ID-token claim holds the user's groups.
+    oidc_groups_claim: str
+    #: IdP groups whose members become hub admins.
+    oidc_admin_groups: tuple[str, ...]
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def homes_dir(self) -> Path:
+        return self.data_dir / "homes"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.ip}:{self.port}"
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``environ`` (default: ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("MLOPSHUB_DATA_DIR") or REPO_ROOT / ".mlopshub").resolve()
+    port_text = env.get("MLOPSHUB_PORT", "8000")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"MLOPSHUB_PORT: expected a port number 1-65535, got {port_text!r}")
+    cull_text = env.get("MLOPSHUB_CULL_TIMEOUT", "3600")
+    every_text = env.get("MLOPSHUB_CULL_EVERY", "300")
+    for name, text in (("MLOPSHUB_CULL_TIMEOUT", cull_text), ("MLOPSHUB_CULL_EVERY", every_text)):
+        if not text.isdigit():
+            raise ValueError(f"{name}: expected a whole number of seconds, got {text!r}")
+    mode = env.get("MLOPSHUB_MODE", "local")
+    if mode not in ("local", "kubernetes"):
+        raise ValueError(f"MLOPSHUB_MODE: expected 'local' or 'kubernetes', got {mode!r}")
+    gpu = env.get("MLOPSHUB_GPU", "auto")
+    if gpu not in ("auto", "yes", "no"):
+        raise ValueError(f"MLOPSHUB_GPU: expected 'auto', 'yes' or 'no', got {gpu!r}")
+    return Settings(
+        data_dir=data_dir,
+        port=int(port_text),
+        ip=env.get("MLOPSHUB_IP", "127.0.0.1"),
+        catalog_dir=Path(env.get("MLOPSHUB_CATALOG") or REPO_ROOT / "profiles").resolve(),
+        admin_user=env.get("MLOPSHUB_ADMIN_USER", "admin"),
+        cull_timeout=int(cull_text),
+        cull_every=int(every_text),
+        mode=mode,
+        gpu=gpu,
+        oidc_issuer=env.get("MLOPSHUB_OIDC_ISSUER", ""),
+        oidc_client_id=env.get("MLOPSHUB_OIDC_CLIENT_ID", ""),
+        oidc_client_secret=env.get("MLOPSHUB_OIDC_CLIENT_SECRET", ""),
+        oidc_groups_claim=env.get("MLOPSHUB_OIDC_GROUPS_CLAIM", "groups"),
+        oidc_admin_groups=_list(env.get("MLOPSHUB_OIDC_ADMIN_GROUPS", "platform-admins")),
+    )
+
+
+def gpu_available(settings: Settings) -> bool:
+    """Whether this machine can run GPU profiles."""
+    if settings.gpu != "auto":
+        return settings.gpu == "yes"
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/gpus").is_dir()

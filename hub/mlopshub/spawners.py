@@ -1,0 +1,264 @@
+"""From the catalog to a running workspace: the profile form, enforcement, the local spawner.
+
+The same three steps serve both modes:
+
+1. :func:`profile_form` shows only the profiles the user's groups allow;
+2. :func:`apply_profile` (JupyterHub's ``apply_user_options`` hook) resolves
+   the requested slug and refuses anything else with 403 (forbidden) or 400
+   (unknown), before anything starts;
+3. the spawner starts what :func:`apply_profile` resolved:
+   :class:`LocalWorkspaceSpawner` here, KubeSpawner on Kubernetes.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import pwd
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
+from traitlets import Bool, Instance, Unicode
+
+from . import access
+from .catalog import Catalog, ProfileNotAllowed, SpawnSettings, allowed_profiles, parse_quantity, resolve
+
+UNIX_USER_PREFIX = "jupyter-"
+
+
+def user_group_properties(user: Any) -> dict[str, dict[str, Any]]:
+    """The hub user's groups as ``{name: properties}``, read from the hub's database."""
+    return {group.name: dict(group.properties or {}) for group in user.groups}
+
+
+def entitlements_for(spawner: Any, catalog: Catalog) -> list[str]:
+    """Profile slugs the spawner's user may use now (group properties as they are in the hub)."""
+    return access.entitled_profiles(catalog, user_group_properties(spawner.user))
+
+
+def _choice_inputs(profile: Any) -> str:
+    parts = []
+    for name, option in profile.options.items():
+        defaults = profile.default_choices()
+        items = "".join(
+            f'<option value="{html.escape(slug)}"{" selected" if defaults[name] == slug else ""}>'
+            f"{html.escape(choice['display_name'])}</option>"
+            for slug, choice in option["choices"].items()
+        )
+        parts.append(
+            f'<label class="mlopshub-option">{html.escape(option["display_name"])} '
+            f'<select name="{html.escape(profile.slug)}--{html.escape(name)}">{items}</select></label>'
+        )
+    return "".join(parts)
+
+
+def profile_form(catalog: Catalog, entitlements: list[str], gpu_available: bool) -> str:
+    """The spawn form: one radio button per allowed profile, with its option choices."""
+    profiles = allowed_profiles(catalog, entitlements, gpu_available)
+    if not profiles:
+        return (
+            '<div class="alert alert-warning" id="mlopshub-no-profiles">You are not in a team that may start a '
+            "workspace. Ask a platform admin to add you to your team.</div>"
+        )
+    default = next((p.slug for p in profiles if p.settings.get("default")), profiles[0].slug)
+    rows = []
+    for profile in profiles:
+        checked = " checked" if profile.slug == default else ""
+        rows.append(
+            f'<div class="mlopshub-profile" data-profile="{html.escape(profile.slug)}">'
+            f'<label><input type="radio" name="profile" value="{html.escape(profile.slug)}"{checked}> '
+            f"<strong>{html.escape(profile.display_name)}</strong></label>"
+            f"<p>{html.escape(profile.description)}</p>{_choice_inputs(profile)}</div>"
+        )
+    return '<div id="mlopshub-profiles">' + "".join(rows) + "</div>"
+
+
+def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
+    """Form fields to user options: ``{"profile": slug, "<option>": choice, ...}``."""
+    slug = (formdata.get("profile") or [""])[0]
+    options: dict[str, Any] = {"profile": slug}
+    prefix = f"{slug}--"
+    for key, values in formdata.items():
+        if key.startswith(prefix) and values:
+            options[key[len(prefix):]] = values[0]
+    return options
+
+
+def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gpu_available: bool) -> SpawnSettings:
+    """Resolve ``user_options`` for the spawner's user, or raise an HTTP error naming the profile."""
+    if not isinstance(user_options, dict):
+        raise web.HTTPError(400, "expected a JSON object such as {\"profile\": \"python-cpu\"}")
+    entitled = entitlements_for(spawner, catalog)
+    slug = user_options.get("profile")
+    if not slug:
+        runnable = allowed_profiles(catalog, entitled, gpu_available)
+        if not runnable:
+            raise web.HTTPError(403, f"user '{spawner.user.name}' is in no team that may start a workspace; ask a platform admin")
+        slug = next((p.slug for p in runnable if p.settings.get("default")), runnable[0].slug)
+    if not isinstance(slug, str):
+        raise web.HTTPError(400, f"profile: expected a profile slug, got {slug!r}")
+    choices = {key: value for key, value in user_options.items() if key != "profile"}
+    try:
+        return resolve(catalog, entitled, slug, choices, gpu_available=gpu_available)
+    except ProfileNotAllowed as error:
+        status = 400 if slug not in catalog.profiles else 403
+        raise web.HTTPError(status, str(error)) from None
+    except ValueError as error:
+        raise web.HTTPError(400, str(error)) from None
+
+
+def workspace_environment(settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str) -> dict[str, str]:
+    """Environment every workspace gets, in both modes: MLflow with the user's credentials, the profile's env."""
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "MLFLOW_TRACKING_TOKEN": token,
+        "MLOPSHUB_PROFILE": settings.profile,
+        "MLOPSHUB_IMAGE": settings.image,
+        "MLOPSHUB_TEAMS": ",".join(teams),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    if teams:
+        env["MLFLOW_WORKSPACE"] = teams[0]
+    if settings.mem_limit:
+        env["MEM_LIMIT"] = str(parse_quantity(settings.mem_limit))
+    if settings.cpu_limit:
+        env["CPU_LIMIT"] = str(settings.cpu_limit)
+    env.update(settings.environment)
+    return env
+
+
+def unix_name(hub_name: str) -> str:
+    """The Unix account for a hub user, as TLJH names them (``jupyter-<name>``)."""
+    return f"{UNIX_USER_PREFIX}{hub_name}"[:32]
+
+
+def ensure_unix_user(name: str, home: Path) -> pwd.struct_passwd:
+    """Create the Unix account ``name`` if it is missing (safe to run again)."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
+         "--shell", "/usr/sbin/nologin", "--", name],
+        check=True, capture_output=True,
+    )
+    return pwd.getpwnam(name)
+
+
+def _preexec(uid: int | None, gid: int | None, home: str, mem_limit: int | None) -> Callable[[], None]:
+    """Runs in the child before exec: drop to the user, cap memory, start in the home."""
+
+    def preexec() -> None:
+        if mem_limit:
+            # RLIMIT_DATA caps each process's heap (malloc and anonymous maps);
+            # the only memory limit a non-root, cgroup-less machine enforces.
+            resource.setrlimit(resource.RLIMIT_DATA, (mem_limit, mem_limit))
+        if uid is not None and gid is not None:
+            os.setgid(gid)
+            os.setgroups([gid])
+            os.setuid(uid)
+        os.chdir(home)
+
+    return preexec
+
+
+class LocalWorkspaceSpawner(LocalProcessSpawner):
+    """Starts a resolved profile as a local JupyterLab process.
+
+    Running as root, each hub user runs as their own Unix account
+    (``jupyter-<name>``) with a home only they can read. Running as a normal
+    user, every workspace runs as that user (homes are still separate folders).
+    """
+
+    catalog = Instance(Catalog, help="The catalog profiles resolve against (set by mlopshub.configure).").tag(config=True)
+    gpu_available = Bool(False, help="Whether GPU profiles may start on this machine.").tag(config=True)
+    homes_dir = Unicode(help="Folder that holds one home per user, e.g. <data dir>/homes.").tag(config=True)
+    mlflow_url = Unicode(help="The MLflow service URL workspaces use, e.g. http://127.0.0.1:8000/services/mlflow.").tag(
+        config=True
+    )
+    run_as_unix_users = Bool(
+        os.geteuid() == 0,
+        help="Run each workspace as its own Unix account (default: when the hub runs as root).",
+    ).tag(config=True)
+
+    resolved: SpawnSettings | None = None
+
+    @property
+    def home(self) -> Path:
+        return Path(self.homes_dir) / self.user.name
+
+    def _options_form_default(self) -> Callable[[Any], str]:
+        return lambda spawner: profile_form(spawner.catalog, entitlements_for(spawner, spawner.catalog), spawner.gpu_available)
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:  # type: ignore[override]
+        """Read the profile form; the choice is checked by ``apply_user_options``."""
+        return options_from_form(formdata)
+
+    def _prepare_home(self) -> tuple[int | None, int | None]:
+        home = self.home
+        home.mkdir(parents=True, exist_ok=True)
+        if not self.run_as_unix_users:
+            home.chmod(0o700)
+            return None, None
+        account = ensure_unix_user(unix_name(self.user.name), home)
+        os.chown(home, account.pw_uid, account.pw_gid)
+        home.chmod(0o700)
+        return account.pw_uid, account.pw_gid
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        teams = access.user_teams(self.catalog, [g.name for g in self.user.groups])
+        if self.resolved is not None:
+            env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token))
+        return env
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = unix_name(self.user.name) if self.run_as_unix_users else pwd.getpwuid(os.getuid()).pw_name
+        env["HOME"] = str(self.home)
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    def get_args(self) -> list[str]:
+        args = super().get_args()
+        if self.resolved is not None:
+            for kernel in self.resolved.kernels:
+                args.append(f"--KernelSpecManager.allowed_kernelspecs={kernel}")
+            args.append(f"--MappingKernelManager.default_kernel_name={self.resolved.default_kernel}")
+        if not self.run_as_unix_users and os.geteuid() == 0:
+            args.append("--allow-root")
+        return args
+
+    async def start(self) -> tuple[str, int]:
+        """Resolve (again, in case options came without the hook), prepare the home, start."""
+        if self.resolved is None:
+            raise web.HTTPError(500, "no profile was resolved for this spawn")
+        uid, gid = self._prepare_home()
+        mem_limit = parse_quantity(self.resolved.mem_limit) if self.resolved.mem_limit else None
+        self._preexec_fn = _preexec(uid, gid, str(self.home), mem_limit)
+        self.notebook_dir = str(self.home)
+        return await super().start()
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        return self._preexec_fn
+
+
+def make_apply_profile(catalog: Catalog, gpu_available: bool) -> Callable[[Any, dict[str, Any]], None]:
+    """JupyterHub's ``Spawner.apply_user_options`` hook: resolve or refuse before anything starts."""
+
+    def apply_profile(spawner: Any, user_options: dict[str, Any]) -> None:
+        spawner.resolved = resolve_for(spawner, catalog, user_options or {}, gpu_available)
+        spawner.log.info("%s: profile %s with %s", spawner._log_name, spawner.resolved.profile, spawner.resolved.choices)
+
+    return apply_profile
+
+
+def default_cmd() -> list[str]:
+    """The single-user command from the hub's own environment."""
+    return [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
