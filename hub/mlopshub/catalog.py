@@ -230,6 +230,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     expected = error.schema.get("expected")
+    if not expected and error.validator == "enum":
+        expected = "one of: " + ", ".join(map(str, error.validator_value))
     if expected:
         return f"expected {expected}, got {error.instance!r}"
     return error.message

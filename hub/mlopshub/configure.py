@@ -139,7 +139,7 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
         "oauth_no_confirm": True,
         "command": [
             sys.executable, "-m", "mlflow", "server",
-            "--app-name", "basic-auth",
+            "--app-name", "mlopshub",
             "--enable-workspaces",
             "--backend-store-uri", f"sqlite:///{store / 'mlflow.sqlite'}",
             "--artifacts-destination", str(store / "artifacts"),

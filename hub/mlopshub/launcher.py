@@ -132,10 +132,23 @@ def hub_command() -> list[str]:
 def check_can_start(settings: Settings) -> None:
     """Refuse to start with a clear message on a bad catalog or a taken port."""
     catalog.load(settings.catalog_dir)
+    check_homes_reachable(settings)
     if port_in_use(settings.ip, settings.port):
         raise LaunchError(
             f"port {settings.port} on {settings.ip} is already in use; stop what uses it or set MLOPSHUB_PORT"
         )
+
+
+def check_homes_reachable(settings: Settings) -> None:
+    """As root, workspaces run as their own users: each must be able to reach its home."""
+    if os.geteuid() != 0:
+        return
+    for folder in [settings.data_dir, *settings.data_dir.parents]:
+        if folder.exists() and not folder.stat().st_mode & 0o001:
+            raise LaunchError(
+                f"workspaces run as their own Unix users and cannot pass through {folder} (mode "
+                f"{oct(folder.stat().st_mode & 0o777)}); allow it (chmod o+x) or set MLOPSHUB_DATA_DIR elsewhere"
+            )
 
 
 def admin_token(settings: Settings) -> str:

@@ -18,7 +18,6 @@ import secrets
 import threading
 import time
 from pathlib import Path
-
 from urllib.parse import quote
 
 import requests
@@ -168,3 +167,18 @@ def authenticate() -> Authorization | Response:
                 sync_teams(username, teams)
             _synced[username] = (now, teams)
     return Authorization("basic", {"username": username, "password": ""})
+
+
+def create_app(app=None):  # type: ignore[no-untyped-def]
+    """MLflow app factory (``mlflow server --app-name mlopshub``): basic-auth plus the team workspaces.
+
+    MLflow resolves a request's workspace before it authenticates, so every
+    team's workspace and member role must exist before the first request.
+    """
+    from mlflow.server import app as tracking_app
+    from mlflow.server.auth import create_app as create_auth_app
+
+    app = create_auth_app(app or tracking_app)
+    for team in sorted(catalog_teams()):
+        ensure_team_workspace(team)
+    return app

@@ -1,0 +1,60 @@
+"""Who may use what: entitlements from group properties, seeding, roles."""
+
+from pathlib import Path
+
+import pytest
+from mlopshub import access, catalog
+
+SAMPLE = Path(__file__).resolve().parents[2] / "profiles"
+
+
+@pytest.fixture(scope="module")
+def sample() -> catalog.Catalog:
+    return catalog.load(SAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        ({}, []),
+        ({"sme-credit": {"profiles": ["python-cpu", "python-gpu"]}}, ["python-cpu", "python-gpu"]),
+        ({"sme-credit": {"profiles": ["python-cpu"]}, "retail-scoring": {"profiles": ["r-cpu"]}}, ["python-cpu", "r-cpu"]),
+        # typed by an admin in the admin UI as a comma-separated string
+        ({"sme-credit": {"profiles": "r-cpu, python-cpu"}}, ["python-cpu", "r-cpu"]),
+        ({"model-validators": {}}, []),
+        ({"platform-admins": {}}, ["python-cpu", "python-gpu", "r-cpu", "r-gpu"]),
+        ({"sme-credit": {"profiles": ["no-such-profile"]}}, []),
+    ],
+)
+def test_entitled_profiles_follow_group_properties(sample, groups, expected):
+    assert access.entitled_profiles(sample, groups) == expected
+
+
+def test_seed_keeps_what_an_admin_changed_in_the_hub(sample):
+    seeded = access.seed_groups(sample, {"sme-credit": {"profiles": ["python-cpu"]}})
+    assert seeded["sme-credit"]["properties"]["profiles"] == ["python-cpu"]
+    assert seeded["retail-scoring"]["properties"]["profiles"] == ["python-cpu", "r-cpu", "r-gpu"]
+    assert seeded["sme-credit"]["properties"]["quotas"] == {"max_servers": 20, "gpus": 2}
+    assert seeded["model-validators"] == {"properties": {}}
+
+
+def test_roles_give_each_team_publish_on_its_own_group_only(sample):
+    roles = {role["name"]: role for role in access.roles(sample, services=["mlflow"])}
+    team = roles["team-sme-credit"]
+    assert team["groups"] == ["sme-credit"]
+    assert "custom:mlopshub:publish!group=sme-credit" in team["scopes"]
+    assert not any("retail-scoring" in scope for scope in team["scopes"])
+    assert "access:services!service=mlflow" in team["scopes"]
+    assert roles["model-validator"]["groups"] == ["model-validators"]
+    assert "custom:mlopshub:approve" in roles["model-validator"]["scopes"]
+    assert roles["platform-admin"]["groups"] == ["platform-admins"]
+
+
+def test_every_custom_scope_used_by_a_role_is_defined(sample):
+    used = {
+        scope.split("!")[0]
+        for role in access.roles(sample, services=["mlflow"])
+        for scope in role["scopes"]
+        if scope.startswith("custom:")
+    }
+    assert used <= set(access.CUSTOM_SCOPES)
