@@ -69,8 +69,9 @@ class Platform:
         }
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*MLOPSHUB, *args], env=self.env, capture_output=True, text=True, cwd=REPO,
-                                timeout=timeout)
+        result = subprocess.run(
+            [*MLOPSHUB, *args], env=self.env, capture_output=True, text=True, cwd=REPO, timeout=timeout
+        )
         if check and result.returncode != 0:
             log = self.data_dir / "logs" / "hub.log"
             tail = log.read_text()[-4000:] if log.exists() else ""
@@ -95,16 +96,24 @@ class Platform:
         session.get(f"{self.url}/hub/signup", timeout=30)
         return session.post(
             f"{self.url}/hub/signup",
-            data={"username": name, "signup_password": password, "signup_password_confirmation": password,
-                  "_xsrf": session.cookies.get("_xsrf", "")},
+            data={
+                "username": name,
+                "signup_password": password,
+                "signup_password_confirmation": password,
+                "_xsrf": session.cookies.get("_xsrf", ""),
+            },
             timeout=30,
         )
 
     def login(self, name: str, password: str) -> requests.Session:
         session = requests.Session()
         session.get(f"{self.url}/hub/login", timeout=30)
-        response = session.post(f"{self.url}/hub/login", data={"username": name, "password": password,
-                                "_xsrf": session.cookies.get("_xsrf", "")}, timeout=30, allow_redirects=False)
+        response = session.post(
+            f"{self.url}/hub/login",
+            data={"username": name, "password": password, "_xsrf": session.cookies.get("_xsrf", "")},
+            timeout=30,
+            allow_redirects=False,
+        )
         assert response.status_code == 302, f"login of {name} failed: {response.status_code}"
         return session
 
@@ -167,8 +176,13 @@ class Platform:
     # --- inside a workspace --------------------------------------------------
 
     def workspace(self, name: str, path: str, token: str, method: str = "GET", **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"{self.url}/user/{name}/{path.lstrip('/')}",
-                                headers={"Authorization": f"token {token}"}, timeout=60, **kwargs)
+        return requests.request(
+            method,
+            f"{self.url}/user/{name}/{path.lstrip('/')}",
+            headers={"Authorization": f"token {token}"},
+            timeout=60,
+            **kwargs,
+        )
 
     def execute(self, name: str, token: str, code: str, kernel: str = "python3", timeout: float = 120) -> str:
         """Run ``code`` in a new kernel of ``name``'s workspace; return its stdout (errors raise)."""
@@ -177,17 +191,36 @@ class Platform:
         kernel_id = response.json()["id"]
         ws = websocket.create_connection(
             f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kernel_id}/channels",
-            header=[f"Authorization: token {token}"], timeout=timeout,
+            header=[f"Authorization: token {token}"],
+            timeout=timeout,
         )
         try:
             msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": name, "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                           "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))
+            ws.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "username": name,
+                            "session": uuid.uuid4().hex,
+                            "msg_type": "execute_request",
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             output, error = [], None
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

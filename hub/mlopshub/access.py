@@ -123,8 +123,14 @@ def roles(catalog: Catalog, services: Iterable[str]) -> list[dict[str, Any]]:
         {
             "name": "platform-admin",
             "description": "Platform admins: manage teams, profiles and quotas",
-            "scopes": ["admin:users", "admin:groups", "admin:servers", *service_access, "custom:mlopshub:manage-teams",
-                       "custom:mlopshub:read-releases"],
+            "scopes": [
+                "admin:users",
+                "admin:groups",
+                "admin:servers",
+                *service_access,
+                "custom:mlopshub:manage-teams",
+                "custom:mlopshub:read-releases",
+            ],
             "groups": admins,
         }
     )

@@ -44,8 +44,14 @@ PROFILE_DEFAULTS: dict[str, Any] = {
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?)?$")
 _UNITS = {
     None: 1,
-    "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
@@ -207,7 +213,9 @@ def _read_documents(folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
             raise CatalogError(str(path), "(top)", "expected a mapping with keys " + ", ".join(TOP_LEVEL_KEYS))
         for key, value in content.items():
             if key in document:
-                raise CatalogError(str(path), str(key), f"already defined in {origin[key]}; define each key in one file")
+                raise CatalogError(
+                    str(path), str(key), f"already defined in {origin[key]}; define each key in one file"
+                )
             document[key] = value
             origin[key] = str(path)
     return document, origin
@@ -239,7 +247,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _validate_schema(document: dict[str, Any], origin: dict[str, str]) -> None:
     validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if not errors:
         return
     error = errors[0]
@@ -251,18 +261,30 @@ def _validate_schema(document: dict[str, Any], origin: dict[str, str]) -> None:
         extra = sorted(set(document) - set(TOP_LEVEL_KEYS))
         file = origin.get(extra[0], next(iter(origin.values()), "(catalog)"))
         raise CatalogError(file, extra[0], f"unknown key; expected one of: {', '.join(TOP_LEVEL_KEYS)}")
-    file = origin.get(path[0], next(iter(origin.values()), "(catalog)")) if path else next(iter(origin.values()), "(catalog)")
+    file = (
+        origin.get(path[0], next(iter(origin.values()), "(catalog)"))
+        if path
+        else next(iter(origin.values()), "(catalog)")
+    )
     raise CatalogError(file, _key_path(path), _describe(error))
 
 
 def _check_resources(settings: Mapping[str, Any], file: str, where: str) -> None:
     cpu = settings.get("cpu") or {}
     if "guarantee" in cpu and "limit" in cpu and cpu["limit"] < cpu["guarantee"]:
-        raise CatalogError(file, f"{where}.cpu.limit", f"expected at least the guarantee ({cpu['guarantee']}), got {cpu['limit']}")
-    memory = settings.get("memory") or {}
-    if "guarantee" in memory and "limit" in memory and parse_quantity(memory["limit"]) < parse_quantity(memory["guarantee"]):
         raise CatalogError(
-            file, f"{where}.memory.limit", f"expected at least the guarantee ({memory['guarantee']}), got {memory['limit']!r}"
+            file, f"{where}.cpu.limit", f"expected at least the guarantee ({cpu['guarantee']}), got {cpu['limit']}"
+        )
+    memory = settings.get("memory") or {}
+    if (
+        "guarantee" in memory
+        and "limit" in memory
+        and parse_quantity(memory["limit"]) < parse_quantity(memory["guarantee"])
+    ):
+        raise CatalogError(
+            file,
+            f"{where}.memory.limit",
+            f"expected at least the guarantee ({memory['guarantee']}), got {memory['limit']!r}",
         )
 
 
@@ -279,7 +301,9 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
             settings["default_kernel"] = raw["kernels"][0]
         if settings["default_kernel"] not in raw["kernels"]:
             raise CatalogError(
-                profiles_file, f"{where}.default_kernel", f"expected one of the profile's kernels {raw['kernels']}, got {settings['default_kernel']!r}"
+                profiles_file,
+                f"{where}.default_kernel",
+                f"expected one of the profile's kernels {raw['kernels']}, got {settings['default_kernel']!r}",
             )
         _check_resources(settings, profiles_file, where)
         for option_name, option in settings["options"].items():
@@ -294,7 +318,9 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
         for index, slug in enumerate(raw["profiles"]):
             if slug not in profiles:
                 raise CatalogError(
-                    teams_file, f"teams.{name}.profiles[{index}]", f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}"
+                    teams_file,
+                    f"teams.{name}.profiles[{index}]",
+                    f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}",
                 )
         teams[name] = Team(name, raw.get("display_name", name), tuple(raw["profiles"]), dict(raw.get("quotas", {})))
 
@@ -335,7 +361,9 @@ def choose_choices(profile: Profile, choices: Mapping[str, str] | None) -> dict[
             raise ValueError(f"profile '{profile.slug}' has no option '{name}'")
         if value not in profile.options[name]["choices"]:
             known = ", ".join(profile.options[name]["choices"])
-            raise ValueError(f"option '{name}' of profile '{profile.slug}' has no choice '{value}'; expected one of: {known}")
+            raise ValueError(
+                f"option '{name}' of profile '{profile.slug}' has no choice '{value}'; expected one of: {known}"
+            )
         chosen[name] = value
     return chosen
 

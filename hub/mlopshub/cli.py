@@ -39,8 +39,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_profiles_validate(args: argparse.Namespace) -> int:
     folder = Path(args.dir) if args.dir else from_env().catalog_dir
     loaded = catalog.load(folder)
-    print(f"{folder}: valid ({len(loaded.profiles)} profiles, {len(loaded.teams)} teams, "
-          f"{len(loaded.role_groups)} role groups)")
+    print(
+        f"{folder}: valid ({len(loaded.profiles)} profiles, {len(loaded.teams)} teams, "
+        f"{len(loaded.role_groups)} role groups)"
+    )
     return 0
 
 

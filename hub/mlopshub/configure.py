@@ -98,13 +98,36 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     c.JupyterHub.load_groups = access.seed_groups(cat, runtime.existing_group_properties)
     c.JupyterHub.custom_scopes = access.CUSTOM_SCOPES
     roles = access.roles(cat, services=[MLFLOW_SERVICE])
-    roles.append({"name": "mlopshub-admin-service", "scopes": ["admin:users", "admin:groups", "admin:servers",
-                  "admin:auth_state", "tokens", "read:roles", "list:services", "read:services"],
-                  "services": [ADMIN_SERVICE]})
-    roles.append({"name": "mlflow-service", "scopes": ["read:users:groups", "read:users:name", "list:users"],
-                  "services": [MLFLOW_SERVICE]})
-    roles.append({"name": "idle-culler", "scopes": ["list:users", "read:users:activity", "read:servers",
-                  "delete:servers"], "services": [CULLER_SERVICE]})
+    roles.append(
+        {
+            "name": "mlopshub-admin-service",
+            "scopes": [
+                "admin:users",
+                "admin:groups",
+                "admin:servers",
+                "admin:auth_state",
+                "tokens",
+                "read:roles",
+                "list:services",
+                "read:services",
+            ],
+            "services": [ADMIN_SERVICE],
+        }
+    )
+    roles.append(
+        {
+            "name": "mlflow-service",
+            "scopes": ["read:users:groups", "read:users:name", "list:users"],
+            "services": [MLFLOW_SERVICE],
+        }
+    )
+    roles.append(
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": [CULLER_SERVICE],
+        }
+    )
     c.JupyterHub.load_roles = roles
 
 
@@ -138,18 +161,29 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
         "display": True,
         "oauth_no_confirm": True,
         "command": [
-            sys.executable, "-m", "mlflow", "server",
-            "--app-name", "mlopshub",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "mlopshub",
             "--enable-workspaces",
-            "--backend-store-uri", f"sqlite:///{store / 'mlflow.sqlite'}",
-            "--artifacts-destination", str(store / "artifacts"),
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.sqlite'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
             "--serve-artifacts",
-            "--host", "127.0.0.1",
-            "--port", str(runtime.mlflow_port),
-            "--workers", "1",
-            "--static-prefix", f"/services/{MLFLOW_SERVICE}",
-            "--allowed-hosts", f"127.0.0.1:{runtime.mlflow_port},localhost:{runtime.mlflow_port},"
-                               f"{settings.ip}:{settings.port},localhost:{settings.port},127.0.0.1:{settings.port}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(runtime.mlflow_port),
+            "--workers",
+            "1",
+            "--static-prefix",
+            f"/services/{MLFLOW_SERVICE}",
+            "--allowed-hosts",
+            f"127.0.0.1:{runtime.mlflow_port},localhost:{runtime.mlflow_port},"
+            f"{settings.ip}:{settings.port},localhost:{settings.port},127.0.0.1:{settings.port}",
         ],
         "environment": {
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
@@ -164,16 +198,18 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
 
 def mlflow_auth_ini(settings: Settings, runtime: Runtime) -> str:
     """MLflow's auth config: our hub-token authorization function, no access outside team workspaces."""
-    return "\n".join([
-        "[mlflow]",
-        "default_permission = READ",
-        f"database_uri = sqlite:///{settings.mlflow_dir / 'auth.sqlite'}",
-        f"admin_username = {MLFLOW_ADMIN_NAME}",
-        f"admin_password = {runtime.mlflow_admin_password}",
-        "authorization_function = mlopshub.services.mlflow_auth:authenticate",
-        "grant_default_workspace_access = false",
-        "",
-    ])
+    return "\n".join(
+        [
+            "[mlflow]",
+            "default_permission = READ",
+            f"database_uri = sqlite:///{settings.mlflow_dir / 'auth.sqlite'}",
+            f"admin_username = {MLFLOW_ADMIN_NAME}",
+            f"admin_password = {runtime.mlflow_admin_password}",
+            "authorization_function = mlopshub.services.mlflow_auth:authenticate",
+            "grant_default_workspace_access = false",
+            "",
+        ]
+    )
 
 
 def apply_culler(settings: Settings) -> dict[str, Any] | None:
@@ -183,7 +219,9 @@ def apply_culler(settings: Settings) -> dict[str, Any] | None:
     return {
         "name": CULLER_SERVICE,
         "command": [
-            sys.executable, "-m", "jupyterhub_idle_culler",
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
             f"--timeout={settings.cull_timeout}",
             f"--cull-every={settings.cull_every}",
             "--concurrency=5",

@@ -96,9 +96,11 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
     """The runtime of the current start (ports from ``up``, or fresh ones when the hub is run directly)."""
     ensure_dirs(settings)
     state = settings.run_dir / "runtime.json"
-    ports = json.loads(state.read_text()) if state.exists() else {
-        "hub_port": free_port(), "proxy_api_port": free_port(), "mlflow_port": free_port()
-    }
+    ports = (
+        json.loads(state.read_text())
+        if state.exists()
+        else {"hub_port": free_port(), "proxy_api_port": free_port(), "mlflow_port": free_port()}
+    )
     runtime = Runtime(
         hub_port=ports["hub_port"],
         proxy_api_port=ports["proxy_api_port"],
@@ -182,15 +184,26 @@ def up(settings: Settings, foreground: bool = False) -> int:
         return 0
     check_can_start(settings)
     ensure_runtime(settings)
-    env = {**os.environ, "MLOPSHUB_DATA_DIR": str(settings.data_dir), "MLOPSHUB_PORT": str(settings.port),
-           "MLOPSHUB_CATALOG": str(settings.catalog_dir)}
+    env = {
+        **os.environ,
+        "MLOPSHUB_DATA_DIR": str(settings.data_dir),
+        "MLOPSHUB_PORT": str(settings.port),
+        "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+    }
     env.pop("MLOPSHUB_ADMIN_TOKEN", None)  # now in <data dir>/secrets; keep it out of child environments
     if foreground:
         os.chdir(settings.data_dir)
         os.execve(hub_command()[0], hub_command(), env)
     log = open(settings.logs_dir / "hub.log", "ab")
-    process = subprocess.Popen(hub_command(), cwd=settings.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        hub_command(),
+        cwd=settings.data_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_healthy(settings, process)
     except LaunchError:
@@ -245,8 +258,12 @@ def _stop_leftover(pid_file: Path) -> None:
 def status(settings: Settings) -> dict[str, Any]:
     """What runs: the hub, its services, the running workspaces."""
     pid = hub_pid(settings)
-    report: dict[str, Any] = {"url": settings.public_url, "data_dir": str(settings.data_dir), "hub_pid": pid,
-                              "running": bool(pid)}
+    report: dict[str, Any] = {
+        "url": settings.public_url,
+        "data_dir": str(settings.data_dir),
+        "hub_pid": pid,
+        "running": bool(pid),
+    }
     if not pid:
         return report
     headers = {"Authorization": f"token {admin_token(settings)}"}

@@ -86,20 +86,22 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
     prefix = f"{slug}--"
     for key, values in formdata.items():
         if key.startswith(prefix) and values:
-            options[key[len(prefix):]] = values[0]
+            options[key[len(prefix) :]] = values[0]
     return options
 
 
 def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gpu_available: bool) -> SpawnSettings:
     """Resolve ``user_options`` for the spawner's user, or raise an HTTP error naming the profile."""
     if not isinstance(user_options, dict):
-        raise web.HTTPError(400, "expected a JSON object such as {\"profile\": \"python-cpu\"}")
+        raise web.HTTPError(400, 'expected a JSON object such as {"profile": "python-cpu"}')
     entitled = entitlements_for(spawner, catalog)
     slug = user_options.get("profile")
     if not slug:
         runnable = allowed_profiles(catalog, entitled, gpu_available)
         if not runnable:
-            raise web.HTTPError(403, f"user '{spawner.user.name}' is in no team that may start a workspace; ask a platform admin")
+            raise web.HTTPError(
+                403, f"user '{spawner.user.name}' is in no team that may start a workspace; ask a platform admin"
+            )
         slug = next((p.slug for p in runnable if p.settings.get("default")), runnable[0].slug)
     if not isinstance(slug, str):
         raise web.HTTPError(400, f"profile: expected a profile slug, got {slug!r}")
@@ -145,9 +147,20 @@ def ensure_unix_user(name: str, home: Path) -> pwd.struct_passwd:
     except KeyError:
         pass
     subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
-         "--shell", "/usr/sbin/nologin", "--", name],
-        check=True, capture_output=True,
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            str(home),
+            "--shell",
+            "/usr/sbin/nologin",
+            "--",
+            name,
+        ],
+        check=True,
+        capture_output=True,
     )
     return pwd.getpwnam(name)
 
@@ -177,7 +190,9 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     user, every workspace runs as that user (homes are still separate folders).
     """
 
-    catalog = Instance(Catalog, help="The catalog profiles resolve against (set by mlopshub.configure).").tag(config=True)
+    catalog = Instance(Catalog, help="The catalog profiles resolve against (set by mlopshub.configure).").tag(
+        config=True
+    )
     gpu_available = Bool(False, help="Whether GPU profiles may start on this machine.").tag(config=True)
     homes_dir = Unicode(help="Folder that holds one home per user, e.g. <data dir>/homes.").tag(config=True)
     mlflow_url = Unicode(help="The MLflow service URL workspaces use, e.g. http://127.0.0.1:8000/services/mlflow.").tag(
@@ -195,7 +210,9 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         return Path(self.homes_dir) / self.user.name
 
     def _options_form_default(self) -> Callable[[Any], str]:
-        return lambda spawner: profile_form(spawner.catalog, entitlements_for(spawner, spawner.catalog), spawner.gpu_available)
+        return lambda spawner: profile_form(
+            spawner.catalog, entitlements_for(spawner, spawner.catalog), spawner.gpu_available
+        )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:  # type: ignore[override]
         """Read the profile form; the choice is checked by ``apply_user_options``."""
@@ -254,7 +271,9 @@ def make_apply_profile(catalog: Catalog, gpu_available: bool) -> Callable[[Any, 
 
     def apply_profile(spawner: Any, user_options: dict[str, Any]) -> None:
         spawner.resolved = resolve_for(spawner, catalog, user_options or {}, gpu_available)
-        spawner.log.info("%s: profile %s with %s", spawner._log_name, spawner.resolved.profile, spawner.resolved.choices)
+        spawner.log.info(
+            "%s: profile %s with %s", spawner._log_name, spawner.resolved.profile, spawner.resolved.choices
+        )
 
     return apply_profile
 

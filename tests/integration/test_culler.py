@@ -13,7 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_culler_stops_an_idle_server(tmp_path_factory, platform):
-    quick = Platform(reachable_dir(tmp_path_factory), extra_env={"MLOPSHUB_CULL_TIMEOUT": "20", "MLOPSHUB_CULL_EVERY": "5"}).up()
+    quick = Platform(
+        reachable_dir(tmp_path_factory), extra_env={"MLOPSHUB_CULL_TIMEOUT": "20", "MLOPSHUB_CULL_EVERY": "5"}
+    ).up()
     try:
         assert quick.port != platform.port  # two instances side by side
         quick.add_user("idle", "sme-credit")

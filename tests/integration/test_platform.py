@@ -114,10 +114,20 @@ def test_r_cell_runs_in_the_r_kernel(platform, bob_workspace):
     assert out.split() == ["4", "55"]
 
 
+WHO_AND_WHERE = """
+import os, pwd, stat
+home_mode = oct(stat.S_IMODE(os.stat(os.environ["HOME"]).st_mode))
+print(pwd.getpwuid(os.getuid()).pw_name, home_mode, os.getcwd())
+"""
+
+MLFLOW_ENV = """
+import os
+print(*(os.environ[name] for name in ("MLFLOW_TRACKING_URI", "MLFLOW_WORKSPACE", "MLOPSHUB_PROFILE", "MEM_LIMIT")))
+"""
+
+
 def test_workspace_runs_as_its_own_unix_user_with_private_home(platform, alice_workspace):
-    out = platform.execute("alice", alice_workspace,
-                           "import os, pwd, stat; print(pwd.getpwuid(os.getuid()).pw_name, oct(stat.S_IMODE(os.stat(os.environ['HOME']).st_mode)), os.getcwd())")
-    user, mode, cwd = out.split()
+    user, mode, cwd = platform.execute("alice", alice_workspace, WHO_AND_WHERE).split()
     if os.geteuid() == 0:
         assert user == "jupyter-alice"
     assert mode == "0o700"
@@ -125,8 +135,7 @@ def test_workspace_runs_as_its_own_unix_user_with_private_home(platform, alice_w
 
 
 def test_workspace_environment_points_mlflow_at_the_team_workspace(platform, alice_workspace):
-    out = platform.execute("alice", alice_workspace,
-                           "import os; print(os.environ['MLFLOW_TRACKING_URI'], os.environ['MLFLOW_WORKSPACE'], os.environ['MLOPSHUB_PROFILE'], os.environ['MEM_LIMIT'])")
+    out = platform.execute("alice", alice_workspace, MLFLOW_ENV)
     assert out.split() == [f"{platform.url}/services/mlflow", "sme-credit", "python-cpu", str(4 * 10**9)]
 
 
@@ -152,7 +161,9 @@ def mlflow_get(platform, path, token=None, workspace=None, **params):
         headers["Authorization"] = f"Bearer {token}"
     if workspace:
         headers["X-MLFLOW-WORKSPACE"] = workspace
-    return requests.get(f"{platform.url}/services/mlflow/api/2.0/mlflow/{path}", headers=headers, params=params, timeout=30)
+    return requests.get(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/{path}", headers=headers, params=params, timeout=30
+    )
 
 
 def test_notebook_run_lands_in_the_team_workspace(platform, alice_run):
@@ -169,28 +180,40 @@ def test_other_team_cannot_read_the_run(platform, alice_run, bob, workspace):
     run_id, experiment_id = alice_run
     token = platform.token_for("bob")
     assert mlflow_get(platform, "runs/get", token, workspace, run_id=run_id).status_code in (403, 404)
-    assert mlflow_get(platform, "experiments/get", token, workspace, experiment_id=experiment_id).status_code in (403, 404)
+    assert mlflow_get(platform, "experiments/get", token, workspace, experiment_id=experiment_id).status_code in (
+        403,
+        404,
+    )
 
 
 def test_other_team_cannot_find_the_experiment_by_name_or_search(platform, alice_run, bob):
     token = platform.token_for("bob")
     by_name = mlflow_get(platform, "experiments/get-by-name", token, "sme-credit", experiment_name="credit-default")
     assert by_name.status_code in (403, 404)
-    search = requests.post(f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/search",
-                           headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
-                           json={"experiment_ids": [alice_run[1]]}, timeout=30)
+    search = requests.post(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/search",
+        headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
+        json={"experiment_ids": [alice_run[1]]},
+        timeout=30,
+    )
     assert search.status_code == 403 or search.json().get("runs", []) == []
 
 
 def test_other_team_cannot_write_into_the_team_workspace(platform, alice_run, bob):
     token = platform.token_for("bob")
-    response = requests.post(f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/log-metric",
-                             headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
-                             json={"run_id": alice_run[0], "key": "auc", "value": 0.1, "timestamp": 0}, timeout=30)
+    response = requests.post(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/log-metric",
+        headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
+        json={"run_id": alice_run[0], "key": "auc", "value": 0.1, "timestamp": 0},
+        timeout=30,
+    )
     assert response.status_code in (403, 404)
-    create = requests.post(f"{platform.url}/services/mlflow/api/2.0/mlflow/experiments/create",
-                           headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
-                           json={"name": "intruder"}, timeout=30)
+    create = requests.post(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/experiments/create",
+        headers={"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": "sme-credit"},
+        json={"name": "intruder"},
+        timeout=30,
+    )
     assert create.status_code == 403
 
 
@@ -213,7 +236,9 @@ def test_leaving_the_team_removes_mlflow_access(platform, alice_run):
     status = 200
     while time.monotonic() < deadline and status == 200:
         time.sleep(5)
-        status = mlflow_get(platform, "runs/get", platform.token_for("erin"), "sme-credit", run_id=alice_run[0]).status_code
+        status = mlflow_get(
+            platform, "runs/get", platform.token_for("erin"), "sme-credit", run_id=alice_run[0]
+        ).status_code
     assert status in (403, 404)
 
 

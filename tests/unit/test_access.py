@@ -18,7 +18,10 @@ def sample() -> catalog.Catalog:
     [
         ({}, []),
         ({"sme-credit": {"profiles": ["python-cpu", "python-gpu"]}}, ["python-cpu", "python-gpu"]),
-        ({"sme-credit": {"profiles": ["python-cpu"]}, "retail-scoring": {"profiles": ["r-cpu"]}}, ["python-cpu", "r-cpu"]),
+        (
+            {"sme-credit": {"profiles": ["python-cpu"]}, "retail-scoring": {"profiles": ["r-cpu"]}},
+            ["python-cpu", "r-cpu"],
+        ),
         # typed by an admin in the admin UI as a comma-separated string
         ({"sme-credit": {"profiles": "r-cpu, python-cpu"}}, ["python-cpu", "r-cpu"]),
         ({"model-validators": {}}, []),

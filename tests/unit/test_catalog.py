@@ -17,7 +17,9 @@ def sample() -> catalog.Catalog:
 
 
 def write_catalog(tmp_path: Path, profiles_yaml: str | None = None, teams_yaml: str | None = None) -> Path:
-    (tmp_path / "profiles.yaml").write_text(profiles_yaml if profiles_yaml is not None else (SAMPLE / "profiles.yaml").read_text())
+    (tmp_path / "profiles.yaml").write_text(
+        profiles_yaml if profiles_yaml is not None else (SAMPLE / "profiles.yaml").read_text()
+    )
     (tmp_path / "teams.yaml").write_text(teams_yaml if teams_yaml is not None else (SAMPLE / "teams.yaml").read_text())
     return tmp_path
 
@@ -41,22 +43,53 @@ def test_sample_catalog_has_the_four_profiles_and_two_teams(sample):
 @pytest.mark.parametrize(
     ("file", "change", "where", "expected"),
     [
-        ("profiles.yaml", lambda d: d["profiles"][0]["memory"].update(limit="-1G"), "profiles[0].memory.limit", "positive size"),
+        (
+            "profiles.yaml",
+            lambda d: d["profiles"][0]["memory"].update(limit="-1G"),
+            "profiles[0].memory.limit",
+            "positive size",
+        ),
         ("profiles.yaml", lambda d: d["profiles"][0].update(colour="blue"), "profiles[0]", "unknown key 'colour'"),
         ("profiles.yaml", lambda d: d["profiles"][1].update(gpu=-1), "profiles[1].gpu", "whole number of GPUs"),
-        ("profiles.yaml", lambda d: d["profiles"][0]["cpu"].update(limit=0), "profiles[0].cpu.limit", "positive number of CPUs"),
-        ("profiles.yaml", lambda d: d["profiles"][0].update(kernels=["julia"]), "profiles[0].kernels[0]", "python3, ir"),
-        ("profiles.yaml", lambda d: d["profiles"][0]["memory"].update(guarantee="8G", limit="4G"),
-         "profiles[0].memory.limit", "at least the guarantee"),
-        ("profiles.yaml", lambda d: d["profiles"][0]["options"]["size"]["choices"]["large"]["override"]["memory"].update(limit="1G"),
-         "profiles[0].options.size.choices.large.override.memory.limit", "at least the guarantee"),
+        (
+            "profiles.yaml",
+            lambda d: d["profiles"][0]["cpu"].update(limit=0),
+            "profiles[0].cpu.limit",
+            "positive number of CPUs",
+        ),
+        (
+            "profiles.yaml",
+            lambda d: d["profiles"][0].update(kernels=["julia"]),
+            "profiles[0].kernels[0]",
+            "python3, ir",
+        ),
+        (
+            "profiles.yaml",
+            lambda d: d["profiles"][0]["memory"].update(guarantee="8G", limit="4G"),
+            "profiles[0].memory.limit",
+            "at least the guarantee",
+        ),
+        (
+            "profiles.yaml",
+            lambda d: d["profiles"][0]["options"]["size"]["choices"]["large"]["override"]["memory"].update(limit="1G"),
+            "profiles[0].options.size.choices.large.override.memory.limit",
+            "at least the guarantee",
+        ),
         ("profiles.yaml", lambda d: d["profiles"][1].update(slug="python-cpu"), "profiles[1].slug", "unique slug"),
         ("profiles.yaml", lambda d: d["profiles"][0].pop("image"), "profiles[0]", "'image' is required"),
-        ("teams.yaml", lambda d: d["teams"]["sme-credit"]["profiles"].append("julia-cpu"),
-         "teams.sme-credit.profiles[2]", "unknown profile slug 'julia-cpu'"),
+        (
+            "teams.yaml",
+            lambda d: d["teams"]["sme-credit"]["profiles"].append("julia-cpu"),
+            "teams.sme-credit.profiles[2]",
+            "unknown profile slug 'julia-cpu'",
+        ),
         ("teams.yaml", lambda d: d["teams"].update({"Bad Team": {"profiles": []}}), "teams", "lower-case name"),
-        ("teams.yaml", lambda d: d["role_groups"]["model-validators"].update(role="god"),
-         "role_groups.model-validators.role", "model-validator, platform-admin"),
+        (
+            "teams.yaml",
+            lambda d: d["role_groups"]["model-validators"].update(role="god"),
+            "role_groups.model-validators.role",
+            "model-validator, platform-admin",
+        ),
         ("teams.yaml", lambda d: d.update(quotas={}), "quotas", "unknown key"),
     ],
 )
@@ -96,7 +129,13 @@ def test_missing_folder_is_an_error(tmp_path):
     ("entitled", "slug", "choices", "gpu", "expected"),
     [
         (["python-cpu"], "python-cpu", None, False, {"mem_limit": "4G", "cpu_limit": 2, "kernels": ("python3",)}),
-        (["python-cpu"], "python-cpu", {"size": "large"}, False, {"mem_limit": "16G", "cpu_limit": 4, "mem_guarantee": "8G"}),
+        (
+            ["python-cpu"],
+            "python-cpu",
+            {"size": "large"},
+            False,
+            {"mem_limit": "16G", "cpu_limit": 4, "mem_guarantee": "8G"},
+        ),
         (["r-cpu"], "r-cpu", None, False, {"kernels": ("ir", "python3"), "default_kernel": "ir", "gpu": 0}),
         (["python-gpu"], "python-gpu", None, True, {"gpu": 1, "node_selector": {"mlopshub.io/node-pool": "gpu"}}),
     ],
@@ -126,7 +165,10 @@ def test_resolve_refuses_and_names_the_profile(sample, entitled, slug, gpu, mess
 
 @pytest.mark.parametrize(
     ("choices", "message"),
-    [({"colour": "red"}, "has no option 'colour'"), ({"size": "huge"}, "has no choice 'huge'; expected one of: small, large")],
+    [
+        ({"colour": "red"}, "has no option 'colour'"),
+        ({"size": "huge"}, "has no choice 'huge'; expected one of: small, large"),
+    ],
 )
 def test_resolve_refuses_unknown_options(sample, choices, message):
     with pytest.raises(ValueError, match=message):
@@ -136,7 +178,11 @@ def test_resolve_refuses_unknown_options(sample, choices, message):
 def test_gpu_profiles_hidden_without_gpu(sample):
     entitled = list(sample.teams["retail-scoring"].profiles)
     assert [p.slug for p in catalog.allowed_profiles(sample, entitled, gpu_available=False)] == ["python-cpu", "r-cpu"]
-    assert [p.slug for p in catalog.allowed_profiles(sample, entitled, gpu_available=True)] == ["python-cpu", "r-cpu", "r-gpu"]
+    assert [p.slug for p in catalog.allowed_profiles(sample, entitled, gpu_available=True)] == [
+        "python-cpu",
+        "r-cpu",
+        "r-gpu",
+    ]
 
 
 @pytest.mark.parametrize(("text", "size"), [("512M", 512 * 10**6), ("4G", 4 * 10**9), ("2Gi", 2 * 2**30), ("100", 100)])

@@ -18,7 +18,9 @@ def test_validate_sample_catalog_exits_zero():
 
 
 def test_validate_bad_catalog_exits_nonzero_naming_file_and_key(tmp_path):
-    (tmp_path / "profiles.yaml").write_text((REPO / "profiles" / "profiles.yaml").read_text().replace("limit: 4G", "limit: -4G", 1))
+    (tmp_path / "profiles.yaml").write_text(
+        (REPO / "profiles" / "profiles.yaml").read_text().replace("limit: 4G", "limit: -4G", 1)
+    )
     (tmp_path / "teams.yaml").write_text((REPO / "profiles" / "teams.yaml").read_text())
     result = mlopshub("profiles", "validate", str(tmp_path))
     assert result.returncode == 1

@@ -72,7 +72,9 @@ def _token_from_request() -> str | None:
 
 
 def _unauthorized(message: str) -> Response:
-    return Response(message + "\n", status=401, mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="mlopshub"'})
+    return Response(
+        message + "\n", status=401, mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="mlopshub"'}
+    )
 
 
 def _groups_of(model: dict) -> list[str]:
