@@ -57,7 +57,7 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install system-test-packages ## Every test: unit, integration (real platform), browser
+test: install system-test-packages lint ## Every test: lint, unit, integration (real platform), browser
 	$(BIN)/python -m pytest tests -ra
 
 test-unit: $(VENV)/.installed
