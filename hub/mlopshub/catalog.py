@@ -41,18 +41,9 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "options": {},
 }
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?)?$")
-_UNITS = {
-    None: 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT])?$")
+#: As JupyterHub's ByteSpecification (and so KubeSpawner) reads sizes: powers of 1024.
+_UNITS = {None: 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 class CatalogError(ValueError):
@@ -75,7 +66,7 @@ class ProfileNotAllowed(PermissionError):
 
 
 def parse_quantity(value: str) -> int:
-    """Bytes in a Kubernetes-style size such as ``'4G'`` or ``'512Mi'``."""
+    """Bytes in a size such as ``'4G'`` or ``'512M'``, read as JupyterHub reads ``mem_limit``."""
     match = _QUANTITY.match(str(value))
     if not match:
         raise ValueError(f"not a size: {value!r}")

@@ -46,6 +46,24 @@ def _cmd_profiles_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profiles_render(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import yaml
+    from tornado.web import HTTPError
+
+    from . import kubernetes
+
+    loaded = catalog.load(Path(args.dir) if args.dir else from_env().catalog_dir)
+    choices = dict(choice.split("=", 1) for choice in args.option)
+    try:
+        manifests = asyncio.run(kubernetes.render(loaded, args.team, args.profile, args.user, choices))
+    except HTTPError as error:
+        raise ValueError(f"team '{args.team}': {error.log_message}") from None
+    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
+    return 0
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     lists = {"pip": environment.pip_requirements, "debian": environment.debian_packages}
     print("\n".join(lists[args.what]()))
@@ -70,6 +88,15 @@ def parser() -> argparse.ArgumentParser:
     validate = profile_commands.add_parser("validate", help="check a catalog folder (default: profiles/)")
     validate.add_argument("dir", nargs="?", help="catalog folder")
     validate.set_defaults(func=_cmd_profiles_validate)
+    render = profile_commands.add_parser(
+        "render", help="print the Pod and PVC manifests KubeSpawner would create (no cluster needed)"
+    )
+    render.add_argument("--team", required=True, help="the user's team (a catalog team)")
+    render.add_argument("--profile", required=True, help="profile slug")
+    render.add_argument("--user", required=True, help="hub user name")
+    render.add_argument("--option", action="append", default=[], metavar="NAME=CHOICE", help="a profile option choice")
+    render.add_argument("--dir", help="catalog folder (default: profiles/)")
+    render.set_defaults(func=_cmd_profiles_render)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
     env.add_argument("what", choices=["pip", "debian"], help="pip requirements, or the Debian packages for R")

@@ -163,8 +163,7 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
         "command": [
             sys.executable,
             "-m",
-            "mlflow",
-            "server",
+            "mlopshub.services.mlflow_server",
             "--app-name",
             "mlopshub",
             "--enable-workspaces",

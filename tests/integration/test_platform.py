@@ -136,7 +136,7 @@ def test_workspace_runs_as_its_own_unix_user_with_private_home(platform, alice_w
 
 def test_workspace_environment_points_mlflow_at_the_team_workspace(platform, alice_workspace):
     out = platform.execute("alice", alice_workspace, MLFLOW_ENV)
-    assert out.split() == [f"{platform.url}/services/mlflow", "sme-credit", "python-cpu", str(4 * 10**9)]
+    assert out.split() == [f"{platform.url}/services/mlflow", "sme-credit", "python-cpu", str(4 * 2**30)]
 
 
 LOG_RUN = """

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mlopshub import catalog
 from mlopshub.catalog import CatalogError, ProfileNotAllowed
 
@@ -185,7 +186,9 @@ def test_gpu_profiles_hidden_without_gpu(sample):
     ]
 
 
-@pytest.mark.parametrize(("text", "size"), [("512M", 512 * 10**6), ("4G", 4 * 10**9), ("2Gi", 2 * 2**30), ("100", 100)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5G", int(1.5 * 2**30)), ("100", 100)]
+)
 def test_parse_quantity(text, size):
     assert catalog.parse_quantity(text) == size
 

@@ -1,0 +1,37 @@
+"""Run ``mlflow server`` with its web server in place of the CLI process.
+
+``mlflow server`` prepares the stores, then starts uvicorn as a child and
+waits for it: two Python processes with MLflow imported, about 310 MB each
+here. With job execution off (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``),
+the parent does nothing after the start, so this entry point has the CLI
+exec uvicorn instead of spawning it: one process, the same server, half the
+memory. Arguments are those of ``mlflow server``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+
+def _exec_in_place(cmd: Sequence[str], *, extra_env: Mapping[str, str] | None = None, **_: Any) -> NoReturn:
+    os.execvpe(cmd[0], list(cmd), {**os.environ, **(extra_env or {})})
+
+
+def main() -> None:
+    """``python -m mlopshub.services.mlflow_server <mlflow server arguments>``."""
+    import mlflow.server
+    from mlflow.cli import cli
+
+    if os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "").lower() != "false":
+        sys.exit(
+            "mlopshub's MLflow service runs without MLflow's job runner: set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
+        )
+    mlflow.server._exec_cmd = _exec_in_place  # the one call left in `_run_server` starts the web server
+    cli.main(args=["server", *sys.argv[1:]], prog_name="mlflow server")
+
+
+if __name__ == "__main__":
+    main()
