@@ -77,13 +77,18 @@ def entitled_profiles(catalog: Catalog, groups: Mapping[str, Mapping[str, Any]])
     """Profile slugs a user in ``groups`` (name -> properties) may use, in catalog order.
 
     Platform admins may use every profile; everyone else gets the union of
-    their teams' ``profiles`` properties.
+    their teams' ``profiles`` properties, or of the catalog's entitlement for
+    a team whose group has no such property (as when the IdP manages groups).
     """
     if any(catalog.role_groups.get(name) and catalog.role_groups[name].role == "platform-admin" for name in groups):
         return list(catalog.profiles)
     wanted: set[str] = set()
-    for properties in groups.values():
-        wanted.update(_as_list((properties or {}).get(PROFILES_PROPERTY, [])))
+    for name, properties in groups.items():
+        if PROFILES_PROPERTY in (properties or {}):
+            wanted.update(_as_list(properties[PROFILES_PROPERTY]))
+        elif name in catalog.teams:
+            # Not seeded (groups managed by the IdP): the catalog's entitlement applies.
+            wanted.update(catalog.teams[name].profiles)
     return [slug for slug in catalog.profiles if slug in wanted]
 
 

@@ -9,6 +9,7 @@ against a bare ``traitlets.config.Config``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class Runtime:
     admin_token: str
     mlflow_admin_password: str
     mlflow_secret_key: str
+    crypt_key: str
+    mlflow_service_token: str = ""
     existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -74,18 +77,19 @@ def _proxy_command() -> str | None:
     return str(local) if local.exists() else None
 
 
-def apply_auth(settings: Settings, c: Config) -> None:
-    """Passwords on one machine (NativeAuthenticator); OIDC when an issuer is set."""
-    c.Authenticator.admin_users = {settings.admin_user}
-    # Everyone who can sign in may use the hub; what they may start is up to their teams.
-    c.Authenticator.allow_all = True
-    c.LocalAuthenticator.create_system_users = False
+def apply_auth(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
+    """OIDC when an issuer is set (in both modes); passwords kept by the hub otherwise."""
+    if runtime.crypt_key:  # on Kubernetes, JUPYTERHUB_CRYPT_KEY comes from a secret
+        c.CryptKeeper.keys = [bytes.fromhex(runtime.crypt_key)]
     if settings.oidc_issuer:
         from .oidc import apply_oidc
 
-        apply_oidc(settings, c)
+        apply_oidc(settings, cat, c)
         return
     c.JupyterHub.authenticator_class = "mlopshub.auth.LocalAuthenticator"
+    c.Authenticator.admin_users = {settings.admin_user}
+    # Everyone an admin authorized may sign in; what they may start is up to their teams.
+    c.Authenticator.allow_all = True
     c.NativeAuthenticator.open_signup = False
     c.NativeAuthenticator.minimum_password_length = 10
     c.NativeAuthenticator.check_common_password = True
@@ -95,7 +99,10 @@ def apply_auth(settings: Settings, c: Config) -> None:
 
 def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
     """Teams as groups (entitlements seeded into group properties), roles and custom scopes."""
-    c.JupyterHub.load_groups = access.seed_groups(cat, runtime.existing_group_properties)
+    if not settings.oidc_issuer:
+        # With OIDC the IdP manages groups (JupyterHub then refuses load_groups): the
+        # catalog's entitlements apply until an admin sets a group's properties.
+        c.JupyterHub.load_groups = access.seed_groups(cat, runtime.existing_group_properties)
     c.JupyterHub.custom_scopes = access.CUSTOM_SCOPES
     roles = access.roles(cat, services=[MLFLOW_SERVICE])
     roles.append(
@@ -228,12 +235,22 @@ def apply_culler(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
-    """Configure ``c`` for mlopshub; raises :class:`catalog.CatalogError` on a bad catalog."""
-    cat = catalog.load(settings.catalog_dir)
+def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
+    """On the Zero to JupyterHub chart: the chart owns addresses, database, proxy and culling."""
+    from .kubernetes import apply_kubernetes
+
+    mlflow_url = os.environ.get("MLOPSHUB_MLFLOW_URL", "http://mlflow:5000")
+    apply_kubernetes(cat, f"{settings.public_url}/services/{MLFLOW_SERVICE}", c)
+    existing = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, "display": True, "oauth_no_confirm": True}
+    if runtime.mlflow_service_token:
+        mlflow["api_token"] = runtime.mlflow_service_token
+    c.JupyterHub.services = [*existing, mlflow]
+
+
+def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
+    """One machine: addresses, local spawner, MLflow and the culler as hub-managed services."""
     apply_hub(settings, runtime, c)
-    apply_auth(settings, c)
-    apply_access(settings, runtime, cat, c)
     apply_local_spawner(settings, cat, c)
     services = [
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token, "display": False},
@@ -243,30 +260,62 @@ def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
     if culler:
         services.append(culler)
     c.JupyterHub.services = services
+
+
+def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
+    """Configure ``c`` for mlopshub; raises :class:`catalog.CatalogError` on a bad catalog."""
+    cat = catalog.load(settings.catalog_dir)
+    if settings.mode == "kubernetes":
+        apply_kubernetes_mode(settings, runtime, cat, c)
+    else:
+        apply_local_mode(settings, runtime, cat, c)
+    apply_auth(settings, runtime, cat, c)
+    apply_access(settings, runtime, cat, c)
     return c
 
 
-def existing_group_properties(db_path: Path) -> dict[str, dict[str, Any]]:
+def existing_group_properties(db_url: str) -> dict[str, dict[str, Any]]:
     """Group properties as the hub database holds them now (empty on a first start)."""
-    if not db_path.exists():
-        return {}
-    import sqlite3
+    import sqlalchemy
 
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-        try:
-            rows = db.execute("SELECT name, properties FROM groups").fetchall()
-        except sqlite3.OperationalError:
-            return {}
-    return {name: json.loads(props or "{}") for name, props in rows}
+    if db_url.startswith("sqlite:///") and not Path(db_url.removeprefix("sqlite:///")).exists():
+        return {}
+    engine = sqlalchemy.create_engine(db_url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(sqlalchemy.text("SELECT name, properties FROM groups")).fetchall()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return {}
+    finally:
+        engine.dispose()
+    return {name: (json.loads(props) if isinstance(props, str) else props) or {} for name, props in rows}
+
+
+def kubernetes_runtime(existing: dict[str, dict[str, Any]]) -> Runtime:
+    """On Kubernetes the chart and its secrets provide ports and keys; only service tokens come from env."""
+    return Runtime(
+        hub_port=0,
+        proxy_api_port=0,
+        mlflow_port=0,
+        admin_token="",
+        mlflow_admin_password="",
+        mlflow_secret_key="",
+        crypt_key="",
+        mlflow_service_token=os.environ.get("MLOPSHUB_MLFLOW_SERVICE_TOKEN", ""),
+        existing_group_properties=existing,
+    )
 
 
 def configure(c: Config) -> Config:
-    """Entry point for ``jupyterhub_config.py``: read settings and the runtime, apply."""
+    """Entry point for ``jupyterhub_config.py`` and z2jh's ``hub.extraConfig``."""
+    settings = from_env()
+    if settings.mode == "kubernetes":
+        db_url = c.JupyterHub.db_url if "db_url" in c.JupyterHub else "sqlite:///jupyterhub.sqlite"
+        return apply(settings, kubernetes_runtime(existing_group_properties(db_url)), c)
     from .launcher import load_runtime
 
-    settings = from_env()
-    runtime = load_runtime(settings, existing_group_properties(settings.data_dir / "jupyterhub.sqlite"))
-    return apply(settings, runtime, c)
+    db_url = f"sqlite:///{settings.data_dir / 'jupyterhub.sqlite'}"
+    return apply(settings, load_runtime(settings, existing_group_properties(db_url)), c)
 
 
 __all__ = ["Runtime", "apply", "configure", "existing_group_properties", "mlflow_auth_ini"]

@@ -108,6 +108,7 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
         admin_token=ensure_secret(settings.secrets_dir / "admin-token", os.environ.get("MLOPSHUB_ADMIN_TOKEN")),
         mlflow_admin_password=ensure_secret(settings.secrets_dir / "mlflow-admin-password"),
         mlflow_secret_key=ensure_secret(settings.secrets_dir / "mlflow-secret-key"),
+        crypt_key=ensure_secret(settings.secrets_dir / "auth-state-key"),
         existing_group_properties=existing_group_properties or {},
     )
     _write_private(settings.secrets_dir / "mlflow-auth.ini", mlflow_auth_ini(settings, runtime))

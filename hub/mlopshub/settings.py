@@ -41,10 +41,13 @@ class Settings:
     #: OIDC client id and secret (the secret is read from a file when it names one).
     oidc_client_id: str
     oidc_client_secret: str
-    #: Which ID-token claim holds the user's groups.
+    #: Which userinfo claim holds the user's groups, and which their user name.
     oidc_groups_claim: str
+    oidc_username_claim: str
     #: IdP groups whose members become hub admins.
     oidc_admin_groups: tuple[str, ...]
+    #: The URL users reach the hub at, when not http://<ip>:<port> (behind a load balancer, on Kubernetes).
+    public_url_override: str = ""
 
     @property
     def secrets_dir(self) -> Path:
@@ -68,7 +71,7 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+        return self.public_url_override or f"http://{self.ip}:{self.port}"
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -107,6 +110,8 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         oidc_client_id=env.get("MLOPSHUB_OIDC_CLIENT_ID", ""),
         oidc_client_secret=env.get("MLOPSHUB_OIDC_CLIENT_SECRET", ""),
         oidc_groups_claim=env.get("MLOPSHUB_OIDC_GROUPS_CLAIM", "groups"),
+        oidc_username_claim=env.get("MLOPSHUB_OIDC_USERNAME_CLAIM", "preferred_username"),
+        public_url_override=env.get("MLOPSHUB_PUBLIC_URL", "").rstrip("/"),
         oidc_admin_groups=_list(env.get("MLOPSHUB_OIDC_ADMIN_GROUPS", "platform-admins")),
     )
 

@@ -64,7 +64,8 @@ def profile_form(catalog: Catalog, entitlements: list[str], gpu_available: bool)
     if not profiles:
         return (
             '<div class="alert alert-warning" id="mlopshub-no-profiles">You are not in a team that may start a '
-            "workspace. Ask a platform admin to add you to your team.</div>"
+            "workspace. Ask for access to your team: a platform admin adds you, or your team's group in the "
+            "bank's directory does.</div>"
         )
     default = next((p.slug for p in profiles if p.settings.get("default")), profiles[0].slug)
     rows = []

@@ -41,4 +41,4 @@ def test_user_without_team_is_told_to_ask_for_access(page, platform):
     password = platform.add_user("ivan", None)
     sign_in(page, platform, "ivan", password)
     page.wait_for_url(re.compile(r".*/hub/spawn.*"))
-    assert "Ask a platform admin to add you to your team" in page.locator("#mlopshub-no-profiles").inner_text()
+    assert "Ask for access to your team" in page.locator("#mlopshub-no-profiles").inner_text()

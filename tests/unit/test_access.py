@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from mlopshub import access, catalog
 
 SAMPLE = Path(__file__).resolve().parents[2] / "profiles"
@@ -27,6 +28,9 @@ def sample() -> catalog.Catalog:
         ({"model-validators": {}}, []),
         ({"platform-admins": {}}, ["python-cpu", "python-gpu", "r-cpu", "r-gpu"]),
         ({"sme-credit": {"profiles": ["no-such-profile"]}}, []),
+        # groups managed by the IdP carry no properties: the catalog's entitlement applies
+        ({"retail-scoring": {}}, ["python-cpu", "r-cpu", "r-gpu"]),
+        ({"sme-credit": {"profiles": []}}, []),
     ],
 )
 def test_entitled_profiles_follow_group_properties(sample, groups, expected):
