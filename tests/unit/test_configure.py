@@ -1,0 +1,169 @@
+"""configure.apply against a bare traitlets Config: one small test per concern (TLJH's habit)."""
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from oidc_provider_mock import run_server_in_thread
+from traitlets.config import Config
+
+from mlopshub import settings
+from mlopshub.oidc import DiscoveryError
+
+# The package exports the configure() function under the module's name.
+configure = importlib.import_module("mlopshub.configure")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def local(tmp_path) -> settings.Settings:
+    return settings.from_env({"MLOPSHUB_DATA_DIR": str(tmp_path), "MLOPSHUB_PORT": "8123", "MLOPSHUB_GPU": "no"})
+
+
+RUNTIME = configure.Runtime(
+    hub_port=10001,
+    proxy_api_port=10002,
+    mlflow_port=10003,
+    admin_token="a" * 48,
+    mlflow_admin_password="p",
+    mlflow_secret_key="s",
+    crypt_key="00" * 32,
+)
+
+
+def apply(s: settings.Settings, runtime: configure.Runtime = RUNTIME, c: Config | None = None) -> Config:
+    return configure.apply(s, runtime, c or Config())
+
+
+def services(c: Config) -> dict[str, dict]:
+    return {service["name"]: service for service in c.JupyterHub.services}
+
+
+def test_local_mode_serves_the_public_port_and_picked_internal_ports(local):
+    c = apply(local)
+    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("127.0.0.1", 8123, 10001)
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:10002"
+    assert c.JupyterHub.db_url == f"sqlite:///{local.data_dir / 'jupyterhub.sqlite'}"
+
+
+def test_local_mode_uses_the_catalog_spawner_and_refusal_hook(local):
+    c = apply(local)
+    assert c.JupyterHub.spawner_class == "mlopshub.spawners.LocalWorkspaceSpawner"
+    assert callable(c.Spawner.apply_user_options)
+    assert c.LocalWorkspaceSpawner.mlflow_url == "http://127.0.0.1:8123/services/mlflow"
+    assert "access:services!service=mlflow" in c.Spawner.server_token_scopes
+
+
+def test_mlflow_service_runs_lean_with_team_workspaces(local):
+    mlflow = services(apply(local))["mlflow"]
+    command = mlflow["command"]
+    assert command[1:3] == ["-m", "mlopshub.services.mlflow_server"]
+    assert command[command.index("--app-name") + 1] == "mlopshub"
+    assert "--enable-workspaces" in command and command[command.index("--workers") + 1] == "1"
+    assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert mlflow["url"] == "http://127.0.0.1:10003"
+
+
+def test_admin_token_is_a_service_token_not_in_any_command(local):
+    c = apply(local)
+    assert services(c)["mlopshub-admin"]["api_token"] == RUNTIME.admin_token
+    assert all(RUNTIME.admin_token not in " ".join(s.get("command", [])) for s in c.JupyterHub.services)
+
+
+@pytest.mark.parametrize(("timeout", "present"), [("600", True), ("0", False)])
+def test_culler_runs_only_with_a_timeout(tmp_path, timeout, present):
+    s = settings.from_env({"MLOPSHUB_DATA_DIR": str(tmp_path), "MLOPSHUB_CULL_TIMEOUT": timeout})
+    culler = services(apply(s)).get("idle-culler")
+    assert (culler is not None) == present
+    if culler:
+        assert "--timeout=600" in culler["command"]
+
+
+def test_groups_seeded_and_roles_defined(local):
+    c = apply(local)
+    assert c.JupyterHub.load_groups["sme-credit"]["properties"]["profiles"] == ["python-cpu", "python-gpu"]
+    assert set(c.JupyterHub.custom_scopes) >= {"custom:mlopshub:publish", "custom:mlopshub:approve"}
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert roles["idle-culler"]["services"] == ["idle-culler"]
+    assert roles["team-retail-scoring"]["groups"] == ["retail-scoring"]
+
+
+def test_local_passwords_by_default(local):
+    c = apply(local)
+    assert c.JupyterHub.authenticator_class == "mlopshub.auth.LocalAuthenticator"
+    assert c.Authenticator.admin_users == {"admin"}
+    assert c.NativeAuthenticator.open_signup is False
+
+
+def test_invalid_catalog_refuses_to_configure(local, tmp_path):
+    (tmp_path / "teams.yaml").write_text("teams: {x1: {profiles: [nope]}}\nprofiles: []\n")
+    from mlopshub.catalog import CatalogError
+
+    with pytest.raises(CatalogError):
+        apply(replace(local, catalog_dir=tmp_path))
+
+
+def test_oidc_reads_endpoints_from_the_providers_discovery_document(local):
+    with run_server_in_thread() as server:
+        issuer = f"http://localhost:{server.server_port}"
+        c = apply(replace(local, oidc_issuer=issuer, oidc_client_id="hub", oidc_client_secret="s"))
+    assert c.JupyterHub.authenticator_class == "mlopshub.oidc.OIDCAuthenticator"
+    assert c.OIDCAuthenticator.authorize_url == f"{issuer}/oauth2/authorize"
+    assert c.OIDCAuthenticator.token_url == f"{issuer}/oauth2/token"
+    assert c.OIDCAuthenticator.userdata_url == f"{issuer}/userinfo"
+    assert c.OIDCAuthenticator.manage_groups is True
+    assert c.OIDCAuthenticator.allowed_groups == {"sme-credit", "retail-scoring", "model-validators", "platform-admins"}
+    assert c.OIDCAuthenticator.admin_groups == {"platform-admins"}
+    assert "load_groups" not in c.JupyterHub  # the IdP manages groups
+
+
+def test_oidc_without_reachable_provider_names_the_discovery_url(local):
+    with pytest.raises(DiscoveryError, match=r"http://127.0.0.1:9/.well-known/openid-configuration"):
+        apply(replace(local, oidc_issuer="http://127.0.0.1:9", oidc_client_id="hub"))
+
+
+def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPSHUB_MLFLOW_URL", "http://mlflow.mlopshub.svc:5000")
+    s = settings.from_env(
+        {
+            "MLOPSHUB_MODE": "kubernetes",
+            "MLOPSHUB_DATA_DIR": str(tmp_path),
+            "MLOPSHUB_PUBLIC_URL": "https://mlops.bank.test",
+        }
+    )
+    c = Config()
+    c.JupyterHub.services = [{"name": "chart-service", "url": "http://x"}]
+    apply(s, configure.kubernetes_runtime({}), c)
+    assert c.JupyterHub.spawner_class == "mlopshub.kubernetes.CatalogKubeSpawner"
+    assert callable(c.KubeSpawner.profile_list)
+    assert "hub_port" not in c.JupyterHub and "db_url" not in c.JupyterHub
+    assert [svc["name"] for svc in c.JupyterHub.services] == ["chart-service", "mlflow"]
+    assert services(c)["mlflow"]["url"] == "http://mlflow.mlopshub.svc:5000"
+    assert c.CatalogKubeSpawner.mlflow_url == "https://mlops.bank.test/services/mlflow"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MLOPSHUB_PORT": "eighty"}, "MLOPSHUB_PORT: expected a port number"),
+        ({"MLOPSHUB_MODE": "cloud"}, "MLOPSHUB_MODE: expected 'local' or 'kubernetes'"),
+        ({"MLOPSHUB_CULL_TIMEOUT": "-5"}, "MLOPSHUB_CULL_TIMEOUT: expected a whole number"),
+        ({"MLOPSHUB_GPU": "maybe"}, "MLOPSHUB_GPU: expected"),
+    ],
+)
+def test_bad_settings_name_the_variable(env, message):
+    with pytest.raises(ValueError, match=message):
+        settings.from_env(env)
+
+
+def test_existing_group_properties_read_from_the_hub_database(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "jupyterhub.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE groups (id INTEGER, name TEXT, properties TEXT)")
+        connection.execute("INSERT INTO groups VALUES (1, 'sme-credit', '{\"profiles\": [\"python-cpu\"]}')")
+    assert configure.existing_group_properties(f"sqlite:///{db}") == {"sme-credit": {"profiles": ["python-cpu"]}}
+    assert configure.existing_group_properties(f"sqlite:///{tmp_path / 'none.sqlite'}") == {}
