@@ -30,6 +30,7 @@ from . import access
 from .catalog import Catalog, ProfileNotAllowed, SpawnSettings, allowed_profiles, parse_quantity, resolve
 
 UNIX_USER_PREFIX = "jupyter-"
+WORKSPACE_CONFIG = Path(__file__).resolve().parent / "workspace_config"
 
 
 def user_group_properties(user: Any) -> dict[str, dict[str, Any]]:
@@ -235,6 +236,8 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         teams = access.user_teams(self.catalog, [g.name for g in self.user.groups])
         if self.resolved is not None:
             env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token))
+        # The platform's JupyterLab settings: no news or update checks reaching the internet.
+        env["JUPYTER_CONFIG_PATH"] = str(WORKSPACE_CONFIG)
         return env
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:

@@ -29,6 +29,7 @@ def test_sign_in_pick_allowed_profile_and_reach_jupyterlab(page, platform, artif
     cards = page.locator(".jp-Launcher-section").first.locator(".jp-LauncherCard").all_inner_texts()
     assert any("R" == card.strip() for card in cards) and any("Python" in card for card in cards)
     page.screenshot(path=str(artifacts / "jupyterlab-r-cpu.png"))
+    assert page.locator("text=official Jupyter news").count() == 0  # workspaces don't call out to the internet
 
 
 def test_wrong_password_is_refused_on_the_login_page(page, platform):
