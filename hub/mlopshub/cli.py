@@ -64,6 +64,14 @@ def _cmd_profiles_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_helm_generate(args: argparse.Namespace) -> int:
+    from . import helm
+
+    for path in helm.write_generated():
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     lists = {"pip": environment.pip_requirements, "debian": environment.debian_packages}
     print("\n".join(lists[args.what]()))
@@ -97,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--option", action="append", default=[], metavar="NAME=CHOICE", help="a profile option choice")
     render.add_argument("--dir", help="catalog folder (default: profiles/)")
     render.set_defaults(func=_cmd_profiles_render)
+
+    helm_cmd = commands.add_parser("helm", help="Helm values derived from the catalog")
+    helm_commands = helm_cmd.add_subparsers(dest="helm_command", required=True)
+    helm_commands.add_parser(
+        "generate", help="write helm-values/generated/ from profiles/ and images/tags.yaml"
+    ).set_defaults(func=_cmd_helm_generate)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
     env.add_argument("what", choices=["pip", "debian"], help="pip requirements, or the Debian packages for R")

@@ -9,7 +9,6 @@ against a bare ``traitlets.config.Config``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +96,30 @@ def apply_auth(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Co
     c.NativeAuthenticator.seconds_before_next_try = 60
 
 
+#: Roles of the services that only one-machine mode runs (z2jh brings its own culler).
+LOCAL_SERVICE_ROLES: list[dict[str, Any]] = [
+    {
+        "name": "mlopshub-admin-service",
+        "scopes": [
+            "admin:users",
+            "admin:groups",
+            "admin:servers",
+            "admin:auth_state",
+            "tokens",
+            "read:roles",
+            "list:services",
+            "read:services",
+        ],
+        "services": [ADMIN_SERVICE],
+    },
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": [CULLER_SERVICE],
+    },
+]
+
+
 def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
     """Teams as groups (entitlements seeded into group properties), roles and custom scopes."""
     if not settings.oidc_issuer:
@@ -107,35 +130,16 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     roles = access.roles(cat, services=[MLFLOW_SERVICE])
     roles.append(
         {
-            "name": "mlopshub-admin-service",
-            "scopes": [
-                "admin:users",
-                "admin:groups",
-                "admin:servers",
-                "admin:auth_state",
-                "tokens",
-                "read:roles",
-                "list:services",
-                "read:services",
-            ],
-            "services": [ADMIN_SERVICE],
-        }
-    )
-    roles.append(
-        {
             "name": "mlflow-service",
             "scopes": ["read:users:groups", "read:users:name", "list:users"],
             "services": [MLFLOW_SERVICE],
         }
     )
-    roles.append(
-        {
-            "name": "idle-culler",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": [CULLER_SERVICE],
-        }
-    )
-    c.JupyterHub.load_roles = roles
+    if settings.mode == "local":
+        roles += LOCAL_SERVICE_ROLES
+    # Add to what the chart (or an admin's config) already defined, e.g. z2jh's culler role.
+    existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    c.JupyterHub.load_roles = [*existing, *roles]
 
 
 def apply_local_spawner(settings: Settings, cat: catalog.Catalog, c: Config) -> None:
@@ -239,7 +243,7 @@ def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Cat
     """On the Zero to JupyterHub chart: the chart owns addresses, database, proxy and culling."""
     from .kubernetes import apply_kubernetes
 
-    mlflow_url = os.environ.get("MLOPSHUB_MLFLOW_URL", "http://mlflow:5000")
+    mlflow_url = settings.mlflow_internal_url
     apply_kubernetes(cat, f"{settings.public_url}/services/{MLFLOW_SERVICE}", c)
     existing = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
     mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, "display": True, "oauth_no_confirm": True}
@@ -291,7 +295,7 @@ def existing_group_properties(db_url: str) -> dict[str, dict[str, Any]]:
     return {name: (json.loads(props) if isinstance(props, str) else props) or {} for name, props in rows}
 
 
-def kubernetes_runtime(existing: dict[str, dict[str, Any]]) -> Runtime:
+def kubernetes_runtime(settings: Settings, existing: dict[str, dict[str, Any]]) -> Runtime:
     """On Kubernetes the chart and its secrets provide ports and keys; only service tokens come from env."""
     return Runtime(
         hub_port=0,
@@ -301,7 +305,7 @@ def kubernetes_runtime(existing: dict[str, dict[str, Any]]) -> Runtime:
         mlflow_admin_password="",
         mlflow_secret_key="",
         crypt_key="",
-        mlflow_service_token=os.environ.get("MLOPSHUB_MLFLOW_SERVICE_TOKEN", ""),
+        mlflow_service_token=settings.mlflow_service_token,
         existing_group_properties=existing,
     )
 
@@ -311,7 +315,7 @@ def configure(c: Config) -> Config:
     settings = from_env()
     if settings.mode == "kubernetes":
         db_url = c.JupyterHub.db_url if "db_url" in c.JupyterHub else "sqlite:///jupyterhub.sqlite"
-        return apply(settings, kubernetes_runtime(existing_group_properties(db_url)), c)
+        return apply(settings, kubernetes_runtime(settings, existing_group_properties(db_url)), c)
     from .launcher import load_runtime
 
     db_url = f"sqlite:///{settings.data_dir / 'jupyterhub.sqlite'}"

@@ -48,6 +48,9 @@ class Settings:
     oidc_admin_groups: tuple[str, ...]
     #: The URL users reach the hub at, when not http://<ip>:<port> (behind a load balancer, on Kubernetes).
     public_url_override: str = ""
+    #: Kubernetes: where the hub reaches the MLflow tracking server, and the hub token it registers with.
+    mlflow_internal_url: str = "http://mlflow:5000"
+    mlflow_service_token: str = ""
 
     @property
     def secrets_dir(self) -> Path:
@@ -112,6 +115,8 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         oidc_groups_claim=env.get("MLOPSHUB_OIDC_GROUPS_CLAIM", "groups"),
         oidc_username_claim=env.get("MLOPSHUB_OIDC_USERNAME_CLAIM", "preferred_username"),
         public_url_override=env.get("MLOPSHUB_PUBLIC_URL", "").rstrip("/"),
+        mlflow_internal_url=env.get("MLOPSHUB_MLFLOW_URL", "http://mlflow:5000"),
+        mlflow_service_token=env.get("MLOPSHUB_MLFLOW_SERVICE_TOKEN", ""),
         oidc_admin_groups=_list(env.get("MLOPSHUB_OIDC_ADMIN_GROUPS", "platform-admins")),
     )
 

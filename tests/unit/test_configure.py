@@ -124,18 +124,21 @@ def test_oidc_without_reachable_provider_names_the_discovery_url(local):
         apply(replace(local, oidc_issuer="http://127.0.0.1:9", oidc_client_id="hub"))
 
 
-def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLOPSHUB_MLFLOW_URL", "http://mlflow.mlopshub.svc:5000")
+def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_and_roles(tmp_path):
     s = settings.from_env(
         {
             "MLOPSHUB_MODE": "kubernetes",
             "MLOPSHUB_DATA_DIR": str(tmp_path),
             "MLOPSHUB_PUBLIC_URL": "https://mlops.bank.test",
+            "MLOPSHUB_MLFLOW_URL": "http://mlflow.mlopshub.svc:5000",
         }
     )
     c = Config()
     c.JupyterHub.services = [{"name": "chart-service", "url": "http://x"}]
-    apply(s, configure.kubernetes_runtime({}), c)
+    c.JupyterHub.load_roles = [{"name": "jupyterhub-idle-culler", "services": ["jupyterhub-idle-culler"]}]
+    apply(s, configure.kubernetes_runtime(s, {}), c)
+    role_services = {svc for role in c.JupyterHub.load_roles for svc in role.get("services", [])}
+    assert role_services == {"jupyterhub-idle-culler", "mlflow"}  # only services that exist there
     assert c.JupyterHub.spawner_class == "mlopshub.kubernetes.CatalogKubeSpawner"
     assert callable(c.KubeSpawner.profile_list)
     assert "hub_port" not in c.JupyterHub and "db_url" not in c.JupyterHub
