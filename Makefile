@@ -9,7 +9,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 VENV := .venv
 BIN := $(VENV)/bin
 IS_ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
-APT_BASE := python3-venv python3-dev git nodejs npm r-base-core r-cran-irkernel
+APT_BASE := python3-venv python3-dev git nodejs npm r-base-core r-cran-irkernel r-cran-reticulate r-cran-jsonlite
 APT_TEST := chromium
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
@@ -25,7 +25,7 @@ down: ## Stop the platform and every workspace
 status:
 	$(BIN)/mlopshub status
 
-install: system-packages $(VENV)/.installed node_modules/.installed
+install: system-packages $(VENV)/.installed $(VENV)/.r-installed node_modules/.installed
 
 # apt-get only what is missing, and only as root; otherwise say what to install.
 define ensure_apt
@@ -51,7 +51,13 @@ $(VENV)/.installed: pyproject.toml environment.yml
 	$(BIN)/pip install -q -e '.[mlflow,test]'
 	$(BIN)/mlopshub environment pip > $(VENV)/workspace-requirements.txt
 	$(BIN)/pip install -q -r $(VENV)/workspace-requirements.txt
+	$(BIN)/pip install -q -e extensions/mlopshub-lab
 	touch $@
+
+# The R helper, where R is (workspaces find it through R_LIBS).
+$(VENV)/.r-installed: $(VENV)/.installed $(wildcard extensions/mlopshub-r/DESCRIPTION extensions/mlopshub-r/R/*.R extensions/mlopshub-r/inst/python/*.py)
+	@if command -v R >/dev/null; then mkdir -p $(VENV)/lib/R && R CMD INSTALL --no-test-load --library=$(VENV)/lib/R extensions/mlopshub-r >/dev/null && touch $@; \
+	else echo "R is not installed: R workspaces are unavailable"; fi
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
@@ -64,7 +70,7 @@ test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check hub tests bench
+	$(BIN)/ruff check hub tests bench extensions/mlopshub-lab
 
 bench: install ## Benchmarks; results go to bench/results/ and docs/benchmarks.md
 	$(BIN)/python -m bench

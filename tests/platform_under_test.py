@@ -189,6 +189,29 @@ class Platform:
         response = self.workspace(name, "api/kernels", token, "POST", json={"name": kernel})
         assert response.status_code == 201, response.text
         kernel_id = response.json()["id"]
+        try:
+            return self.run_in_kernel(name, token, kernel_id, code, timeout)
+        finally:
+            self.workspace(name, f"api/kernels/{kernel_id}", token, "DELETE")
+
+    def open_notebook(self, name: str, token: str, path: str, notebook: dict, kernel: str) -> str:
+        """Save ``notebook`` at ``path`` and start a kernel for it as JupyterLab does; return the kernel id."""
+        saved = self.workspace(
+            name, f"api/contents/{path}", token, "PUT", json={"type": "notebook", "format": "json", "content": notebook}
+        )
+        assert saved.status_code in (200, 201), saved.text
+        session = self.workspace(
+            name,
+            "api/sessions",
+            token,
+            "POST",
+            json={"path": path, "type": "notebook", "name": path, "kernel": {"name": kernel}},
+        )
+        assert session.status_code == 201, session.text
+        return session.json()["kernel"]["id"]
+
+    def run_in_kernel(self, name: str, token: str, kernel_id: str, code: str, timeout: float = 120) -> str:
+        """Run ``code`` in a running kernel; return its stdout (an error in the cell raises)."""
         ws = websocket.create_connection(
             f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kernel_id}/channels",
             header=[f"Authorization: token {token}"],
@@ -235,8 +258,7 @@ class Platform:
                 elif kind == "status" and message["content"]["execution_state"] == "idle":
                     break
             if error:
-                raise AssertionError(f"cell failed in {kernel}:\n{error}")
+                raise AssertionError(f"cell failed:\n{error}\n{''.join(output)}")
             return "".join(output)
         finally:
             ws.close()
-            self.workspace(name, f"api/kernels/{kernel_id}", token, "DELETE")

@@ -16,7 +16,12 @@ from .settings import REPO_ROOT
 MANIFEST = REPO_ROOT / "environment.yml"
 
 #: conda-forge package -> the Debian package that gives it on one machine.
-DEBIAN_EQUIVALENTS = {"r-base": "r-base-core", "r-irkernel": "r-cran-irkernel"}
+DEBIAN_EQUIVALENTS = {
+    "r-base": "r-base-core",
+    "r-irkernel": "r-cran-irkernel",
+    "r-reticulate": "r-cran-reticulate",
+    "r-jsonlite": "r-cran-jsonlite",
+}
 
 
 def load(path: Path = MANIFEST) -> dict[str, Any]:

@@ -132,7 +132,7 @@ class CatalogKubeSpawner(KubeSpawner):
         env = super().get_env()
         teams = access.user_teams(self.catalog, [g.name for g in self.user.groups]) if self.catalog else []
         if self.resolved is not None:
-            workspace = workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token)
+            workspace = workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token, self.user.name)
             # MEM_LIMIT/CPU_LIMIT come from KubeSpawner itself on Kubernetes.
             workspace.pop("MEM_LIMIT", None)
             workspace.pop("CPU_LIMIT", None)

@@ -117,9 +117,16 @@ def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gp
         raise web.HTTPError(400, str(error)) from None
 
 
-def workspace_environment(settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str) -> dict[str, str]:
+def workspace_environment(
+    settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str, user: str
+) -> dict[str, str]:
     """Environment every workspace gets, in both modes: MLflow with the user's credentials, the profile's env."""
     env = {
+        # Commits made in the workspace name the hub user: lineage says who changed code and data.
+        "GIT_AUTHOR_NAME": user,
+        "GIT_COMMITTER_NAME": user,
+        "GIT_AUTHOR_EMAIL": f"{user}@users.mlopshub",
+        "GIT_COMMITTER_EMAIL": f"{user}@users.mlopshub",
         "MLFLOW_TRACKING_URI": mlflow_url,
         "MLFLOW_TRACKING_TOKEN": token,
         "MLOPSHUB_PROFILE": settings.profile,
@@ -235,9 +242,14 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         env = super().get_env()
         teams = access.user_teams(self.catalog, [g.name for g in self.user.groups])
         if self.resolved is not None:
-            env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token))
+            env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token, self.user.name))
         # The platform's JupyterLab settings: no news or update checks reaching the internet.
         env["JUPYTER_CONFIG_PATH"] = str(WORKSPACE_CONFIG)
+        # R reaches MLflow and DVC through this environment's Python; the R helper lives beside it.
+        env["RETICULATE_PYTHON"] = sys.executable
+        env["R_LIBS"] = str(Path(sys.prefix) / "lib" / "R")
+        # The environment's tools (dvc, git, jupyter) come first in a terminal and from R's system2().
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
         return env
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
