@@ -73,6 +73,13 @@ def _cmd_helm_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_environment(args: argparse.Namespace) -> int:
+    if args.what == "check":
+        drifted = environment.drift()
+        for item in drifted:
+            print(item)
+        if not drifted:
+            print(f"every package matches {environment.MANIFEST.name}")
+        return 1 if drifted and args.strict else 0
     lists = {"pip": environment.pip_requirements, "debian": environment.debian_packages}
     print("\n".join(lists[args.what]()))
     return 0
@@ -113,7 +120,12 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_cmd_helm_generate)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
-    env.add_argument("what", choices=["pip", "debian"], help="pip requirements, or the Debian packages for R")
+    env.add_argument(
+        "what",
+        choices=["pip", "debian", "check"],
+        help="pip requirements, the Debian packages for R, or check: list packages that differ from the manifest",
+    )
+    env.add_argument("--strict", action="store_true", help="check: exit 1 when a package differs")
     env.set_defaults(func=_cmd_environment)
     return top
 
