@@ -64,7 +64,7 @@ node_modules/.installed: package.json
 	touch $@
 
 test: install system-test-packages lint ## Every test: lint, unit, integration (real platform), browser
-	$(BIN)/python -m pytest tests -ra
+	$(BIN)/python -m pytest -ra tests/unit extensions/mlopshub-lab/tests tests/integration tests/e2e
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q

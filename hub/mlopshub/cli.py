@@ -72,6 +72,12 @@ def _cmd_helm_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_images_check(args: argparse.Namespace) -> int:
+    from . import imagecheck
+
+    return imagecheck.main(["--fix"] if args.fix else [])
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     if args.what == "check":
         drifted = environment.drift()
@@ -118,6 +124,14 @@ def parser() -> argparse.ArgumentParser:
     helm_commands.add_parser(
         "generate", help="write helm-values/generated/ from profiles/ and images/tags.yaml"
     ).set_defaults(func=_cmd_helm_generate)
+
+    images_cmd = commands.add_parser("images", help="workspace and hub images")
+    images_commands = images_cmd.add_subparsers(dest="images_command", required=True)
+    images_check = images_commands.add_parser(
+        "check", help="check that images, environment.yml, profiles and helm-values agree"
+    )
+    images_check.add_argument("--fix", action="store_true", help="first rewrite the Dockerfiles' build-arg defaults")
+    images_check.set_defaults(func=_cmd_images_check)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
     env.add_argument(

@@ -33,7 +33,7 @@ from . import images
 
 #: Build arguments that carry images/tags.yaml's ``tag`` (workspace images use
 #: the first, the hub image the second).
-TAG_ARGS = ("MLOPSHUB_TAG", "MLOPSHUB_VERSION")
+TAG_ARGS = ("MLOPSHUB_TAG",)
 #: Build argument that carries the sha256 of environment.yml.
 ENVIRONMENT_ARG = "MLOPSHUB_ENVIRONMENT_SHA256"
 #: Build argument that says whether an image installs the manifest's R part.

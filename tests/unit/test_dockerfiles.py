@@ -161,9 +161,9 @@ def test_pinned_non_root_dockerfiles_pass(text):
 def test_hub_image_version_label_defaults_to_the_tag_in_images_tags_yaml():
     steps = instructions(HUB_DOCKERFILE.read_text())
     defaults = dict(_arg_default(a) for k, a in steps if k == "ARG")
-    assert defaults.get("MLOPSHUB_VERSION") == images.load()["tag"]
+    assert defaults.get("MLOPSHUB_TAG") == images.load()["tag"]
     labels = " ".join(a for k, a in steps if k == "LABEL")
-    assert 'org.opencontainers.image.version="${MLOPSHUB_VERSION}"' in labels
+    assert 'org.opencontainers.image.version="${MLOPSHUB_TAG}"' in labels
 
 
 def test_hub_image_is_based_on_the_charts_hub_image_of_the_documented_chart_version():

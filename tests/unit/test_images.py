@@ -5,7 +5,6 @@ Pure: no Docker. Negative cases edit a copy of the repository's files in tmp_pat
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,10 +37,11 @@ def repo_copy(tmp_path: Path) -> Path:
 
 
 def load_workspace_manifest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("workspace_manifest", REPO / "images" / "workspace_manifest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """images/workspace_manifest.py (a build script, not a package), loaded without writing bytecode beside it."""
+    path = REPO / "images" / "workspace_manifest.py"
+    module = ModuleType("workspace_manifest")
+    module.__file__ = str(path)
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
     return module
 
 
@@ -363,3 +363,21 @@ def test_build_sh_refuses_an_unknown_image_key():
 def test_build_sh_is_shellcheck_clean():
     result = subprocess.run(["shellcheck", str(REPO / "images" / "build.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# --- docs/workspaces.md -------------------------------------------------------------
+
+
+def test_the_workspaces_page_lists_every_pin_of_the_manifest():
+    manifest = yaml.safe_load((REPO / "environment.yml").read_text())
+    pins = [entry for entry in manifest["dependencies"] if isinstance(entry, str) and entry != "pip"]
+    pins += next(entry["pip"] for entry in manifest["dependencies"] if isinstance(entry, dict))
+    page = (REPO / "docs" / "workspaces.md").read_text()
+    missing = [pin for pin in pins if f"`{pin}`" not in page]
+    assert missing == [], "docs/workspaces.md does not list these pins of environment.yml"
+
+
+def test_the_workspaces_page_names_the_gpu_extras():
+    page = (REPO / "docs" / "workspaces.md").read_text()
+    extras = [line.strip() for line in (REPO / "images" / "gpu-extras.txt").read_text().splitlines()]
+    assert all(f"`{line}`" in page for line in extras if line and not line.startswith(("#", "-")))

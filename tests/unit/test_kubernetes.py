@@ -1,6 +1,7 @@
 """Kubernetes mode without a cluster: the real KubeSpawner builds every team x profile manifest."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kubernetes_validate
@@ -19,7 +20,9 @@ FORBIDDEN = [
 
 
 def render(team, slug, user="alice", **choices):
-    return asyncio.run(kubernetes.render(CATALOG, team, slug, user, choices))
+    # A thread of its own: another test's browser may hold this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, kubernetes.render(CATALOG, team, slug, user, choices)).result()
 
 
 @pytest.fixture(scope="module")
