@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 IS_ROOT := $(shell test "$$(id -u)" = 0 && echo yes)
 APT_BASE := python3-venv python3-dev git nodejs npm r-base-core r-cran-irkernel r-cran-reticulate r-cran-jsonlite
-APT_TEST := chromium
+APT_TEST := chromium shellcheck
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
@@ -25,7 +25,7 @@ down: ## Stop the platform and every workspace
 status:
 	$(BIN)/mlopshub status
 
-install: system-packages $(VENV)/.installed $(VENV)/.r-installed node_modules/.installed
+install: system-packages $(VENV)/.installed $(VENV)/.lab-installed $(VENV)/.r-installed node_modules/.installed
 
 # apt-get only what is missing, and only as root; otherwise say what to install.
 define ensure_apt
@@ -51,7 +51,13 @@ $(VENV)/.installed: pyproject.toml environment.yml
 	$(BIN)/pip install -q -e '.[mlflow,test]'
 	$(BIN)/mlopshub environment pip > $(VENV)/workspace-requirements.txt
 	$(BIN)/pip install -q -r $(VENV)/workspace-requirements.txt
-	$(BIN)/pip install -q -e extensions/mlopshub-lab
+	touch $@
+
+# The JupyterLab extension: its build hook runs jlpm (Node is needed to build, not to run).
+LAB := extensions/mlopshub-lab
+$(VENV)/.lab-installed: $(VENV)/.installed $(LAB)/pyproject.toml $(LAB)/package.json $(wildcard $(LAB)/src/*.ts $(LAB)/style/*.css $(LAB)/schema/*.json)
+	rm -rf $(LAB)/mlopshub_lab/labextension
+	$(BIN)/pip install -q -e '$(LAB)[test]'
 	touch $@
 
 # The R helper, where R is (workspaces find it through R_LIBS).
@@ -63,8 +69,9 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install system-test-packages lint ## Every test: lint, unit, integration (real platform), browser
-	$(BIN)/python -m pytest -ra tests/unit extensions/mlopshub-lab/tests tests/integration tests/e2e
+test: install system-test-packages lint ## Every test: lint, unit (Python and jest), integration (real platform), browser
+	cd $(LAB) && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
+	$(BIN)/python -m pytest -ra tests/unit $(LAB)/tests tests/integration tests/e2e
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q

@@ -1,0 +1,94 @@
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import { Panel } from '@lumino/widgets';
+
+import { DataSection } from './data';
+import { ExperimentsSection } from './experiments';
+import { API_VERSION, requestAPI } from './request';
+
+const ICON_SVG =
+  '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" d="M4 4h16v4H4zm0 6h10v4H4zm0 6h16v4H4z"/></svg>';
+const icon = new LabIcon({ name: 'mlopshub-lab:sidebar', svgstr: ICON_SVG });
+
+/** The sidebar panel: refreshes its sections whenever it is shown. */
+class SidebarPanel extends Panel {
+  onShown: () => void = () => undefined;
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.onShown();
+  }
+}
+
+/** The mlopshub sidebar: Data (DVC) and Experiments (MLflow) for the folder in the file browser. */
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'mlopshub-lab:plugin',
+  description: 'Data versioning, experiments and publishing in one sidebar.',
+  autoStart: true,
+  requires: [IDefaultFileBrowser],
+  optional: [ISettingRegistry],
+  activate: (app: JupyterFrontEnd, browser: IDefaultFileBrowser, settings: ISettingRegistry | null) => {
+    const panel = new SidebarPanel();
+    panel.id = 'mlopshub-sidebar';
+    panel.addClass('mlopshub-sidebar');
+    panel.title.icon = icon;
+    panel.title.caption = 'mlopshub: data, experiments, models';
+    const data = new DataSection();
+    let experiments = new ExperimentsSection();
+    panel.addWidget(data);
+    panel.addWidget(experiments);
+    app.shell.add(panel, 'left', { rank: 150 });
+
+    const folderName = () => browser.model.path.split('/').filter(Boolean).pop() ?? '';
+    const follow = () => {
+      void data.showFolder(browser.model.path);
+      void experiments.refresh(folderName());
+    };
+    panel.onShown = follow;
+    browser.model.pathChanged.connect(() => {
+      if (panel.isVisible) {
+        follow();
+      }
+    });
+    void app.restored.then(() =>
+      requestAPI<{ version: string; api: number }>('version')
+        .then(reply => {
+          if (reply.api !== API_VERSION) {
+            console.warn(`mlopshub-lab: server API ${reply.api}, frontend ${API_VERSION}; reload after updating`);
+          }
+        })
+        .catch(error => console.warn(`mlopshub-lab: server extension unavailable: ${error.message}`))
+    );
+
+    settings
+      ?.load(plugin.id)
+      .then(loaded => {
+        const size = loaded.get('runsPageSize').composite as number;
+        experiments.dispose();
+        experiments = new ExperimentsSection(size);
+        panel.addWidget(experiments);
+        if (panel.isVisible) {
+          void experiments.refresh(folderName());
+        }
+      })
+      .catch(() => undefined);
+
+    app.commands.addCommand('mlopshub:track', {
+      label: 'Track with DVC',
+      caption: 'Version this file or folder with DVC',
+      execute: async () => {
+        const item = browser.selectedItems().next();
+        if (item && !item.done) {
+          app.shell.activateById(panel.id);
+          await data.track(item.value.path);
+        }
+      }
+    });
+    app.contextMenu.addItem({ command: 'mlopshub:track', selector: '.jp-DirListing-item[data-isdir]', rank: 20 });
+  }
+};
+
+export default plugin;

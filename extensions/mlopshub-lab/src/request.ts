@@ -1,0 +1,62 @@
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** The REST API's version this frontend speaks (mlopshub_lab/openapi.yaml). */
+export const API_VERSION = 1;
+
+/** An error answered by the server extension, with its JSON message. */
+export class RequestError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Call the server extension under /mlopshub-lab/ and return its JSON body.
+ * Errors become RequestError with the server's message (DVC's or git's own text).
+ */
+export async function requestAPI<T>(
+  endPoint: string,
+  init: RequestInit = {},
+  query: Record<string, string | string[] | undefined> = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined) {
+      continue;
+    }
+    for (const item of Array.isArray(value) ? value : [value]) {
+      params.append(key, item);
+    }
+  }
+  const search = params.toString();
+  const url = URLExt.join(settings.baseUrl, 'mlopshub-lab', endPoint) + (search ? `?${search}` : '');
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new RequestError(0, `the workspace server did not answer: ${error}`);
+  }
+  const text = await response.text();
+  let body: any = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { message: text };
+    }
+  }
+  if (!response.ok) {
+    throw new RequestError(response.status, body?.message ?? response.statusText);
+  }
+  return body as T;
+}
+
+/** POST a JSON body. */
+export function post<T>(endPoint: string, body: unknown): Promise<T> {
+  return requestAPI<T>(endPoint, { method: 'POST', body: JSON.stringify(body) });
+}
