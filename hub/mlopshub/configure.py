@@ -151,6 +151,7 @@ def apply_local_spawner(settings: Settings, cat: catalog.Catalog, c: Config) -> 
     c.LocalWorkspaceSpawner.catalog = cat
     c.LocalWorkspaceSpawner.gpu_available = gpus
     c.LocalWorkspaceSpawner.homes_dir = str(settings.homes_dir)
+    c.LocalWorkspaceSpawner.remotes_dir = str(settings.data_dir / "dvc-remotes")
     c.LocalWorkspaceSpawner.mlflow_url = f"{settings.public_url}/services/{MLFLOW_SERVICE}"
     c.Spawner.apply_user_options = make_apply_profile(cat, gpus)
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES

@@ -137,6 +137,9 @@ class CatalogKubeSpawner(KubeSpawner):
             workspace.pop("MEM_LIMIT", None)
             workspace.pop("CPU_LIMIT", None)
             env.update(workspace)
+        if teams:
+            # The team volume doubles as the team's default DVC remote.
+            env["MLOPSHUB_DVC_REMOTE"] = f"{TEAMS_MOUNT}/{teams[0]}/dvc-remote"
         return env
 
 

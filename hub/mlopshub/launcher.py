@@ -57,6 +57,7 @@ def ensure_dirs(settings: Settings) -> None:
         (settings.run_dir, 0o755),
         (settings.logs_dir, 0o700),
         (settings.homes_dir, 0o711),
+        (settings.data_dir / "dvc-remotes", 0o711),
         (settings.mlflow_dir, 0o700),
     ):
         path.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ The same three steps serve both modes:
 
 from __future__ import annotations
 
+import grp
 import html
 import os
 import pwd
@@ -174,8 +175,24 @@ def ensure_unix_user(name: str, home: Path) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def _preexec(uid: int | None, gid: int | None, home: str, mem_limit: int | None) -> Callable[[], None]:
-    """Runs in the child before exec: drop to the user, cap memory, start in the home."""
+def ensure_team_folder(folder: Path, team: str) -> int:
+    """A folder only the team's members may use: group ``mlopshub-<team>``, mode 2770; returns the group id."""
+    name = f"mlopshub-{team}"[:32]
+    try:
+        gid = grp.getgrnam(name).gr_gid
+    except KeyError:
+        subprocess.run(["groupadd", "--system", "--", name], check=True, capture_output=True)
+        gid = grp.getgrnam(name).gr_gid
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chown(folder, 0, gid)
+    folder.chmod(0o2770)
+    return gid
+
+
+def _preexec(
+    uid: int | None, gid: int | None, groups: list[int], home: str, mem_limit: int | None
+) -> Callable[[], None]:
+    """Runs in the child before exec: drop to the user (with their team groups), cap memory, start in the home."""
 
     def preexec() -> None:
         if mem_limit:
@@ -184,7 +201,7 @@ def _preexec(uid: int | None, gid: int | None, home: str, mem_limit: int | None)
             resource.setrlimit(resource.RLIMIT_DATA, (mem_limit, mem_limit))
         if uid is not None and gid is not None:
             os.setgid(gid)
-            os.setgroups([gid])
+            os.setgroups([gid, *groups])
             os.setuid(uid)
         os.chdir(home)
 
@@ -204,6 +221,9 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     )
     gpu_available = Bool(False, help="Whether GPU profiles may start on this machine.").tag(config=True)
     homes_dir = Unicode(help="Folder that holds one home per user, e.g. <data dir>/homes.").tag(config=True)
+    remotes_dir = Unicode(
+        help="Folder that holds each team's default DVC remote (<folder>/<team>), shared by the team's members only."
+    ).tag(config=True)
     mlflow_url = Unicode(help="The MLflow service URL workspaces use, e.g. http://127.0.0.1:8000/services/mlflow.").tag(
         config=True
     )
@@ -227,22 +247,35 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         """Read the profile form; the choice is checked by ``apply_user_options``."""
         return options_from_form(formdata)
 
-    def _prepare_home(self) -> tuple[int | None, int | None]:
+    def _prepare_home(self) -> tuple[int | None, int | None, list[int]]:
+        """The home (mode 0700) and, as root, the Unix account and its team groups."""
         home = self.home
         home.mkdir(parents=True, exist_ok=True)
+        teams = self._teams()
         if not self.run_as_unix_users:
             home.chmod(0o700)
-            return None, None
+            for team in teams:
+                self._team_remote(team).mkdir(parents=True, exist_ok=True)
+            return None, None, []
         account = ensure_unix_user(unix_name(self.user.name), home)
         os.chown(home, account.pw_uid, account.pw_gid)
         home.chmod(0o700)
-        return account.pw_uid, account.pw_gid
+        group_ids = [ensure_team_folder(self._team_remote(team), team) for team in teams]
+        return account.pw_uid, account.pw_gid, group_ids
+
+    def _teams(self) -> list[str]:
+        return access.user_teams(self.catalog, [g.name for g in self.user.groups])
+
+    def _team_remote(self, team: str) -> Path:
+        return Path(self.remotes_dir) / team
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
-        teams = access.user_teams(self.catalog, [g.name for g in self.user.groups])
+        teams = self._teams()
         if self.resolved is not None:
             env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token, self.user.name))
+        if teams:
+            env["MLOPSHUB_DVC_REMOTE"] = str(self._team_remote(teams[0]))
         # The platform's JupyterLab settings: no news or update checks reaching the internet.
         env["JUPYTER_CONFIG_PATH"] = str(WORKSPACE_CONFIG)
         # R reaches MLflow and DVC through this environment's Python; the R helper lives beside it.
@@ -272,9 +305,9 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         """Resolve (again, in case options came without the hook), prepare the home, start."""
         if self.resolved is None:
             raise web.HTTPError(500, "no profile was resolved for this spawn")
-        uid, gid = self._prepare_home()
+        uid, gid, groups = self._prepare_home()
         mem_limit = parse_quantity(self.resolved.mem_limit) if self.resolved.mem_limit else None
-        self._preexec_fn = _preexec(uid, gid, str(self.home), mem_limit)
+        self._preexec_fn = _preexec(uid, gid, groups, str(self.home), mem_limit)
         self.notebook_dir = str(self.home)
         return await super().start()
 

@@ -139,6 +139,25 @@ def test_workspace_environment_points_mlflow_at_the_team_workspace(platform, ali
     assert out.split() == [f"{platform.url}/services/mlflow", "sme-credit", "python-cpu", str(4 * 2**30)]
 
 
+TEAM_REMOTE = """
+import os, pathlib
+remote = pathlib.Path(os.environ["MLOPSHUB_DVC_REMOTE"])
+(remote / "probe").write_text("x")
+other = remote.parent / "{other}"
+try:
+    os.listdir(other)
+    print(remote.name, "other-readable")
+except PermissionError:
+    print(remote.name, "other-private")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="team folders are Unix-group protected only when the hub runs as root")
+def test_team_dvc_remote_is_writable_by_members_and_closed_to_others(platform, alice_workspace, bob_workspace):
+    out = platform.execute("alice", alice_workspace, TEAM_REMOTE.format(other="retail-scoring")).split()
+    assert out == ["sme-credit", "other-private"]
+
+
 LOG_RUN = """
 import mlflow
 mlflow.set_experiment("credit-default")

@@ -107,7 +107,8 @@ export class DataSection extends Widget {
         { class: 'mlopshub-actions' },
         button('Save version', () => void this._version(), { id: 'mlopshub-save-version', disabled: busy }),
         button('Push', () => void this._sync('push'), { id: 'mlopshub-push', disabled: busy }),
-        button('Pull', () => void this._sync('pull'), { id: 'mlopshub-pull', disabled: busy })
+        button('Pull', () => void this._sync('pull'), { id: 'mlopshub-pull', disabled: busy }),
+        button('Refresh', () => void this.showFolder(this._path), { id: 'mlopshub-refresh-data', disabled: busy })
       ),
       this._datasets.length
         ? h(
