@@ -200,15 +200,20 @@ export class DataSection extends Widget {
   private async _restore(path: string, version: IVersion): Promise<void> {
     const answer = await showDialog({
       title: 'Restore this version?',
-      body: `${path} goes back to ${version.short} (“${version.message}”). Unsaved changes to it are replaced.`,
+      body: `${path} goes back to ${version.short} (“${version.message}”). Changes not saved as a version are replaced here and kept in DVC's cache.`,
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Restore' })]
     });
     if (!answer.button.accept) {
       return;
     }
     await this._operation(`Restoring ${path}`, async () => {
-      await post('data/restore', { path, commit: version.commit });
-      return `${path} is back at ${version.short}.`;
+      const reply = await post<{ dataset: IDataset & { discarded_changes_hash?: string } }>('data/restore', {
+        path,
+        commit: version.commit,
+        discard_changes: true
+      });
+      const kept = reply.dataset.discarded_changes_hash;
+      return `${path} is back at ${version.short}.` + (kept ? ` Your unsaved changes are kept in DVC's cache as ${kept.slice(0, 8)}.` : '');
     });
   }
 

@@ -175,7 +175,7 @@ export class ExperimentsSection extends Widget {
       const query = new URLSearchParams({ experiment: this._experiment ?? '', run: run.run_id, workspace: this._workspace ?? '' });
       window.open(`${url}?${query}`, '_blank', 'noopener');
     });
-    const lineage = lineageOf(run.tags);
+    const lineage = lineageOf(run.lineage);
     const params = Object.entries(run.params);
     const details = h(
       'tr',

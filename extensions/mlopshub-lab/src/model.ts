@@ -36,7 +36,7 @@ export interface IRun {
   duration_ms: number | null;
   metrics: Record<string, number>;
   params: Record<string, string>;
-  tags: Record<string, string>;
+  lineage: Record<string, string>;
 }
 
 export interface ICompare {
@@ -81,7 +81,8 @@ export function statusLabels(status: string[]): string[] {
   const words: Record<string, string> = {
     changed: 'changed',
     not_pushed: 'not pushed',
-    missing: 'missing locally'
+    missing: 'missing locally',
+    invalid: 'invalid .dvc file'
   };
   return status.length ? status.map(flag => words[flag] ?? flag) : ['up to date'];
 }

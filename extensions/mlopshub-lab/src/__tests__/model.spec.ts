@@ -20,7 +20,7 @@ function run(id: string, extra: Partial<IRun> = {}): IRun {
     duration_ms: null,
     metrics: {},
     params: {},
-    tags: {},
+    lineage: {},
     ...extra
   };
 }

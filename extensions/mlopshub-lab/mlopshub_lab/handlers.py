@@ -1,0 +1,317 @@
+"""REST handlers of the mlopshub sidebar; the contract is ``openapi.yaml`` beside this file.
+
+One base handler reads parameters, resolves paths inside the server root and
+turns every error into ``{"message": ...}`` with its status: 400 for a wrong
+parameter, 404 for something that isn't there, 409 while another operation
+runs in the project, 500 when git or DVC fail (with their own text), 502 when
+MLflow can't be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from http.client import responses
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+
+from . import __version__, data, experiments, paths
+from .errors import ApiError, BadRequest, NotFound
+
+#: Version of the REST contract; the frontend refuses a server with another one.
+API_VERSION = 1
+
+
+class MlopshubHandler(APIHandler):
+    """Base of every handler: parameters, paths and JSON errors."""
+
+    @property
+    def server_root(self) -> Path:
+        """The server root (the user's home) as a real path: every user path must stay inside it."""
+        return Path(os.path.realpath(os.path.expanduser(self.settings["server_root_dir"])))
+
+    def query(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+        """A query parameter; 400 naming it when it is required and absent."""
+        value = self.get_query_argument(name, None)
+        if value is None:
+            if required:
+                raise BadRequest(f"missing query parameter '{name}'")
+            return default
+        return value
+
+    def query_int(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        """An integer query parameter within [minimum, maximum]; 400 otherwise."""
+        raw = self.query(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"'{name}' must be an integer, not '{raw}'") from None
+        if not minimum <= value <= maximum:
+            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}, not {value}")
+        return value
+
+    def query_path(self, name: str = "path") -> Path:
+        """A path query parameter, resolved inside the server root ("" is the root)."""
+        return paths.resolve(self.server_root, self.query(name, required=True) or "")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object in the request body; 400 if it is not one."""
+        try:
+            value = json.loads(self.request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadRequest(f"the request body is not JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return value
+
+    def field(self, body: dict[str, Any], name: str) -> str:
+        """A required string field of the body; 400 naming it otherwise."""
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise BadRequest(f"the request body needs a string field '{name}'")
+        return value
+
+    def body_path(self, body: dict[str, Any], name: str = "path") -> Path:
+        """A path field of the body, resolved inside the server root."""
+        return paths.resolve(self.server_root, self.field(body, name))
+
+    def reply(self, payload: dict[str, Any]) -> None:
+        """Finish with ``payload`` as JSON."""
+        self.finish(json.dumps(payload))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is ``{"message": ...}``: what went wrong, where, and what to do."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, ApiError):
+            message = error.message
+        elif isinstance(error, tornado.web.HTTPError):
+            try:
+                message = (error.log_message % error.args) if error.log_message else ""
+            except TypeError:
+                message = error.log_message or ""
+            message = message or error.reason or responses.get(status_code, "error")
+        elif error is not None:
+            message = f"internal error in mlopshub-lab ({type(error).__name__}: {error}); the server log has details"
+        else:
+            message = responses.get(status_code, "error")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+
+class VersionHandler(MlopshubHandler):
+    """GET /mlopshub-lab/version: the extension version and the REST contract version."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        """Answer ``{"version", "api"}`` so the frontend can check it speaks the same contract."""
+        self.reply({"version": __version__, "api": API_VERSION})
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+class ProjectHandler(MlopshubHandler):
+    """GET /mlopshub-lab/data/project?path=: the data-versioning project a folder is in."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the folder and its project (null when it is in none)."""
+        folder = self.query_path()
+        if not folder.exists():
+            raise NotFound(f"folder '{paths.shown(self.server_root, folder)}' does not exist")
+        project = await data.project_of(self.server_root, folder if folder.is_dir() else folder.parent)
+        self.reply(
+            {
+                "path": paths.relative(self.server_root, folder),
+                "project": project.to_json(self.server_root) if project else None,
+            }
+        )
+
+
+class EnableHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/enable {"path"}: make a folder a DVC project with the team remote."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Enable data versioning (git init if needed, dvc init, team remote, commit) and answer the project."""
+        folder = self.body_path(self.body())
+        project, message = await data.enable(self.server_root, folder, os.environ.get("MLOPSHUB_DVC_REMOTE") or None)
+        self.reply(
+            {
+                "path": paths.relative(self.server_root, folder),
+                "project": project.to_json(self.server_root),
+                "message": message,
+            }
+        )
+
+
+class DatasetsHandler(MlopshubHandler):
+    """GET /mlopshub-lab/data/datasets?path=&offset=&limit=&remote=: a page of a project's datasets."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer one page of datasets with size, hash and status; ``remote=1`` adds "not_pushed" (slow)."""
+        folder = self.query_path()
+        offset = self.query_int("offset", 0, 0, 10**9)
+        limit = self.query_int("limit", 100, 1, 1000)
+        remote = (self.query("remote") or "").lower() in ("1", "true", "yes")
+        page, total = await data.datasets_page(self.server_root, folder, offset, limit, remote)
+        self.reply(
+            {
+                "datasets": [dataset.to_json(self.server_root) for dataset in page],
+                "total": total,
+                "offset": offset,
+                "limit": limit,
+            }
+        )
+
+
+class HistoryHandler(MlopshubHandler):
+    """GET /mlopshub-lab/data/history?path=: the versions of a dataset."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the commits that changed the dataset, newest first, with its hash at each."""
+        self.reply({"versions": await data.history(self.server_root, self.query_path())})
+
+
+class TrackHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/track {"path"}: put a file or folder under DVC."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """``dvc add`` the path, stage its .dvc file, and answer the new dataset."""
+        self.reply({"dataset": await data.track(self.server_root, self.body_path(self.body()))})
+
+
+class SaveVersionHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/version {"path", "message"}: commit the changed datasets as a version."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Version every changed dataset under the folder in one commit; answer the commit and the datasets."""
+        body = self.body()
+        commit, versioned = await data.save_version(self.server_root, self.body_path(body), self.field(body, "message"))
+        self.reply({"commit": commit, "datasets": versioned})
+
+
+class PushHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/push {"path"}: upload the project's data to its remote."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """``dvc push`` in the project and answer DVC's output."""
+        self.reply({"output": await data.push(self.server_root, self.body_path(self.body()))})
+
+
+class PullHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/pull {"path"}: download the project's data from its remote."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """``dvc pull`` in the project and answer DVC's output."""
+        self.reply({"output": await data.pull(self.server_root, self.body_path(self.body()))})
+
+
+class RestoreHandler(MlopshubHandler):
+    """POST /mlopshub-lab/data/restore {"path", "commit"}: bring back a dataset's earlier version."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Check out the dataset's .dvc file at the commit, then its data; answer the dataset."""
+        body = self.body()
+        discard = body.get("discard_changes", False)
+        if not isinstance(discard, bool):
+            raise BadRequest("discard_changes must be true or false")
+        dataset = await data.restore(self.server_root, self.body_path(body), self.field(body, "commit"), discard)
+        self.reply({"dataset": dataset})
+
+
+# --- experiments --------------------------------------------------------------------------------
+
+
+class WorkspacesHandler(MlopshubHandler):
+    """GET /mlopshub-lab/experiments/workspaces: the user's teams and the workspace's current one."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        """Answer the teams (MLOPSHUB_TEAMS) and the current team (MLFLOW_WORKSPACE)."""
+        settings = experiments.MlflowSettings.from_environ()
+        self.reply({"workspaces": list(settings.teams), "current": settings.current})
+
+
+class ExperimentsHandler(MlopshubHandler):
+    """GET /mlopshub-lab/experiments/list?workspace=: the experiments of a team."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the workspace's active experiments, most recently updated first."""
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        self.reply({"experiments": await experiments.experiments(settings, workspace)})
+
+
+class RunsHandler(MlopshubHandler):
+    """GET /mlopshub-lab/experiments/runs?experiment=&workspace=&max_results=&page_token=&order_by=: runs, paged."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer one page of the experiment's runs and MLflow's token for the next page."""
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        experiment = experiments.identifier(self.query("experiment", required=True), "experiment")
+        max_results = self.query_int("max_results", 50, 1, experiments.MAX_RUNS_PER_PAGE)
+        order_by = [value for value in self.get_query_arguments("order_by") if value.strip()]
+        page, next_token = await experiments.runs(
+            settings, workspace, experiment, max_results, self.query("page_token") or None, order_by
+        )
+        self.reply({"runs": page, "next_page_token": next_token})
+
+
+class CompareHandler(MlopshubHandler):
+    """GET /mlopshub-lab/experiments/compare?workspace=&run=<id>&run=<id>: metrics of runs side by side."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the union of the runs' metric names and each run's values."""
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        run_ids = [experiments.identifier(run, "run") for run in self.get_query_arguments("run")]
+        if not run_ids:
+            raise BadRequest("give the runs to compare as 'run' query parameters")
+        if len(run_ids) > experiments.MAX_COMPARED_RUNS:
+            raise BadRequest(f"compare at most {experiments.MAX_COMPARED_RUNS} runs at once, not {len(run_ids)}")
+        self.reply(await experiments.compare(settings, workspace, run_ids))
+
+
+class MlflowUiHandler(MlopshubHandler):
+    """GET /mlopshub-lab/mlflow-ui?experiment=&run=&workspace=: open the MLflow UI signed in."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        """Set the MLflow token cookie (HttpOnly, SameSite=Strict, only for /services/mlflow/) and redirect there.
+
+        A browser tab can't send the workspace's token as a header, so the
+        MLflow service accepts it from this cookie, which page scripts can't read.
+        """
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        experiment = experiments.identifier(self.query("experiment", required=True), "experiment")
+        run = self.query("run")
+        run = experiments.identifier(run, "run") if run else None
+        location = experiments.ui_location(settings, experiment, run, workspace)
+        if settings.token:
+            self.set_cookie(
+                experiments.TOKEN_COOKIE,
+                settings.token,
+                path=experiments.MLFLOW_UI_PATH,
+                httponly=True,
+                samesite="Strict",
+                secure=self.request.protocol == "https",
+            )
+        self.redirect(location, status=302)

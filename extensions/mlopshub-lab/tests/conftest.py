@@ -1,0 +1,184 @@
+"""A real Jupyter server with the extension, real git and DVC projects in its root, a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from mlopshub_lab import runner
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+DVC = [sys.executable, "-m", "dvc"]
+#: Identity for the commits tests make themselves (the server's own commits use its fallback identity).
+TEST_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "setup",
+    "GIT_AUTHOR_EMAIL": "setup@test",
+    "GIT_COMMITTER_NAME": "setup",
+    "GIT_COMMITTER_EMAIL": "setup@test",
+}
+
+
+@pytest.fixture
+def jp_server_config():
+    """Only this extension; the token is required (pytest-jupyter sets one and jp_fetch sends it)."""
+    return {"ServerApp": {"jpserver_extensions": {"mlopshub_lab": True}}}
+
+
+@pytest.fixture(autouse=True)
+def workspace_environ(monkeypatch):
+    """A workspace's environment without the machine's git identity or MLflow settings."""
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")  # HOME is a fresh folder (jp_environ), so no global config either
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_WORKSPACE",
+        "MLOPSHUB_TEAMS",
+        "MLOPSHUB_DVC_REMOTE",
+        *TEST_GIT_ENV,
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def root(jp_root_dir, jp_serverapp) -> Path:
+    """The server root (the user's home) as a real path, with the server running on it."""
+    return Path(os.path.realpath(jp_root_dir))
+
+
+@pytest.fixture
+def api(jp_fetch):
+    """Call ``/mlopshub-lab/<endpoint>`` and answer ``(status, JSON body)``, errors included."""
+
+    async def call(method: str, endpoint: str, body: dict[str, Any] | None = None, params: Any = None, **kwargs):
+        options: dict[str, Any] = {"method": method, "raise_error": False, **kwargs}
+        if method == "POST":
+            options["body"] = json.dumps(body or {})
+        response = await jp_fetch("mlopshub-lab", *endpoint.split("/"), params=params, **options)
+        text = response.body.decode() if response.body else ""
+        return response.code, (json.loads(text) if text and response.code != 302 else text), response
+
+    return call
+
+
+@pytest.fixture
+def commands(monkeypatch) -> list[list[str]]:
+    """Every argument list the extension runs, in order; the commands still run for real."""
+    recorded: list[list[str]] = []
+    real = runner.execute
+
+    async def spy(argv, cwd, env=None, timeout=runner.DEFAULT_TIMEOUT, input=None):
+        recorded.append([str(arg) for arg in argv])
+        return await real(argv, cwd, env=env, timeout=timeout, input=input)
+
+    monkeypatch.setattr(runner, "execute", spy)
+    return recorded
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    """Run a setup command the way a user in a terminal would; fail the test if it fails."""
+    env = {**os.environ, **TEST_GIT_ENV, "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{args} failed: {result.stderr}"
+    return result.stdout
+
+
+# --- MLflow ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real MLflow tracking server (SQLite, no auth, no workspaces) for the whole session; answers its URL."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_WORKSPACE", "MLFLOW_TRACKING_TOKEN"):
+        env.pop(name, None)
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder}/m.db",
+            "--default-artifact-root",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its own process group: mlflow starts uvicorn as a child, both must stop
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=1).ok:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"MLflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.25)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_runs(mlflow_server) -> dict[str, Any]:
+    """Two experiments; "credit-default" has five finished runs with auc 0.70..0.78, params and lineage tags."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    credit = client.create_experiment("credit-default")
+    other = client.create_experiment("churn")
+    runs = []
+    for index, auc in enumerate([0.70, 0.78, 0.72, 0.76, 0.74]):
+        run = client.create_run(credit, run_name=f"run-{index}", start_time=1_700_000_000_000 + index * 1000)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("auc", auc, now, 0), Metric("loss", 1 - auc, now, 0)]
+            + ([] if index else [Metric("f1", 0.5, now, 0)]),
+            params=[Param("max_depth", str(index + 3))],
+            tags=[
+                RunTag("mlopshub.git.commit", f"{index:040d}"),
+                RunTag("mlflow.source.git.commit", f"{index:040d}"),
+                RunTag("mlopshub.data.data/loans.csv", "f69f5b72bc79a92dc70c63c9aa142e36"),
+                RunTag("unrelated", "x"),
+            ],
+        )
+        client.set_terminated(run.info.run_id, end_time=1_700_000_000_000 + index * 1000 + 1500 + index)
+        runs.append({"id": run.info.run_id, "auc": auc, "name": f"run-{index}"})
+    return {"url": mlflow_server, "experiment": credit, "other": other, "runs": runs}
