@@ -116,6 +116,8 @@ class Team:
     display_name: str
     profiles: tuple[str, ...]
     quotas: Mapping[str, int]
+    #: Release settings: metric ``thresholds`` and the versioned ``holdout`` set they are measured on.
+    release: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,13 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
                     f"teams.{name}.profiles[{index}]",
                     f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}",
                 )
-        teams[name] = Team(name, raw.get("display_name", name), tuple(raw["profiles"]), dict(raw.get("quotas", {})))
+        teams[name] = Team(
+            name,
+            raw.get("display_name", name),
+            tuple(raw["profiles"]),
+            dict(raw.get("quotas", {})),
+            dict(raw.get("release", {})),
+        )
 
     role_file = origin.get("role_groups", source)
     role_groups: dict[str, RoleGroup] = {}

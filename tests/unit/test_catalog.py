@@ -92,6 +92,24 @@ def test_sample_catalog_has_the_four_profiles_and_two_teams(sample):
             "model-validator, platform-admin",
         ),
         ("teams.yaml", lambda d: d.update(quotas={}), "quotas", "unknown key"),
+        (
+            "teams.yaml",
+            lambda d: d["teams"]["sme-credit"]["release"]["thresholds"].update(f1={"min": 0.5}),
+            "teams.sme-credit.release.thresholds",
+            "accuracy, auc, log_loss, rmse",
+        ),
+        (
+            "teams.yaml",
+            lambda d: d["teams"]["sme-credit"]["release"]["thresholds"].update(auc={"least": 0.5}),
+            "teams.sme-credit.release.thresholds.auc",
+            "unknown key 'least'",
+        ),
+        (
+            "teams.yaml",
+            lambda d: d["teams"]["sme-credit"]["release"]["holdout"].pop("target"),
+            "teams.sme-credit.release.holdout",
+            "'target' is required",
+        ),
     ],
 )
 def test_invalid_catalog_names_file_key_and_expectation(tmp_path, file, change, where, expected):
@@ -103,6 +121,12 @@ def test_invalid_catalog_names_file_key_and_expectation(tmp_path, file, change, 
     assert error.key == where
     assert expected in error.message
     assert "\n" not in str(error)
+
+
+def test_team_release_thresholds_and_holdout_are_read():
+    release = catalog.load(SAMPLE).teams["sme-credit"].release
+    assert release["thresholds"] == {"auc": {"min": 0.75}}
+    assert release["holdout"] == {"path": "data/holdout.csv", "target": "default", "rev": "main"}
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
