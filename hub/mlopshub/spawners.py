@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Instance, Unicode
@@ -189,6 +190,14 @@ def ensure_team_folder(folder: Path, team: str) -> int:
     return gid
 
 
+def _descendants(pid: int) -> list[psutil.Process]:
+    """Every process below ``pid`` (none if it is gone)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def _preexec(
     uid: int | None, gid: int | None, groups: list[int], home: str, mem_limit: int | None
 ) -> Callable[[], None]:
@@ -313,6 +322,25 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         return self._preexec_fn
+
+    async def stop(self, now: bool = False) -> None:
+        """Stop the server, then whatever it started that outlived it.
+
+        Kernels run in sessions of their own (jupyter_client starts them so), so
+        a kernel that ignores its shutdown request survives the server; it is
+        found among the server's descendants, noted before the server stops.
+        """
+        descendants = _descendants(self.pid) if self.pid else []
+        await super().stop(now=now)
+        leftover = [process for process in descendants if process.is_running()]
+        for process in leftover:
+            self.log.warning(
+                "%s: stopping %s (pid %s) left behind by the workspace", self._log_name, process.name(), process.pid
+            )
+            process.terminate()
+        _, alive = psutil.wait_procs(leftover, timeout=5)
+        for process in alive:
+            process.kill()
 
 
 def make_apply_profile(catalog: Catalog, gpu_available: bool) -> Callable[[Any, dict[str, Any]], None]:

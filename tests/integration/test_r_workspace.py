@@ -20,6 +20,31 @@ def rachel(platform):
     platform.stop("rachel")
 
 
+def workspace_processes(platform, name):
+    """Processes still running from ``name``'s workspace (their command line names the user's home)."""
+    import psutil
+
+    home = str(platform.data_dir / "homes" / name)
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(home in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_stopping_a_workspace_stops_its_kernels(platform, tmp_path):
+    platform.add_user("ruth", "retail-scoring")
+    platform.start("ruth", "r-cpu")
+    token = platform.token_for("ruth")
+    for kernel, code in (("ir", "invisible(mlopshub:::mlflow_module())"), ("python3", "import mlflow")):
+        started = platform.workspace("ruth", "api/kernels", token, "POST", json={"name": kernel})
+        assert started.status_code == 201
+        platform.run_in_kernel("ruth", token, started.json()["id"], code)
+    assert workspace_processes(platform, "ruth")
+    platform.stop("ruth")
+    assert workspace_processes(platform, "ruth") == []
+
+
 @pytest.fixture(scope="module")
 def r_notebook_run(platform, rachel):
     """Run every code cell of the example notebook in the R kernel, as JupyterLab would."""
