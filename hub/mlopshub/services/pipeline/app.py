@@ -1,0 +1,255 @@
+"""The pipeline service's web app: the release REST API and, beside it, the online model endpoints.
+
+One routing table (:func:`make_app`), one base handler (:class:`ApiHandler`)
+that authenticates every request with a hub token and turns the core's
+errors into JSON with their ``http_status``. The API is written down in
+``openapi.json`` next to this file, served at ``{prefix}openapi.json``.
+
+Model endpoints live in the same process because the pipeline switches them:
+``/services/models/{model}/{stage}/invocations`` is routed here too (the hub
+registers a ``models`` service with this process's URL).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tornado import web
+
+from mlopshub.pipeline import InvalidRequest, PipelineError, State
+from mlopshub.serving import Endpoints, endpoint_routes
+
+from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller
+from .runner import ReleaseRunner
+
+log = logging.getLogger("mlopshub.pipeline")
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+AUTH_HEADER = ("token", "bearer")
+
+
+def token_of(handler: web.RequestHandler) -> str | None:
+    """The hub token of a request: ``Authorization: token <t>`` or ``Bearer <t>`` (never a cookie or URL)."""
+    scheme, _, value = handler.request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() in AUTH_HEADER and value.strip() else None
+
+
+async def authenticated(handler: web.RequestHandler, authenticate: Authenticate) -> Caller:
+    """The caller of ``handler``'s request; 401 without an accepted hub token."""
+    token = token_of(handler)
+    caller = await authenticate(token) if token else None
+    if caller is None:
+        handler.set_header("WWW-Authenticate", 'Bearer realm="mlopshub"')
+        raise web.HTTPError(401, "a hub token is required: Authorization: Bearer <token> (from the hub's token page)")
+    return caller
+
+
+class ApiHandler(web.RequestHandler):
+    """Base of the API handlers: JSON in and out, hub-token authentication, errors with their status."""
+
+    caller: Caller
+
+    def initialize(self, runner: ReleaseRunner, authenticate: Authenticate) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.authenticate = authenticate
+
+    def check_xsrf_cookie(self) -> None:
+        """Token-authenticated API: no cookies are read, so no XSRF check."""
+
+    async def prepare(self) -> None:
+        self.caller = await authenticated(self, self.authenticate)
+
+    def require(self, scope: str, doing: str) -> None:
+        """403 naming the scope unless the caller's token carries ``scope``."""
+        if not self.caller.has(scope):
+            raise web.HTTPError(403, f"{self.caller.name} may not {doing}: the token lacks the scope {scope}")
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object (422 naming the body when it is not one)."""
+        if not self.request.body:
+            return {}
+        try:
+            value = json.loads(self.request.body)
+        except ValueError as error:
+            raise InvalidRequest("(body)", f"not JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise InvalidRequest("(body)", "expected a JSON object")
+        return value
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """A refused request (the core's errors) is an answer, not a crash: no traceback in the log."""
+        if isinstance(value, PipelineError):
+            log.info("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON: the core's errors with their ``http_status`` (and ``field`` for 422), others as raised."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, PipelineError):
+            status_code = error.http_status
+            self.set_status(status_code)
+            data: dict[str, Any] = {"error": type(error).__name__, "message": str(error), "status": status_code}
+            if isinstance(error, InvalidRequest):
+                data["field"] = error.field
+        else:
+            message = getattr(error, "log_message", None) or self._reason
+            data = {"error": self._reason, "message": message, "status": status_code}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def visible(self, team: str) -> None:
+        """403 unless the caller may read releases of ``team``."""
+        if not self.caller.may_read(team):
+            raise web.HTTPError(
+                403, f"{self.caller.name} may not read releases of team {team}: needs {READ_RELEASES} or membership"
+            )
+
+
+class ReleasesHandler(ApiHandler):
+    async def get(self) -> None:
+        """List releases (newest first) the caller may read; ``?state=`` and ``?model=`` filter."""
+        state = self.get_argument("state", None)
+        if state is not None and state not in {str(s) for s in State}:
+            raise InvalidRequest("state", f"expected one of: {', '.join(str(s) for s in State)}")
+        releases = self.store.releases(state=state, model_name=self.get_argument("model", None))
+        self.reply({"releases": [r.to_dict() for r in releases if self.caller.may_read(r.team)]})
+
+    async def post(self) -> None:
+        """Publish: ``{model_uri, name, kind, description}`` -> 201 ``{id, release}``; gates run in the background."""
+        if not any(self.caller.has(f"{PUBLISH}!group={team}") for team in self.runner.teams):
+            raise web.HTTPError(403, f"{self.caller.name} may not publish: the token lacks {PUBLISH}!group=<team>")
+        release = await self.runner.publish(self.body(), self.caller)
+        self.set_header("Location", f"{self.request.path.rstrip('/')}/{release.id}")
+        self.reply({"id": release.id, "release": release.to_dict()}, 201)
+
+
+class ReleaseHandler(ApiHandler):
+    async def get(self, release_id: str) -> None:
+        """One release: state, steps, gate results, endpoints, who published and approved."""
+        release = self.store.get(release_id)
+        self.visible(release.team)
+        self.reply(release.to_dict())
+
+
+class ApproveHandler(ApiHandler):
+    async def post(self, release_id: str) -> None:
+        """Approve ``{comment}``: needs the approve scope, and never by the publisher (four eyes)."""
+        if not self.caller.has(APPROVE):
+            message = f"{self.caller.name} may not approve releases: the token lacks the scope {APPROVE}"
+            self.runner.refuse_approval(release_id, self.caller, message)
+            raise web.HTTPError(403, message)
+        release = await self.runner.approve(release_id, self.caller, self.body().get("comment", ""))
+        self.reply(release.to_dict())
+
+
+class RejectHandler(ApiHandler):
+    async def post(self, release_id: str) -> None:
+        """Reject ``{reason}``: a validator, or the publishing team withdrawing its release."""
+        release = self.store.get(release_id)
+        if not (self.caller.has(APPROVE) or self.caller.has(f"{PUBLISH}!group={release.team}")):
+            raise web.HTTPError(403, f"{self.caller.name} may not reject: needs {APPROVE} or membership of the team")
+        release = await self.runner.reject(release_id, self.caller, self.body().get("reason", ""))
+        self.reply(release.to_dict())
+
+
+class RollbackHandler(ApiHandler):
+    async def post(self, model: str) -> None:
+        """Roll ``model`` back to its previous production version ``{reason}``."""
+        current = self.store.production(model)
+        team = current.team if current else None
+        if not (self.caller.has(APPROVE) or (team and self.caller.has(f"{PUBLISH}!group={team}"))):
+            raise web.HTTPError(403, f"{self.caller.name} may not roll back {model}: needs {APPROVE} or the team's")
+        rolled_back, restored = await self.runner.rollback(model, self.caller, self.body().get("reason", ""))
+        self.reply({"rolled_back": rolled_back.to_dict(), "restored": restored.to_dict()})
+
+
+class AuditHandler(ApiHandler):
+    async def get(self) -> None:
+        """The audit log, ``?format=json`` (default) or ``csv``, ``?since=<ISO time>``."""
+        self.require(READ_RELEASES, "read the audit log")
+        form = self.get_argument("format", "json")
+        if form not in ("json", "csv"):
+            raise InvalidRequest("format", f"expected json or csv, got {form!r}")
+        since = self.get_argument("since", None)
+        stream = io.StringIO()
+        try:
+            if form == "csv":
+                self.store.audit.export_csv(stream, since=since)
+            else:
+                self.store.audit.export_json(stream, since=since)
+        except ValueError as error:
+            raise InvalidRequest("since", str(error)) from None
+        self.set_header("Content-Type", "text/csv" if form == "csv" else "application/json")
+        if form == "csv":
+            self.set_header("Content-Disposition", 'attachment; filename="mlopshub-audit.csv"')
+        self.finish(stream.getvalue())
+
+
+class EndpointsHandler(ApiHandler):
+    async def get(self) -> None:
+        """Live endpoints (model, stage, version, process, restarts) of the teams the caller may read."""
+        live = [e.to_dict() for e in self.runner.endpoints.all()]
+        teams = {r.model_name: r.team for r in self.store.releases()}
+        self.reply({"endpoints": [e for e in live if self.caller.may_read(teams.get(e["model"], ""))]})
+
+
+class OpenApiHandler(web.RequestHandler):
+    def get(self) -> None:
+        """The API's OpenAPI document (public: it holds no data)."""
+        self.set_header("Content-Type", "application/json")
+        self.finish(OPENAPI.read_bytes())
+
+
+def endpoint_authorizer(runner: ReleaseRunner, authenticate: Authenticate):  # type: ignore[no-untyped-def]
+    """Who may call a model endpoint: model risk, the model's team, and (production) holders of the models scope.
+
+    Consumer systems get a hub service token with ``access:services!service=models``.
+    """
+
+    async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
+        caller = await authenticated(handler, authenticate)
+        releases = runner.store.releases(model_name=model)
+        team = releases[0].team if releases else ""
+        if caller.may_read(team):
+            return
+        if stage == "production" and caller.has("access:services!service=models"):
+            return
+        raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
+
+    return authorize
+
+
+def make_app(
+    runner: ReleaseRunner,
+    authenticate: Authenticate,
+    *,
+    prefix: str = "/services/pipeline/",
+    models_prefix: str = "/services/models/",
+    endpoints: Endpoints | None = None,
+) -> web.Application:
+    """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``."""
+    api = prefix.rstrip("/") + "/api"
+    args = {"runner": runner, "authenticate": authenticate}
+    release_id = r"([A-Za-z0-9_.-]+)"
+    routes: list[Any] = [
+        (rf"{api}/releases/?", ReleasesHandler, args),
+        (rf"{api}/releases/{release_id}/?", ReleaseHandler, args),
+        (rf"{api}/releases/{release_id}/approve/?", ApproveHandler, args),
+        (rf"{api}/releases/{release_id}/reject/?", RejectHandler, args),
+        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/rollback/?", RollbackHandler, args),
+        (rf"{api}/audit/?", AuditHandler, args),
+        (rf"{api}/endpoints/?", EndpointsHandler, args),
+        (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
+    ]
+    routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, endpoint_authorizer(runner, authenticate))
+    return web.Application(routes)

@@ -1,0 +1,152 @@
+"""The MLflow Model Registry as the pipeline uses it: versions, aliases, tags, and local copies to gate and serve.
+
+Every call names its tracking server explicitly (an ``MlflowClient`` with a
+URI, ``download_artifacts(tracking_uri=...)``): nothing here reads or sets
+MLflow's process-wide tracking URI. Calls block; the runner makes them in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlopshub.pipeline import PublishRequest
+from mlopshub.pipeline.gates import DATA_TAG
+
+TEAM_TAG = "mlopshub.team"
+PUBLISHER_TAG = "mlopshub.publisher"
+APPROVER_TAG = "mlopshub.approver"
+RELEASE_TAG = "mlopshub.release"
+RUN_TAG = "mlopshub.run_id"
+COMMIT_TAG = "mlopshub.git.commit"
+#: MLflow tag values are limited; longer values are cut to this.
+MAX_TAG = 5000
+
+
+class Registry:
+    """The registry of the tracking server at ``tracking_uri``; downloaded versions go under ``cache_dir``."""
+
+    def __init__(self, tracking_uri: str, cache_dir: str | Path):
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.cache_dir = Path(cache_dir)
+
+    # --- runs ---
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of run ``run_id`` (lineage: git commit, DVC data versions)."""
+        return dict(self.client.get_run(run_id).data.tags)
+
+    def team_of_run(self, run_id: str) -> str | None:
+        """The team owning run ``run_id``: its experiment's workspace, else a ``mlopshub.team`` tag; None if no run.
+
+        With MLflow workspaces on (the platform), the workspace is the team.
+        """
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return None
+        experiment = self.client.get_experiment(run.info.experiment_id)
+        tagged = run.data.tags.get(TEAM_TAG) or experiment.tags.get(TEAM_TAG)
+        workspace = getattr(experiment, "workspace", None)
+        if workspace and workspace != "default":
+            return str(workspace)
+        return tagged
+
+    # --- versions ---
+
+    def register(self, request: PublishRequest, publisher: str, release_id: str) -> str:
+        """Create a version of ``request.name`` from the request's run model, tagged with its lineage; its number."""
+        try:
+            self.client.create_registered_model(request.name, tags={TEAM_TAG: request.team})
+        except MlflowException as error:
+            if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        run = self.client.get_run(request.run_id)
+        source, model_id = self._source(request, run.info.experiment_id)
+        tags = {
+            TEAM_TAG: request.team,
+            PUBLISHER_TAG: publisher,
+            RELEASE_TAG: release_id,
+            RUN_TAG: request.run_id,
+            COMMIT_TAG: run.data.tags.get(COMMIT_TAG, ""),
+            **{key: value for key, value in run.data.tags.items() if key.startswith(DATA_TAG)},
+        }
+        version = self.client.create_model_version(
+            request.name,
+            source=source,
+            run_id=request.run_id,
+            tags={key: str(value)[:MAX_TAG] for key, value in tags.items()},
+            description=request.description,
+            model_id=model_id,
+        )
+        return str(version.version)
+
+    def _source(self, request: PublishRequest, experiment_id: str) -> tuple[str, str | None]:
+        """Where the model's files are, and its logged-model id (MLflow 3 keeps models outside the run)."""
+        if request.source_model:
+            version = self.client.get_model_version(request.source_model, request.source_version or "")
+            return version.source, getattr(version, "model_id", None)
+        path = request.artifact_path or ""
+        found = self.client.search_logged_models(
+            experiment_ids=[experiment_id],
+            filter_string=f"name = '{path}' AND source_run_id = '{request.run_id}'",
+        )
+        if found:
+            model = found[0]
+            return f"models:/{model.model_id}", model.model_id
+        # A model saved into the run's artifacts (MLflow 2 style, or log_artifacts of a model folder).
+        return f"runs:/{request.run_id}/{path}", None
+
+    def tag_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+        """Set tags on one version."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, str(value)[:MAX_TAG])
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``@alias`` of ``name`` at ``version``."""
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``@alias`` of ``name`` (no error when it is not set)."""
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as error:
+            if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise
+
+    def alias(self, name: str, alias: str) -> str | None:
+        """The version ``@alias`` of ``name`` points at, or None."""
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def local_copy(self, name: str, version: str) -> Path:
+        """A local folder with version ``version`` of ``name`` (downloaded once; versions never change)."""
+        target = self.cache_dir / name / str(version)
+        if (target / "MLmodel").is_file():
+            return target
+        partial = target.with_name(f"{target.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        # The version's own files, not models:/<name>/<version>: MLflow resolves that URI with the
+        # process-wide registry, not the one given here.
+        source = self.client.get_model_version_download_uri(name, str(version))
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial), tracking_uri=self.tracking_uri)
+        # download_artifacts may put the model in a subfolder; keep the folder that holds MLmodel.
+        found = next(iter(sorted(partial.rglob("MLmodel"), key=lambda p: len(p.parts))), None)
+        if found is None:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise FileNotFoundError(f"models:/{name}/{version} has no MLmodel file; was it logged as an MLflow model?")
+        shutil.rmtree(target, ignore_errors=True)
+        found.parent.rename(target)
+        shutil.rmtree(partial, ignore_errors=True)
+        return target

@@ -1,0 +1,115 @@
+"""Starting the pipeline service as the hub starts it: settings from the environment, then serve.
+
+Environment (set in the hub's service definition):
+
+* ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_API_URL``,
+  ``JUPYTERHUB_API_TOKEN``: set by the hub for a managed service;
+* ``MLFLOW_TRACKING_URI``: the MLflow server the registry lives in;
+* ``MLOPSHUB_CATALOG``: the catalog folder (teams' thresholds and hold-out sets);
+* ``MLOPSHUB_PIPELINE_DIR``: the pipeline's data (releases and audit SQLite file, model copies, server logs);
+* ``MLOPSHUB_PUBLIC_URL``: the hub's public address, for endpoint addresses shown on releases;
+* ``MLOPSHUB_MODELS_PREFIX``: where model endpoints are routed (default ``/services/models/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tornado.httpserver import HTTPServer
+
+from mlopshub import catalog
+from mlopshub.pipeline import ReleaseStore
+from mlopshub.serving import Endpoints
+
+from .app import make_app
+from .auth import Authenticate, hub_authenticator
+from .holdout import HoldoutLoader, dvc_holdout_loader
+from .registry import Registry
+from .runner import ReleaseRunner, TeamRelease, cache_dir
+
+log = logging.getLogger("mlopshub.pipeline")
+
+
+def team_releases(cat: catalog.Catalog) -> dict[str, TeamRelease]:
+    """Each catalog team's release settings."""
+    return {
+        name: TeamRelease(thresholds=dict(team.release.get("thresholds") or {}), holdout=team.release.get("holdout"))
+        for name, team in cat.teams.items()
+    }
+
+
+def build_runner(
+    *,
+    data_dir: str | Path,
+    tracking_uri: str,
+    teams: Mapping[str, TeamRelease],
+    public_url: str,
+    models_prefix: str = "/services/models/",
+    load_holdout: HoldoutLoader | None = None,
+) -> ReleaseRunner:
+    """The release runner on ``data_dir`` (created if missing)."""
+    data_dir = Path(data_dir)
+    store = ReleaseStore(data_dir / "pipeline.sqlite")
+    head = store.audit.head()
+    # An anchor outside the file: a later truncation of the log shows against this line (AuditLog.verify).
+    log.info("audit log head at start: %s", head)
+    base = public_url.rstrip("/") + "/" + models_prefix.strip("/")
+    return ReleaseRunner(
+        store=store,
+        registry=Registry(tracking_uri, cache_dir(data_dir)),
+        endpoints=Endpoints(log_dir=data_dir / "logs"),
+        teams=teams,
+        load_holdout=load_holdout or dvc_holdout_loader(),
+        endpoint_url=lambda model, stage: f"{base}/{model}/{stage}/invocations",
+    )
+
+
+async def serve(
+    runner: ReleaseRunner, authenticate: Authenticate, *, host: str, port: int, prefix: str, models_prefix: str
+) -> None:
+    """Resume what a restart interrupted, then answer requests until cancelled."""
+    app = make_app(runner, authenticate, prefix=prefix, models_prefix=models_prefix)
+    server = HTTPServer(app, xheaders=False)
+    server.listen(port, host)
+    log.info("pipeline service on http://%s:%d%s", host, port, prefix)
+    await runner.resume()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.stop()
+        await runner.endpoints.close()
+
+
+def main() -> None:
+    """``python -m mlopshub.services.pipeline`` (run by the hub)."""
+    from jupyterhub.services.auth import HubAuth
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    env = os.environ
+    url = urlparse(env.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipeline/")
+    models_prefix = env.get("MLOPSHUB_MODELS_PREFIX", "/services/models/")
+    cat = catalog.load(env["MLOPSHUB_CATALOG"])
+    runner = build_runner(
+        data_dir=env["MLOPSHUB_PIPELINE_DIR"],
+        tracking_uri=env["MLFLOW_TRACKING_URI"],
+        teams=team_releases(cat),
+        public_url=env.get("MLOPSHUB_PUBLIC_URL", ""),
+        models_prefix=models_prefix,
+    )
+    authenticate = hub_authenticator(HubAuth(cache_max_age=60))
+    asyncio.run(
+        serve(
+            runner,
+            authenticate,
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 10102,
+            prefix=prefix,
+            models_prefix=models_prefix,
+        )
+    )

@@ -1,0 +1,139 @@
+"""Online endpoints: which model server answers ``/services/models/{model}/{stage}/``.
+
+A switch (promotion, rollback, a new staging version) never drops a request:
+the new server is started and answers ``/ping`` before the mapping changes;
+the change itself is one dict assignment on the event loop, so each request
+is forwarded to either the old server or the new one, whole; the old server
+is stopped only after the requests it has in flight are done
+(:meth:`ModelServer.drain`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .server import ModelServer
+
+log = logging.getLogger("mlopshub.serving")
+
+STAGES = ("staging", "production")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class Endpoint:
+    """One live endpoint: the model version it serves and the server doing it."""
+
+    model: str
+    stage: str
+    version: str
+    server: ModelServer
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the pipeline API shows about it."""
+        return {
+            "model": self.model,
+            "stage": self.stage,
+            "version": self.version,
+            "pid": self.server.pid,
+            "restarts": self.server.restarts,
+        }
+
+
+class UnknownStage(ValueError):
+    """A stage other than staging or production."""
+
+
+def check_stage(stage: str) -> str:
+    """``stage`` if it is one of :data:`STAGES`, else :class:`UnknownStage` naming them."""
+    if stage not in STAGES:
+        raise UnknownStage(f"unknown stage {stage!r}; endpoints are {' and '.join(STAGES)}")
+    return stage
+
+
+class Endpoints:
+    """The registry of live endpoints, (model, stage) -> :class:`Endpoint`.
+
+    ``server_factory(model_path, label, log_path)`` makes the server of a new
+    endpoint (a :class:`ModelServer` by default). ``log_dir`` keeps each
+    server's output, named after the model, stage and version.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path | None = None,
+        server_factory: Callable[..., ModelServer] | None = None,
+        drain_timeout: float = 30.0,
+    ):
+        self.log_dir = Path(log_dir) if log_dir else None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.server_factory = server_factory or ModelServer
+        self.drain_timeout = drain_timeout
+        self._live: dict[tuple[str, str], Endpoint] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def get(self, model: str, stage: str) -> Endpoint | None:
+        """The endpoint answering for ``model`` at ``stage`` now, if any."""
+        return self._live.get((model, stage))
+
+    def all(self) -> list[Endpoint]:
+        """Every live endpoint."""
+        return list(self._live.values())
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def deploy(self, model: str, stage: str, version: str, model_path: str | Path) -> Endpoint:
+        """Make ``model`` at ``stage`` serve ``version`` from ``model_path``; return the endpoint.
+
+        Converges: when that version is already served there, nothing changes.
+        Switches for one endpoint are done one at a time.
+        """
+        check_stage(stage)
+        key = (model, stage)
+        async with self._lock(key):
+            current = self._live.get(key)
+            if current is not None and current.version == str(version) and current.server.pid is not None:
+                return current
+            label = _SAFE.sub("_", f"{model}-{stage}-v{version}")
+            log_path = self.log_dir / f"{label}.log" if self.log_dir else None
+            server = self.server_factory(model_path, label=label, log_path=log_path)
+            await server.start()
+            endpoint = Endpoint(model=model, stage=stage, version=str(version), server=server)
+            self._live[key] = endpoint  # the switch: from here on new requests go to the new server
+            log.info("endpoint %s/%s now serves version %s", model, stage, version)
+            if current is not None:
+                await self._retire(current)
+            return endpoint
+
+    async def undeploy(self, model: str, stage: str) -> None:
+        """Stop serving ``model`` at ``stage`` (after its requests in flight finish)."""
+        key = (model, check_stage(stage))
+        async with self._lock(key):
+            current = self._live.pop(key, None)
+            if current is not None:
+                await self._retire(current)
+
+    async def close(self) -> None:
+        """Stop every endpoint (the service is shutting down)."""
+        for endpoint in list(self._live.values()):
+            await self.undeploy(endpoint.model, endpoint.stage)
+
+    async def _retire(self, endpoint: Endpoint) -> None:
+        if not await endpoint.server.drain(self.drain_timeout):
+            log.warning(
+                "endpoint %s/%s version %s still had %d requests after %.0f s; stopping it anyway",
+                endpoint.model,
+                endpoint.stage,
+                endpoint.version,
+                endpoint.server.active,
+                self.drain_timeout,
+            )
+        await endpoint.server.stop()

@@ -1,0 +1,133 @@
+"""The reverse proxy in front of the model servers: ``/services/models/{model}/{stage}/invocations`` and ``/ping``.
+
+Each request is forwarded to the server the :class:`Endpoints` registry names
+at that moment, and counted in its :attr:`ModelServer.active` until the answer
+is back, so a switch drains the old server before stopping it. A request that
+cannot reach its server (the process died and is being restarted) is sent
+again until :data:`RETRY_FOR` seconds have passed: scoring has no side effects,
+so repeating it is safe, and a crash then costs latency instead of errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+
+from .endpoints import STAGES, Endpoint, Endpoints
+
+#: Seconds a request keeps being retried while its model server is unreachable.
+RETRY_FOR = 60.0
+#: Seconds one forwarded request may take (MLflow's scoring server has its own, shorter, timeout).
+REQUEST_TIMEOUT = 120.0
+#: Largest request body forwarded (bytes).
+MAX_BODY = 64 * 2**20
+#: Headers passed to the model server.
+FORWARDED_HEADERS = ("Content-Type", "Accept")
+
+#: ``authorize(handler, model, stage)``: return to allow, raise ``tornado.web.HTTPError(401/403)`` to refuse.
+Authorize = Callable[[web.RequestHandler, str, str], Awaitable[None]]
+
+
+class EndpointHandler(web.RequestHandler):
+    """Forwards ``/invocations`` and ``/ping`` of one model's stage to its current model server."""
+
+    def initialize(self, endpoints: Endpoints, authorize: Authorize | None, client: AsyncHTTPClient) -> None:
+        self.endpoints = endpoints
+        self.authorize = authorize
+        self.client = client
+
+    def check_xsrf_cookie(self) -> None:
+        """Callers are programs with tokens, not browsers with cookies: no XSRF check."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON in MLflow's shape (``error_code``, ``message``)."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error_code": f"HTTP_{status_code}", "message": message}))
+
+    async def _endpoint(self, model: str, stage: str) -> Endpoint:
+        if stage not in STAGES:
+            raise web.HTTPError(404, f"unknown stage {stage!r}; endpoints are {' and '.join(STAGES)}")
+        if self.authorize is not None:
+            await self.authorize(self, model, stage)
+        endpoint = self.endpoints.get(model, stage)
+        if endpoint is None:
+            raise web.HTTPError(404, f"model {model!r} has no {stage} endpoint; publish it or check the release")
+        return endpoint
+
+    async def get(self, model: str, stage: str, action: str) -> None:
+        """``GET .../ping`` (or ``/health``, ``/version``): the model server's own answer."""
+        if action not in ("ping", "health", "version"):
+            raise web.HTTPError(405, f"GET is for ping, health and version; {action} takes POST")
+        await self._forward(model, stage, action, method="GET", body=None)
+
+    async def post(self, model: str, stage: str, action: str) -> None:
+        """``POST .../invocations``: score, in MLflow's scoring protocol."""
+        if action != "invocations":
+            raise web.HTTPError(405, f"POST is for invocations; {action} takes GET")
+        await self._forward(model, stage, action, method="POST", body=self.request.body)
+
+    async def _forward(self, model: str, stage: str, action: str, *, method: str, body: bytes | None) -> None:
+        await self._endpoint(model, stage)
+        headers = {name: self.request.headers[name] for name in FORWARDED_HEADERS if name in self.request.headers}
+        deadline = time.monotonic() + RETRY_FOR
+        while True:
+            # Looked up again on each try: after a switch the retry goes to the new server.
+            endpoint = await self._endpoint(model, stage)
+            server = endpoint.server
+            server.active += 1
+            try:
+                response = await self._fetch(f"{server.url}/{action}", method, headers, body)
+            finally:
+                server.active -= 1
+            if response is not None:
+                break
+            if time.monotonic() > deadline:
+                raise web.HTTPError(503, f"the {stage} server of {model} did not answer for {RETRY_FOR:.0f} s")
+            await asyncio.sleep(0.1)
+        self.set_status(response.code, response.reason)
+        self.set_header("Content-Type", response.headers.get("Content-Type", "application/json"))
+        self.set_header("X-Mlopshub-Model-Version", endpoint.version)
+        self.finish(response.body or b"")
+
+    async def _fetch(self, url: str, method: str, headers: dict[str, str], body: bytes | None) -> HTTPResponse | None:
+        """The server's answer, or None when it could not be reached (try again)."""
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            request_timeout=REQUEST_TIMEOUT,
+            connect_timeout=5,
+            follow_redirects=False,
+        )
+        try:
+            response = await self.client.fetch(request, raise_error=False)
+        except (OSError, HTTPClientError):
+            return None
+        # 599 is tornado's "no HTTP answer" (connection reset, closed early).
+        return None if response.code == 599 else response
+
+
+def endpoint_routes(prefix: str, endpoints: Endpoints, authorize: Authorize | None) -> list[tuple[str, Any, dict]]:
+    """Tornado routes for ``{prefix}{model}/{stage}/{invocations|ping|health|version}``.
+
+    ``prefix`` is e.g. ``/services/models/``. ``authorize`` decides who may
+    call; ``None`` lets everyone (only for a server that is not reachable
+    from outside).
+    """
+    client = AsyncHTTPClient(force_instance=True, max_clients=128, max_body_size=MAX_BODY)
+    return [
+        (
+            rf"{prefix.rstrip('/')}/([A-Za-z0-9][A-Za-z0-9_.-]*)/([a-z]+)/(invocations|ping|health|version)",
+            EndpointHandler,
+            {"endpoints": endpoints, "authorize": authorize, "client": client},
+        )
+    ]
