@@ -1,16 +1,28 @@
-"""Run every benchmark and write bench/results/*.json and docs/benchmarks.md."""
+"""Run the benchmarks and write bench/results/*.json and docs/benchmarks.md."""
 
 import argparse
+import json
+from pathlib import Path
 
-from . import platform_bench, report
+from . import platform_bench, report, sidebar_bench
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--spawns", type=int, default=5, help="sequential spawns per hub for the median")
+    parser.add_argument("--only", choices=["platform", "sidebar"], help="run one benchmark (default: all)")
+    parser.add_argument("--spawns", type=int, default=11, help="sequential spawns per hub for the median")
     parser.add_argument("--users", type=int, default=50, help="users spawning at once")
+    parser.add_argument("--files", type=int, default=10_000, help="tracked files in the sidebar's data project")
+    parser.add_argument("--runs", type=int, default=5_000, help="runs in the sidebar's experiment")
     args = parser.parse_args()
-    platform_bench.run(spawns=args.spawns, users=args.users)
+    RESULTS.mkdir(exist_ok=True)
+    if args.only in (None, "platform"):
+        platform_bench.run(spawns=args.spawns, users=args.users)
+    if args.only in (None, "sidebar"):
+        results = sidebar_bench.run_bench(files=args.files, runs=args.runs)
+        (RESULTS / "sidebar.json").write_text(json.dumps(results, indent=2) + "\n")
     report.write()
 
 
