@@ -1,13 +1,18 @@
-"""Shared test settings: where the repo and its sample catalog are."""
+"""One real platform per test session, shared by the integration and browser tests."""
 
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CATALOG = REPO / "profiles"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from platform_under_test import Platform, reachable_dir  # noqa: E402
 
 
-@pytest.fixture
-def repo() -> Path:
-    return REPO
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    """The platform as `make up` starts it, on a free port in a fresh data dir."""
+    running = Platform(reachable_dir(tmp_path_factory)).up()
+    yield running
+    running.down()

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from platform_under_test import REPO, Platform, reachable_dir  # noqa: E402
+from platform_under_test import REPO  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -55,13 +55,6 @@ def page(browser, request):
         ARTIFACTS.mkdir(exist_ok=True)
         opened.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
     context.close()
-
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    running = Platform(reachable_dir(tmp_path_factory)).up()
-    yield running
-    running.down()
 
 
 @pytest.fixture(scope="session")

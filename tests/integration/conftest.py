@@ -1,20 +1,6 @@
-"""One real platform for the integration tests of a session."""
-
-import sys
-from pathlib import Path
+"""Users of the integration tests (the platform fixture is in tests/conftest.py)."""
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from platform_under_test import Platform, reachable_dir  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    running = Platform(reachable_dir(tmp_path_factory)).up()
-    yield running
-    running.down()
 
 
 @pytest.fixture(scope="session")
