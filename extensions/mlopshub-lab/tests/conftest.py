@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,10 @@ import pytest
 import requests
 from mlopshub_lab import runner
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labtesting import DVC, TEST_GIT_ENV, free_port, sh  # noqa: E402,F401
 
-DVC = [sys.executable, "-m", "dvc"]
-#: Identity for the commits tests make themselves (the server's own commits use its fallback identity).
-TEST_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "setup",
-    "GIT_AUTHOR_EMAIL": "setup@test",
-    "GIT_COMMITTER_NAME": "setup",
-    "GIT_COMMITTER_EMAIL": "setup@test",
-}
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture
@@ -86,21 +79,7 @@ def commands(monkeypatch) -> list[list[str]]:
     return recorded
 
 
-def sh(args: list[str], cwd: Path) -> str:
-    """Run a setup command the way a user in a terminal would; fail the test if it fails."""
-    env = {**os.environ, **TEST_GIT_ENV, "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{args} failed: {result.stderr}"
-    return result.stdout
-
-
 # --- MLflow ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import DVC, sh
+from labtesting import DVC, sh
 from mlopshub_lab import data
 
 LOANS_V1 = "amount,default\n100,0\n250,1\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from http.cookies import SimpleCookie
 
 import pytest
-from conftest import free_port
+from labtesting import free_port
 
 
 @pytest.fixture
