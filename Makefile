@@ -71,7 +71,9 @@ node_modules/.installed: package.json
 
 test: install system-test-packages lint ## Every test: lint, unit (Python and jest), integration (real platform), browser
 	cd $(LAB) && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
-	$(BIN)/python -m pytest -ra tests/unit $(LAB)/tests tests/integration tests/e2e
+	# The extension's suite runs on its own: pytest-jupyter's fixtures would hold every test's event loop.
+	cd $(LAB) && $(CURDIR)/$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra tests/unit tests/integration tests/e2e
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q
