@@ -22,16 +22,10 @@ from typing import Any
 import requests
 import websocket
 
+from mlopshub.launcher import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 MLOPSHUB = [sys.executable, "-m", "mlopshub.cli"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def reachable_dir(tmp_path_factory: Any) -> Path:
