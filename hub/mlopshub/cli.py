@@ -78,6 +78,30 @@ def _cmd_images_check(args: argparse.Namespace) -> int:
     return imagecheck.main(["--fix"] if args.fix else [])
 
 
+def _cmd_serving_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .serving import kserve
+
+    if args.kind == "online":
+        document = kserve.inference_service(args.model, args.version, args.storage_uri, args.team, args.stage)
+    else:
+        if not args.input:
+            raise ValueError("--input: a batch model scores a DVC-tracked input; name it")
+        document = kserve.batch_cronjob(
+            args.model,
+            args.version,
+            f"models:/{args.model}/{args.version}",
+            args.team,
+            args.input,
+            args.rev,
+            args.output,
+            args.schedule,
+        )
+    print(yaml.safe_dump(document, sort_keys=False), end="")
+    return 0
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     if args.what == "check":
         drifted = environment.drift()
@@ -118,6 +142,21 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--option", action="append", default=[], metavar="NAME=CHOICE", help="a profile option choice")
     render.add_argument("--dir", help="catalog folder (default: profiles/)")
     render.set_defaults(func=_cmd_profiles_render)
+
+    serving = commands.add_parser("serving", help="Kubernetes objects that serve released models")
+    serving_commands = serving.add_subparsers(dest="serving_command", required=True)
+    serve = serving_commands.add_parser("render", help="print a KServe InferenceService (online) or a CronJob (batch)")
+    serve.add_argument("--model", required=True, help="registered model name")
+    serve.add_argument("--version", required=True, help="model version")
+    serve.add_argument("--team", required=True, help="the model's team")
+    serve.add_argument("--kind", choices=["online", "batch"], default="online")
+    serve.add_argument("--stage", choices=["staging", "production"], default="production")
+    serve.add_argument("--storage-uri", default="", help="online: where the model's artifacts are (s3://...)")
+    serve.add_argument("--input", help="batch: the DVC-tracked input to score")
+    serve.add_argument("--rev", default="main", help="batch: the input's git revision")
+    serve.add_argument("--output", default="/scores", help="batch: output folder")
+    serve.add_argument("--schedule", default="0 6 * * *", help="batch: cron schedule")
+    serve.set_defaults(func=_cmd_serving_render)
 
     helm_cmd = commands.add_parser("helm", help="Helm values derived from the catalog")
     helm_commands = helm_cmd.add_subparsers(dest="helm_command", required=True)

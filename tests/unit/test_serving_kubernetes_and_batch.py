@@ -1,0 +1,153 @@
+"""Serving objects for Kubernetes (validated offline) and batch scoring of a DVC-versioned input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from mlopshub.serving import batch, kserve
+
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
+KSERVE_SCHEMA = json.loads((PEERS / "kserve" / "inferenceservice-v1beta1.schema.json").read_text())
+
+
+def strict(schema: dict) -> dict:
+    """The structural schema with unknown fields refused, as `kubectl --validate=strict` does."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def kserve_errors(document: dict) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(strict(KSERVE_SCHEMA))
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+def test_inference_service_is_valid_for_kserve(stage):
+    service = kserve.inference_service("Credit Default", "3", "s3://mlflow/3/abc/artifacts/model", "sme-credit", stage)
+    assert kserve_errors(service) == []
+    assert service["metadata"]["name"] == f"credit-default-{stage}"
+    assert service["spec"]["predictor"]["model"]["modelFormat"] == {"name": "mlflow"}
+    assert service["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+
+
+def test_strict_check_refuses_an_unknown_field():
+    service = kserve.inference_service("credit", "3", "s3://x", "sme-credit", "staging")
+    service["spec"]["predictor"]["model"]["modelFromat"] = {"name": "mlflow"}
+    assert any("modelFromat" in error for error in kserve_errors(service))
+
+
+def test_batch_cronjob_is_valid_kubernetes():
+    job = kserve.batch_cronjob(
+        "credit", "3", "models:/credit/3", "sme-credit", "data/loans.csv", "v2", "/out", "0 6 * * *"
+    )
+    for version in ("1.33", kubernetes_validate.latest_version()):
+        kubernetes_validate.validate(job, version, strict=True)
+    command = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "mlopshub.serving.batch"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "schedule", "message"),
+    [("canary", "0 6 * * *", "stage 'canary'"), ("staging", "daily", "schedule 'daily'")],
+)
+def test_bad_stage_or_schedule_is_named(stage, schedule, message):
+    with pytest.raises(ValueError, match=message):
+        if schedule == "daily":
+            kserve.batch_cronjob("m", "1", "models:/m/1", "t", "in.csv", "v1", "/out", schedule)
+        else:
+            kserve.inference_service("m", "1", "s3://x", "t", stage)
+
+
+def test_batch_scores_a_versioned_input_and_records_model_and_input_hash(tmp_path, monkeypatch):
+    import mlflow
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    project = tmp_path / "project"
+    project.mkdir()
+    frame = pd.DataFrame({"amount": [100.0, 900.0, 2500.0, 4000.0], "default": [0, 0, 1, 1]})
+    frame[["amount"]].to_csv(project / "loans.csv", index=False)
+    for args in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [sys.executable, "-m", "dvc", "add", "-q", "loans.csv"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "v1"],
+        ["git", "tag", "v1"],
+    ):
+        subprocess.run(args, cwd=project, env=env, check=True, capture_output=True)
+    (project / "loans.csv").write_text("amount\n1\n")  # the workspace copy differs from v1
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run():
+        model = LogisticRegression().fit(frame[["amount"]], frame["default"])
+        info = mlflow.sklearn.log_model(model, name="model", input_example=frame[["amount"]].head(2))
+    monkeypatch.chdir(project)
+    written = batch.score(info.model_uri, "loans.csv", "v1", tmp_path / "out")
+
+    scored = pd.read_csv(written)
+    assert list(scored.columns) == ["amount", "prediction"] and len(scored) == 4
+    record = json.loads(written.with_suffix(".json").read_text())
+    md5 = next(line.split()[-1] for line in (project / "loans.csv.dvc").read_text().splitlines() if "md5" in line)
+    assert record["model_uri"] == info.model_uri
+    assert record["input"] == {"path": "loans.csv", "rev": "v1", "md5": md5, "rows": 4}
+
+
+def test_batch_refuses_an_unversioned_input(tmp_path, monkeypatch):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        cwd=tmp_path,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    (tmp_path / "plain.csv").write_text("a\n1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="plain.csv"):
+        batch.score("models:/none/1", "plain.csv", None, tmp_path / "out")
+
+
+def test_cli_renders_both_kinds_and_names_a_missing_input():
+    run = [
+        sys.executable,
+        "-m",
+        "mlopshub.cli",
+        "serving",
+        "render",
+        "--model",
+        "credit",
+        "--version",
+        "3",
+        "--team",
+        "sme-credit",
+    ]
+    online = subprocess.run([*run, "--storage-uri", "s3://mlflow/x"], capture_output=True, text=True)
+    assert online.returncode == 0 and "kind: InferenceService" in online.stdout
+    batch_job = subprocess.run([*run, "--kind", "batch", "--input", "data/new.csv"], capture_output=True, text=True)
+    assert batch_job.returncode == 0 and "kind: CronJob" in batch_job.stdout
+    missing = subprocess.run([*run, "--kind", "batch"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "--input" in missing.stderr
