@@ -88,8 +88,8 @@ def test_admin_group_member_sees_the_admin_page(page, sso_platform, artifacts):
 
 def test_user_outside_allowed_groups_is_refused(page, sso_platform):
     sign_in_with_sso(page, sso_platform, "quinn")
-    page.wait_for_load_state()
-    assert "403" in page.content()
+    page.wait_for_url(re.compile(r".*/hub/oauth_callback.*"))
+    page.locator("text=403").first.wait_for()
     assert sso_platform.api("GET", "users/quinn").status_code == 404
 
 

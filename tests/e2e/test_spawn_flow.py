@@ -35,7 +35,7 @@ def test_sign_in_pick_allowed_profile_and_reach_jupyterlab(page, platform, artif
 def test_wrong_password_is_refused_on_the_login_page(page, platform):
     platform.add_user("heidi", "sme-credit")
     sign_in(page, platform, "heidi", "not-the-password")
-    assert page.locator("text=Invalid username or password").is_visible()
+    page.locator("text=Invalid username or password").wait_for()  # raises if the page never says it
 
 
 def test_user_without_team_is_told_to_ask_for_access(page, platform):
