@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from . import catalog
@@ -220,18 +221,37 @@ def up(settings: Settings, foreground: bool = False) -> int:
 
 
 def _stop_process_group(pid: int, timeout: float = 60) -> None:
+    """Stop the hub's process group, then any process it started in a session of its own.
+
+    The hub starts its services and workspaces in new sessions; when it cannot
+    stop them itself (killed, or failed while starting), they are found among
+    its descendants, noted before it stops.
+    """
     try:
-        os.killpg(pid, signal.SIGTERM)
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    try:
+        # `up` starts the hub as a group leader; a foreground hub shares its shell's group.
+        signal_hub = os.killpg if os.getpgid(pid) == pid else os.kill
+        signal_hub(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        signal_hub = os.kill
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.killpg(pid, 0)
+            signal_hub(pid, 0)
         except ProcessLookupError:
-            return
+            break
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    else:
+        signal_hub(pid, signal.SIGKILL)
+    leftover = [process for process in descendants if process.is_running()]
+    for process in leftover:
+        process.terminate()
+    _, alive = psutil.wait_procs(leftover, timeout=10)
+    for process in alive:
+        process.kill()
 
 
 def down(settings: Settings) -> int:
@@ -240,11 +260,8 @@ def down(settings: Settings) -> int:
     if not pid:
         print("mlopshub is not running.")
         return 0
-    os.kill(pid, signal.SIGTERM)  # the hub stops workspaces, services and its proxy
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and hub_pid(settings):
-        time.sleep(0.2)
-    _stop_process_group(pid, timeout=10)
+    # The hub stops workspaces, services and its proxy itself; what it leaves is stopped after.
+    _stop_process_group(pid, timeout=60)
     _stop_leftover(settings.run_dir / "proxy.pid")
     print("mlopshub stopped.")
     return 0
