@@ -103,6 +103,8 @@ def test_batch_scores_a_versioned_input_and_records_model_and_input_hash(tmp_pat
     (project / "loans.csv").write_text("amount\n1\n")  # the workspace copy differs from v1
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Artifacts go under tmp_path too (with a database store MLflow defaults to ./mlruns).
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("batch", artifact_location=str(tmp_path / "art")))
     with mlflow.start_run():
         model = LogisticRegression().fit(frame[["amount"]], frame["default"])
         info = mlflow.sklearn.log_model(model, name="model", input_example=frame[["amount"]].head(2))
