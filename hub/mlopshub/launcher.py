@@ -87,22 +87,23 @@ def _write_private(path: Path, text: str) -> None:
 def ensure_runtime(settings: Settings) -> Runtime:
     """Pick internal ports and load (or create) the secrets for this start."""
     ensure_dirs(settings)
+    (settings.run_dir / "runtime.json").write_text(json.dumps(pick_internal_ports()))
+    return load_runtime(settings)
+
+
+def pick_internal_ports() -> dict[str, int]:
+    """Three distinct free ports: the hub's API, the proxy's API and MLflow."""
     ports = {"hub_port": free_port(), "proxy_api_port": free_port(), "mlflow_port": free_port()}
     while len(set(ports.values())) < 3:
         ports["mlflow_port"] = free_port()
-    (settings.run_dir / "runtime.json").write_text(json.dumps(ports))
-    return load_runtime(settings)
+    return ports
 
 
 def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] | None = None) -> Runtime:
     """The runtime of the current start (ports from ``up``, or fresh ones when the hub is run directly)."""
     ensure_dirs(settings)
     state = settings.run_dir / "runtime.json"
-    ports = (
-        json.loads(state.read_text())
-        if state.exists()
-        else {"hub_port": free_port(), "proxy_api_port": free_port(), "mlflow_port": free_port()}
-    )
+    ports = json.loads(state.read_text()) if state.exists() else pick_internal_ports()
     runtime = Runtime(
         hub_port=ports["hub_port"],
         proxy_api_port=ports["proxy_api_port"],

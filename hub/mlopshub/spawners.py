@@ -47,8 +47,8 @@ def entitlements_for(spawner: Any, catalog: Catalog) -> list[str]:
 
 def _choice_inputs(profile: Any) -> str:
     parts = []
+    defaults = profile.default_choices()
     for name, option in profile.options.items():
-        defaults = profile.default_choices()
         items = "".join(
             f'<option value="{html.escape(slug)}"{" selected" if defaults[name] == slug else ""}>'
             f"{html.escape(choice['display_name'])}</option>"
