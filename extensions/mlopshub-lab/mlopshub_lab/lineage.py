@@ -94,6 +94,9 @@ def lineage_tags(cwd: Path, notebook: str | None, environ: dict[str, str]) -> di
         tags[TAG_PREFIX + "data.count"] = str(len(versions))
         for path, digest in list(versions.items())[:MAX_DATA_TAGS]:
             tags[f"{TAG_PREFIX}data.{path}"] = digest
+        # Where the project lives: the release pipeline reads the team's hold-out set from it
+        # when the catalog names no repository of its own.
+        tags[TAG_PREFIX + "project"] = str(root)
     return tags
 
 

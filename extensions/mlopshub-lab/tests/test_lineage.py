@@ -48,6 +48,7 @@ def test_tags_record_commit_clean_tree_data_hash_notebook_and_profile(project):
     assert tags["mlopshub.data.data/loans.csv"] == md5
     assert tags["mlopshub.data.count"] == "1"
     assert tags["mlopshub.notebook"] == "credit/train.ipynb"
+    assert tags["mlopshub.project"] == str(project.resolve())
     assert (tags["mlopshub.profile"], tags["mlopshub.image"], tags["mlopshub.teams"]) == (
         "python-cpu",
         "python",
