@@ -3,8 +3,10 @@
 One base handler reads parameters, resolves paths inside the server root and
 turns every error into ``{"message": ...}`` with its status: 400 for a wrong
 parameter, 404 for something that isn't there, 409 while another operation
-runs in the project, 500 when git or DVC fail (with their own text), 502 when
-MLflow can't be reached.
+runs in the project, 422 for a wrong field of a release request (with
+``field``), 500 when git or DVC fail (with their own text), 502 when MLflow,
+the release pipeline or the hub can't be reached. The pipeline's own refusals
+keep their status, message and field.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from . import __version__, data, experiments, paths
+from . import __version__, data, experiments, models, paths
 from .errors import ApiError, BadRequest, NotFound
 
 #: Version of the REST contract; the frontend refuses a server with another one.
@@ -80,8 +82,9 @@ class MlopshubHandler(APIHandler):
         """A path field of the body, resolved inside the server root."""
         return paths.resolve(self.server_root, self.field(body, name))
 
-    def reply(self, payload: dict[str, Any]) -> None:
+    def reply(self, payload: dict[str, Any], status: int = 200) -> None:
         """Finish with ``payload`` as JSON."""
+        self.set_status(status)
         self.finish(json.dumps(payload))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -99,8 +102,11 @@ class MlopshubHandler(APIHandler):
             message = f"internal error in mlopshub-lab ({type(error).__name__}: {error}); the server log has details"
         else:
             message = responses.get(status_code, "error")
+        payload: dict[str, Any] = {"message": message}
+        if isinstance(error, ApiError) and error.field:
+            payload["field"] = error.field
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
+        self.finish(json.dumps(payload))
 
 
 class VersionHandler(MlopshubHandler):
@@ -315,3 +321,97 @@ class MlflowUiHandler(MlopshubHandler):
                 secure=self.request.protocol == "https",
             )
         self.redirect(location, status=302)
+
+
+# --- models and releases ------------------------------------------------------------------------
+
+
+class LoggedModelsHandler(MlopshubHandler):
+    """GET /mlopshub-lab/models/logged?workspace=&experiment=&max_results=&page_token=: the team's logged models."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer one page of the models logged in the team's runs, newest first, and the next page's token."""
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        experiment = self.query("experiment")
+        experiment = experiments.identifier(experiment, "experiment") if experiment else None
+        max_results = self.query_int("max_results", 25, 1, models.MAX_MODELS_PER_PAGE)
+        page, next_token = await models.logged_models(
+            settings, workspace, experiment, max_results, self.query("page_token") or None
+        )
+        self.reply({"models": page, "next_page_token": next_token})
+
+
+class MeHandler(MlopshubHandler):
+    """GET /mlopshub-lab/me: who the user is for the release pipeline (validator or not, teams to publish for)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the hub's view of the workspace's user: name, groups, validator, publish_teams, pipeline."""
+        self.reply(await models.caller(models.PipelineSettings.from_environ()))
+
+
+class ReleasesHandler(MlopshubHandler):
+    """GET, POST /mlopshub-lab/releases: the pipeline's releases, and publishing a model."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Forward ``GET releases?state=&model=`` to the pipeline; answer its ``{releases}``."""
+        params = models.releases_query(self.query("state"), self.query("model"))
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "GET", "releases", params=params)
+        self.reply(payload)
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Check ``{model_uri, name, kind, description}``, publish it through the pipeline; 201 ``{id, release}``."""
+        body = models.publish_body(self.body())
+        status, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", "releases", body=body)
+        self.reply(payload, status)
+
+
+class ReleaseHandler(MlopshubHandler):
+    """GET /mlopshub-lab/releases/{release_id}: one release with its steps, gates and endpoints."""
+
+    @tornado.web.authenticated
+    async def get(self, release_id: str) -> None:
+        """Forward ``GET releases/{id}`` to the pipeline and answer the release."""
+        path = f"releases/{models.release_id(release_id)}"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "GET", path)
+        self.reply(payload)
+
+
+class ApproveHandler(MlopshubHandler):
+    """POST /mlopshub-lab/releases/{release_id}/approve {"comment"}: a validator approves a release."""
+
+    @tornado.web.authenticated
+    async def post(self, release_id: str) -> None:
+        """Forward the approval; the pipeline's 403 (the publisher, or no approve scope) comes back as it is."""
+        body = models.comment_body(self.body(), "comment", required=False)
+        path = f"releases/{models.release_id(release_id)}/approve"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
+        self.reply(payload)
+
+
+class RejectHandler(MlopshubHandler):
+    """POST /mlopshub-lab/releases/{release_id}/reject {"reason"}: a validator (or the team) stops a release."""
+
+    @tornado.web.authenticated
+    async def post(self, release_id: str) -> None:
+        """Forward the rejection with its reason (required) and answer the release."""
+        body = models.comment_body(self.body(), "reason", required=True)
+        path = f"releases/{models.release_id(release_id)}/reject"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
+        self.reply(payload)
+
+
+class RollbackHandler(MlopshubHandler):
+    """POST /mlopshub-lab/models/{name}/rollback {"reason"}: put the previous production version back."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Forward the rollback with its reason (required); answer ``{rolled_back, restored}``."""
+        body = models.comment_body(self.body(), "reason", required=True)
+        path = f"models/{models.model_name(name, 'name')}/rollback"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
+        self.reply(payload)

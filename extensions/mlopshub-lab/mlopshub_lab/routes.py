@@ -10,7 +10,11 @@ from . import handlers
 #: The API namespace is the package name.
 NAMESPACE = "mlopshub-lab"
 
-#: Path below the namespace -> handler. ``openapi.yaml`` documents exactly these (a test checks it).
+#: One path segment captured for a handler argument; the handler checks it properly (400 or 422 naming it).
+_SEGMENT = r"[^/]+"
+
+#: Path below the namespace -> handler. ``openapi.yaml`` documents exactly these, with ``(?P<x>...)``
+#: written ``{x}`` (a test checks it).
 ROUTES: list[tuple[str, type[handlers.MlopshubHandler]]] = [
     ("version", handlers.VersionHandler),
     ("data/project", handlers.ProjectHandler),
@@ -27,6 +31,13 @@ ROUTES: list[tuple[str, type[handlers.MlopshubHandler]]] = [
     ("experiments/runs", handlers.RunsHandler),
     ("experiments/compare", handlers.CompareHandler),
     ("mlflow-ui", handlers.MlflowUiHandler),
+    ("models/logged", handlers.LoggedModelsHandler),
+    ("me", handlers.MeHandler),
+    ("releases", handlers.ReleasesHandler),
+    (f"releases/(?P<release_id>{_SEGMENT})", handlers.ReleaseHandler),
+    (f"releases/(?P<release_id>{_SEGMENT})/approve", handlers.ApproveHandler),
+    (f"releases/(?P<release_id>{_SEGMENT})/reject", handlers.RejectHandler),
+    (f"models/(?P<name>{_SEGMENT})/rollback", handlers.RollbackHandler),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlopshub_lab
@@ -37,13 +38,31 @@ async def test_wrong_parameters_answer_400_with_a_message(api):
     assert (status, body) == (400, {"message": "the request body needs a string field 'path'"})
 
 
+def documented_path(route: str) -> str:
+    """A route as OpenAPI writes it: ``releases/(?P<release_id>[^/]+)`` -> ``releases/{release_id}``."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)
+
+
+def resolved(item: dict) -> dict:
+    """``item``, or what its ``$ref`` (``#/components/...``) points at."""
+    if "$ref" not in item:
+        return item
+    target = OPENAPI
+    for key in item["$ref"].removeprefix("#/").split("/"):
+        target = target[key]
+    return target
+
+
 def test_every_route_is_in_the_openapi_contract_and_every_contract_path_is_routed():
-    routed = {f"/{NAMESPACE}/{path}": handler for path, handler in ROUTES}
+    routed = {f"/{NAMESPACE}/{documented_path(path)}": handler for path, handler in ROUTES}
     assert set(routed) == set(OPENAPI["paths"])
     for path, handler in routed.items():
         implemented = {method for method in HTTP_METHODS if method in vars(handler)}
         documented = set(OPENAPI["paths"][path]) & HTTP_METHODS
         assert implemented == documented, path
+        declared = map(resolved, OPENAPI["paths"][path].get("parameters", []))
+        parameters = {parameter["name"] for parameter in declared if parameter["in"] == "path"}
+        assert parameters == set(re.findall(r"{(\w+)}", path)), path
 
 
 def test_every_handler_method_requires_authentication_and_has_a_docstring():

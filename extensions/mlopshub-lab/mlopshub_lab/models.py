@@ -1,0 +1,380 @@
+"""The Models section's server side: the team's logged models, and the release pipeline reached for the browser.
+
+Logged models come from MLflow's REST API (``logged-models/search``) with the
+same per-request workspace header and token as the Experiments section.
+
+The release pipeline is a hub service; its requests need the workspace's hub
+token (``JUPYTERHUB_API_TOKEN``), which must never reach the browser. So the
+sidebar calls these handlers and they forward to ``MLOPSHUB_PIPELINE_URL``
+with the token added server-side: bounded timeouts, no retries, and the
+pipeline's own refusals (403, 404, 409, 422) passed on with their status,
+message and field. Request bodies are checked here first, so a malformed one
+is answered without a round trip and named by its field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import yaml
+
+from . import experiments
+from .errors import ApiError, BadRequest, InvalidField, PipelineUnavailable
+from .experiments import MlflowSettings
+
+#: Seconds to connect, seconds to wait for an answer. Publishing registers a model version in MLflow
+#: before the pipeline answers, so the wait is generous; the connect is not.
+PIPELINE_TIMEOUT = (5.0, 60.0)
+#: Seconds to fetch one model's MLmodel file (only to tell whether it has a signature).
+MLMODEL_TIMEOUT = (3.0, 10.0)
+MAX_MODELS_PER_PAGE = 100
+#: The scope that makes a user a model validator (the pipeline checks it again on every approval).
+APPROVE_SCOPE = "custom:mlopshub:approve"
+PUBLISH_SCOPE = "custom:mlopshub:publish"
+VALIDATORS_GROUP = "model-validators"
+#: The pipeline's release states (``mlopshub.pipeline.State``), for checking ``?state=`` before forwarding.
+STATES = (
+    "registered",
+    "gating",
+    "gates_failed",
+    "staging",
+    "awaiting_approval",
+    "approved",
+    "rejected",
+    "production",
+    "superseded",
+    "rolled_back",
+    "failed",
+)
+KINDS = ("online", "batch")
+MAX_TEXT = 2000
+PUBLISH_FIELDS = ("model_uri", "name", "kind", "description")
+#: Same rules as the pipeline (``mlopshub.pipeline.release.MODEL_NAME``).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+RELEASE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_RUNS_URI = re.compile(r"runs:/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_-]*)/(?P<path>[^\s]+)")
+_MODELS_URI = re.compile(r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})/[0-9]+")
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Where the pipeline and the hub are, and the workspace's hub token, as the hub set them."""
+
+    url: str | None
+    token: str | None
+    hub_api_url: str | None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
+        """Read MLOPSHUB_PIPELINE_URL, JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL."""
+        env = os.environ if environ is None else environ
+        return cls(
+            url=(env.get("MLOPSHUB_PIPELINE_URL") or "").rstrip("/") or None,
+            token=env.get("JUPYTERHUB_API_TOKEN") or None,
+            hub_api_url=(env.get("JUPYTERHUB_API_URL") or "").rstrip("/") or None,
+        )
+
+    def server(self) -> str:
+        """The pipeline API's base URL; 502 when this workspace has none configured."""
+        if not self.url or urlsplit(self.url).scheme not in ("http", "https"):
+            raise PipelineUnavailable(
+                f"the release pipeline is not configured in this workspace: MLOPSHUB_PIPELINE_URL is {self.url!r}, "
+                "not an http(s) URL like http://127.0.0.1:8000/services/pipeline/api; restart the server "
+                "from the hub, or ask your platform admin"
+            )
+        return self.url
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        return headers
+
+
+def _send(method: str, url: str, headers: dict[str, str], **options: Any) -> requests.Response:
+    # A plain request: requests does not retry by default, and a publish must not be sent twice.
+    return requests.request(method, url, headers=headers, timeout=PIPELINE_TIMEOUT, **options)
+
+
+async def forward(
+    settings: PipelineSettings,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> tuple[int, Any]:
+    """Send one request to the pipeline API (``<MLOPSHUB_PIPELINE_URL>/<path>``) and answer its status and JSON.
+
+    The pipeline's refusals become :class:`ApiError` with its status, message
+    and field; an unreachable pipeline, a 5xx or a rejected workspace token are 502.
+    """
+    url = f"{settings.server()}/{path}"
+    try:
+        response = await asyncio.to_thread(_send, method, url, settings.headers(), params=params, json=body)
+    except requests.RequestException as error:
+        raise PipelineUnavailable(
+            f"the release pipeline at {settings.url} is unreachable ({type(error).__name__}); "
+            "try again in a minute, or ask your platform admin whether the pipeline service runs"
+        ) from None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.ok and payload is not None:
+        return response.status_code, payload
+    message = payload.get("message") if isinstance(payload, dict) else None
+    message = message or response.reason or f"HTTP {response.status_code}"
+    if response.ok:
+        raise PipelineUnavailable(f"the release pipeline at {settings.url} answered something that is not JSON")
+    if response.status_code == 401:
+        raise PipelineUnavailable(
+            f"the release pipeline refused this workspace's hub token (JUPYTERHUB_API_TOKEN): {message}; "
+            "restart your server from the hub to get a new one"
+        )
+    if response.status_code in (400, 403, 404, 409, 422):
+        field = payload.get("field") if isinstance(payload, dict) else None
+        raise ApiError(message, status=response.status_code, field=field if isinstance(field, str) else None)
+    raise PipelineUnavailable(f"the release pipeline at {settings.url} failed ({response.status_code}): {message}")
+
+
+def release_id(value: str) -> str:
+    """``value`` if it looks like a release id; 400 otherwise (it becomes part of a URL)."""
+    if not RELEASE_ID.fullmatch(value or ""):
+        raise BadRequest(f"'{value}' is not a release id (letters, digits, '_', '.' or '-')")
+    return value
+
+
+def model_name(value: str, field: str = "name") -> str:
+    """``value`` if it is a model name the pipeline accepts; 422 naming ``field`` otherwise."""
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise InvalidField(
+            field,
+            f"{value!r} is not a model name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def releases_query(state: str | None, model: str | None) -> dict[str, str]:
+    """The checked ``?state=&model=`` filters of a release listing."""
+    params: dict[str, str] = {}
+    if state:
+        if state not in STATES:
+            raise InvalidField("state", f"'{state}' is not a release state; one of: {', '.join(STATES)}")
+        params["state"] = state
+    if model:
+        params["model"] = model_name(model, "model")
+    return params
+
+
+def _text(body: Mapping[str, Any], name: str, *, required: bool) -> str:
+    value = body.get(name)
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidField(name, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise InvalidField(name, "is required")
+    if len(value) > MAX_TEXT:
+        raise InvalidField(name, f"is {len(value)} characters; at most {MAX_TEXT}")
+    return value
+
+
+def publish_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A publish request ``{model_uri, name, kind, description}`` checked field by field (422 naming the field)."""
+    unknown = sorted(set(body) - set(PUBLISH_FIELDS))
+    if unknown:
+        raise InvalidField(unknown[0], f"unknown field; expected one of: {', '.join(PUBLISH_FIELDS)}")
+    uri = _text(body, "model_uri", required=True).strip()
+    runs = _RUNS_URI.fullmatch(uri)
+    if not (runs or _MODELS_URI.fullmatch(uri)):
+        raise InvalidField("model_uri", f"expected runs:/<run_id>/<artifact path>, got {uri!r}")
+    if runs and any(part in ("", ".", "..") for part in runs["path"].split("/")):
+        raise InvalidField("model_uri", f"the model path in {uri!r} must be relative with no empty, '.' or '..'")
+    kind = _text(body, "kind", required=True).strip()
+    if kind not in KINDS:
+        raise InvalidField("kind", f"expected one of: {', '.join(KINDS)}, got {kind!r}")
+    return {
+        "model_uri": uri,
+        "name": model_name(_text(body, "name", required=True).strip()),
+        "kind": kind,
+        "description": _text(body, "description", required=False),
+    }
+
+
+def comment_body(body: Mapping[str, Any], name: str, *, required: bool) -> dict[str, str]:
+    """``{name: text}`` for approve (comment, optional), reject and rollback (reason, required)."""
+    unknown = sorted(set(body) - {name})
+    if unknown:
+        raise InvalidField(unknown[0], f"unknown field; expected only '{name}'")
+    return {name: _text(body, name, required=required)}
+
+
+async def caller(settings: PipelineSettings) -> dict[str, Any]:
+    """Who the workspace user is, from the hub (``GET /user`` with the workspace's token): name, groups, roles."""
+    if not settings.hub_api_url or not settings.token:
+        raise PipelineUnavailable(
+            "this workspace does not know its hub: JUPYTERHUB_API_URL or JUPYTERHUB_API_TOKEN is not set; "
+            "start the server from the hub"
+        )
+    url = f"{settings.hub_api_url}/user"
+    try:
+        response = await asyncio.to_thread(_send, "GET", url, settings.headers())
+    except requests.RequestException as error:
+        raise PipelineUnavailable(
+            f"the hub at {settings.hub_api_url} is unreachable ({type(error).__name__})"
+        ) from None
+    if not response.ok:
+        raise PipelineUnavailable(
+            f"the hub did not say who this workspace's user is ({response.status_code}); "
+            "restart your server from the hub"
+        )
+    model = response.json()
+    scopes = [str(scope) for scope in model.get("scopes") or []]
+    groups = sorted(str(group) for group in model.get("groups") or [])
+    return {
+        "name": model.get("name"),
+        "groups": groups,
+        # The pipeline demands the unfiltered approve scope; the group alone does not let anyone approve.
+        "validator": APPROVE_SCOPE in scopes,
+        "publish_teams": sorted(
+            scope.split("!group=", 1)[1] for scope in scopes if scope.startswith(f"{PUBLISH_SCOPE}!group=")
+        ),
+        "pipeline": bool(settings.url),
+    }
+
+
+# --- logged models --------------------------------------------------------------------------------
+
+
+async def logged_models(
+    settings: MlflowSettings,
+    workspace: str | None,
+    experiment: str | None,
+    max_results: int,
+    page_token: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the models logged in the workspace's experiments (newest first) and the next page's token."""
+    known = await experiments.experiments(settings, workspace)
+    names = {item["id"]: item["name"] for item in known}
+    ids = [experiment] if experiment else list(names)
+    if not ids:
+        return [], None
+    body: dict[str, Any] = {"experiment_ids": ids, "max_results": max_results}
+    if page_token:
+        body["page_token"] = page_token
+    page = await experiments.call(settings, workspace, "POST", "logged-models/search", body=body)
+    found = page.get("models", [])
+    run_ids = sorted({m.get("info", {}).get("source_run_id") for m in found} - {None, ""})
+    runs, signatures = await asyncio.gather(
+        _runs(settings, workspace, ids, run_ids),
+        asyncio.gather(*(_signature(settings, workspace, m.get("info", {}).get("model_id")) for m in found)),
+    )
+    models = [model_summary(m, names, runs, signature) for m, signature in zip(found, signatures, strict=True)]
+    return models, page.get("next_page_token") or None
+
+
+def model_summary(
+    model: dict[str, Any],
+    experiment_names: Mapping[str, str],
+    runs: Mapping[str, dict[str, Any]],
+    signature: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the sidebar shows of a logged model (REST form), with the ``runs:/`` URI to publish it from."""
+    info = model.get("info", {})
+    run_id = info.get("source_run_id") or None
+    name = info.get("name") or ""
+    run = runs.get(run_id or "", {})
+    own = {m["key"]: experiments._number(m.get("value")) for m in model.get("data", {}).get("metrics", [])}
+    return {
+        "model_id": info.get("model_id"),
+        "name": name,
+        "experiment_id": info.get("experiment_id"),
+        "experiment": experiment_names.get(str(info.get("experiment_id"))),
+        "run_id": run_id,
+        "run_name": run.get("run_name"),
+        "created": experiments._int(info.get("creation_timestamp_ms")),
+        "status": info.get("status"),
+        "metrics": run.get("metrics") or own,
+        "lineage": run.get("lineage", {}),
+        "has_signature": None if signature == {} else signature is not None,
+        "inputs": (signature or {}).get("inputs"),
+        # The pipeline finds the logged model by its name and run (registry._source).
+        "model_uri": f"runs:/{run_id}/{name}" if run_id and name else None,
+    }
+
+
+async def _runs(
+    settings: MlflowSettings, workspace: str | None, experiment_ids: list[str], run_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Summaries of the runs ``run_ids`` by id, in one search."""
+    if not run_ids:
+        return {}
+    quoted = ", ".join(f"'{run_id}'" for run_id in run_ids if experiments._IDENTIFIER.fullmatch(run_id))
+    body = {
+        "experiment_ids": experiment_ids,
+        "filter": f"attributes.run_id IN ({quoted})",
+        "max_results": len(run_ids),
+        "run_view_type": "ALL",
+    }
+    page = await experiments.call(settings, workspace, "POST", "runs/search", body=body)
+    summaries = [experiments.run_summary(run) for run in page.get("runs", [])]
+    return {summary["run_id"]: summary for summary in summaries}
+
+
+async def _signature(settings: MlflowSettings, workspace: str | None, model_id: str | None) -> dict[str, Any] | None:
+    """The model's signature inputs (``{"inputs": [column names] | None}``), None if it has none, {} if unknown.
+
+    Read from the model's MLmodel file through the endpoint MLflow's own UI uses;
+    any failure only makes it unknown: the gates check it properly on publish.
+    """
+    if not model_id or not experiments._IDENTIFIER.fullmatch(model_id):
+        return {}
+    parts = urlsplit(settings.server())
+    url = (
+        f"{parts.scheme}://{parts.netloc}{parts.path}/ajax-api/2.0/mlflow/logged-models/"
+        f"{quote(model_id, safe='')}/artifacts/files"
+    )
+    headers = {}
+    if settings.token:
+        headers["Authorization"] = f"Bearer {settings.token}"
+    if workspace:
+        headers[experiments.WORKSPACE_HEADER] = workspace
+
+    def fetch() -> requests.Response:
+        return requests.get(url, params={"artifact_file_path": "MLmodel"}, headers=headers, timeout=MLMODEL_TIMEOUT)
+
+    try:
+        response = await asyncio.to_thread(fetch)
+        if not response.ok:
+            return {}
+        mlmodel = yaml.safe_load(response.text)
+    except (requests.RequestException, yaml.YAMLError):
+        return {}
+    signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
+    if not isinstance(signature, dict) or not signature.get("inputs"):
+        return None
+    return {"inputs": signature_columns(signature["inputs"])}
+
+
+def signature_columns(inputs: Any) -> list[str] | None:
+    """Column names of a signature's inputs (MLflow stores them as a JSON string); None for tensor inputs."""
+    try:
+        specs = json.loads(inputs) if isinstance(inputs, str) else inputs
+    except ValueError:
+        return None
+    if not isinstance(specs, list):
+        return None
+    columns = [spec.get("name") for spec in specs if isinstance(spec, dict)]
+    return [str(name) for name in columns] if columns and all(columns) else None
