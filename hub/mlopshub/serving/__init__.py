@@ -1,7 +1,8 @@
 """Online serving on one machine: supervised MLflow scoring processes behind a reverse proxy.
 
 * :mod:`.scoring`: the model server process (MLflow's scoring app under uvicorn);
-* :mod:`.server`: :class:`ModelServer`, one supervised scoring process;
+* :mod:`.zygote`: :class:`Zygotes`, one warm parent per team that forks model servers;
+* :mod:`.server`: :class:`ModelServer`, one supervised model server process (forked or spawned);
 * :mod:`.endpoints`: :class:`Endpoints`, (model, stage) -> server, switched without dropping requests;
 * :mod:`.proxy`: the tornado handler answering ``/services/models/{model}/{stage}/invocations``.
 """
@@ -9,6 +10,7 @@
 from .endpoints import STAGES, Endpoint, Endpoints, UnknownStage
 from .proxy import EndpointHandler, endpoint_routes
 from .server import ModelServer, ServerFailed
+from .zygote import PRELOAD, Zygote, ZygoteFailed, Zygotes
 
 __all__ = [
     "STAGES",
@@ -16,7 +18,11 @@ __all__ = [
     "EndpointHandler",
     "Endpoints",
     "ModelServer",
+    "PRELOAD",
     "ServerFailed",
     "UnknownStage",
+    "Zygote",
+    "ZygoteFailed",
+    "Zygotes",
     "endpoint_routes",
 ]

@@ -6,6 +6,11 @@ the change itself is one dict assignment on the event loop, so each request
 is forwarded to either the old server or the new one, whole; the old server
 is stopped only after the requests it has in flight are done
 (:meth:`ModelServer.drain`).
+
+Each team's model servers are forked from that team's own warm parent
+(:class:`Zygotes`, one pool per registry), so starting one is cheap and
+teams never share a process; :meth:`Endpoints.close` stops the servers, then
+the zygotes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .server import ModelServer
+from .zygote import Zygotes
 
 log = logging.getLogger("mlopshub.serving")
 
@@ -60,9 +66,10 @@ def check_stage(stage: str) -> str:
 class Endpoints:
     """The registry of live endpoints, (model, stage) -> :class:`Endpoint`.
 
-    ``server_factory(model_path, label, log_path)`` makes the server of a new
-    endpoint (a :class:`ModelServer` by default). ``log_dir`` keeps each
-    server's output, named after the model, stage and version.
+    ``server_factory(model_path, label=, log_path=, team=)`` makes the server
+    of a new endpoint (by default a :class:`ModelServer` forked from the
+    team's zygote in :attr:`zygotes`). ``log_dir`` keeps each server's output,
+    named after the model, stage and version, and each zygote's.
     """
 
     def __init__(
@@ -74,7 +81,8 @@ class Endpoints:
         self.log_dir = Path(log_dir) if log_dir else None
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.server_factory = server_factory or ModelServer
+        self.zygotes = Zygotes(log_dir=self.log_dir)
+        self.server_factory = server_factory or self._forked_server
         self.drain_timeout = drain_timeout
         self._live: dict[tuple[str, str], Endpoint] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -87,13 +95,17 @@ class Endpoints:
         """Every live endpoint."""
         return list(self._live.values())
 
+    def _forked_server(self, model_path: str | Path, **options: Any) -> ModelServer:
+        return ModelServer(model_path, zygotes=self.zygotes, **options)
+
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def deploy(self, model: str, stage: str, version: str, model_path: str | Path) -> Endpoint:
+    async def deploy(self, model: str, stage: str, version: str, model_path: str | Path, team: str = "") -> Endpoint:
         """Make ``model`` at ``stage`` serve ``version`` from ``model_path``; return the endpoint.
 
-        Converges: when that version is already served there, nothing changes.
+        ``team`` owns the model: its server is forked from that team's zygote
+        (``""`` is a team of its own). Converges: when that version is already served there, nothing changes.
         Switches for one endpoint are done one at a time.
         """
         check_stage(stage)
@@ -104,7 +116,7 @@ class Endpoints:
                 return current
             label = _SAFE.sub("_", f"{model}-{stage}-v{version}")
             log_path = self.log_dir / f"{label}.log" if self.log_dir else None
-            server = self.server_factory(model_path, label=label, log_path=log_path)
+            server = self.server_factory(model_path, label=label, log_path=log_path, team=team)
             await server.start()
             endpoint = Endpoint(model=model, stage=stage, version=str(version), server=server)
             self._live[key] = endpoint  # the switch: from here on new requests go to the new server
@@ -121,10 +133,15 @@ class Endpoints:
             if current is not None:
                 await self._retire(current)
 
+    async def warm(self, *teams: str) -> None:
+        """Start the zygotes of ``teams`` now (at service start), so no first deploy waits for one."""
+        await self.zygotes.warm(*teams)
+
     async def close(self) -> None:
-        """Stop every endpoint (the service is shutting down)."""
+        """Stop every endpoint, then every zygote (the service is shutting down)."""
         for endpoint in list(self._live.values()):
             await self.undeploy(endpoint.model, endpoint.stage)
+        await self.zygotes.close()
 
     async def _retire(self, endpoint: Endpoint) -> None:
         if not await endpoint.server.drain(self.drain_timeout):

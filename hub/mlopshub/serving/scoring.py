@@ -9,7 +9,9 @@ pipeline service) has already downloaded the model, so one process does the
 same work: it loads the model with MLflow's loader, builds MLflow's scoring
 app (``mlflow.pyfunc.scoring_server.init``, the same ``/invocations``,
 ``/ping``, ``/health``, ``/version``) and serves it. The figures are in
-``mlopshub.serving.server``.
+``mlopshub.serving.server``. This command is the ``spawn`` start method; by
+default model servers are forked from a warm parent instead
+(:mod:`mlopshub.serving.zygote`), which then calls :func:`serve` directly.
 
 The listening socket is opened by the parent and inherited (``--fd``): the
 address is known before the child starts (no free-port race), and stays the
@@ -31,7 +33,7 @@ import time
 PARENT_CHECK = 1.0
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Exit when the parent dies: a model server must never outlive the service that supervises it."""
 
     def watch() -> None:
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, default=os.getppid(), help="exit when this process is gone")
     parser.add_argument("--request-timeout", type=int, default=None, help="seconds per request (MLflow's default)")
     args = parser.parse_args(argv)
-    _exit_with_parent(args.parent)
+    exit_with_parent(args.parent)
     try:
         serve(args.fd, args.model_path, args.request_timeout)
     except KeyboardInterrupt:
