@@ -59,7 +59,7 @@ MAX_TEXT = 2000
 PUBLISH_FIELDS = ("model_uri", "name", "kind", "description")
 #: Same rules as the pipeline (``mlopshub.pipeline.release.MODEL_NAME``).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-RELEASE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RUNS_URI = re.compile(r"runs:/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_-]*)/(?P<path>[^\s]+)")
 _MODELS_URI = re.compile(r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})/[0-9]+")
 
@@ -152,7 +152,7 @@ async def forward(
 def release_id(value: str) -> str:
     """``value`` if it looks like a release id; 400 otherwise (it becomes part of a URL)."""
     if not RELEASE_ID.fullmatch(value or ""):
-        raise BadRequest(f"'{value}' is not a release id (letters, digits, '_', '.' or '-')")
+        raise BadRequest(f"'{value}' is not a release id (a letter or digit, then letters, digits, '_', '.' or '-')")
     return value
 
 

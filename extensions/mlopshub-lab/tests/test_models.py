@@ -1,0 +1,339 @@
+"""Models and releases through the REST API: a real MLflow server, the real release pipeline app.
+
+The pipeline (``mlopshub.services.pipeline``) runs in-process on its own event
+loop in a thread, as in the hub's own pipeline tests: a real runner on a
+temporary folder, hub tokens checked by a real ``HubAuth`` against a small
+``GET /hub/api/user`` endpoint answering from a token table. The same endpoint
+is the workspace's hub for ``GET me``. The team's thresholds can't be met, so
+every release stops at its gates and nothing is deployed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyterhub.services.auth import HubAuth
+from labtesting import free_port
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from mlopshub.services.pipeline.app import make_app
+from mlopshub.services.pipeline.auth import hub_authenticator
+from mlopshub.services.pipeline.runner import TeamRelease
+from mlopshub.services.pipeline.service import build_runner
+
+TEAM = "sme-credit"
+ACCESS = "access:services!service=pipeline"
+PUBLISH = f"custom:mlopshub:publish!group={TEAM}"
+APPROVE = "custom:mlopshub:approve"
+#: The token table of the small hub: a team member, and a team member who is also a validator.
+TOKENS = {
+    "ann-secret-token": {"name": "ann", "groups": [TEAM], "scopes": [ACCESS, PUBLISH]},
+    "sam-secret-token": {
+        "name": "sam",
+        "groups": [TEAM, "model-validators"],
+        "scopes": [ACCESS, PUBLISH, APPROVE, "custom:mlopshub:read-releases"],
+    },
+}
+
+
+class HubUserHandler(web.RequestHandler):
+    """``GET /hub/api/user`` as the hub answers it: the token's owner and scopes, 403 for an unknown token."""
+
+    def get(self) -> None:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        model = TOKENS.get(token.strip()) if scheme.lower() == "token" else None
+        if model is None:
+            raise web.HTTPError(403)
+        self.finish({"kind": "user", **model})
+
+
+class Pipeline:
+    """The pipeline app and the small hub, on one event loop in a thread."""
+
+    def __init__(self, data_dir: Path, tracking_uri: str):
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        sockets = bind_sockets(0, "127.0.0.1")
+        self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.runner = build_runner(
+                data_dir=data_dir,
+                tracking_uri=tracking_uri,
+                teams={TEAM: TeamRelease(thresholds={"auc": {"min": 1.01}})},
+                public_url=self.url,
+            )
+            hub_auth = HubAuth(
+                api_url=f"{self.url}/hub/api", api_token="service-token", cache_max_age=0, access_scopes={ACCESS}
+            )
+            app = make_app(self.runner, hub_authenticator(hub_auth))
+            app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
+            HTTPServer(app).add_sockets(sockets)
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(60)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.idle(), self.loop).result(120)
+        asyncio.run_coroutine_threadsafe(self.runner.endpoints.close(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def logged_models(mlflow_server) -> dict[str, Any]:
+    """Experiment "loans" of team sme-credit: a classifier logged with an input example, and one without."""
+    import mlflow
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    features = pd.DataFrame({"income": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "debt": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
+    label = [0, 1, 0, 1, 0, 1]
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mlflow.set_tracking_uri(mlflow_server)
+        try:
+            experiment = mlflow.create_experiment("loans")
+            for key, example in (("good", features.head(2)), ("bare", None)):
+                with mlflow.start_run(experiment_id=experiment, run_name=key, tags={"mlopshub.team": TEAM}) as run:
+                    mlflow.log_metric("auc", 0.81 if key == "good" else 0.6)
+                    model = LogisticRegression().fit(features, label)
+                    mlflow.sklearn.log_model(model, name="model", input_example=example)
+                runs[key] = run.info.run_id
+        finally:
+            mlflow.set_tracking_uri(None)
+    return {"url": mlflow_server, "experiment": experiment, "runs": runs}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, logged_models):
+    running = Pipeline(tmp_path_factory.mktemp("pipeline"), logged_models["url"])
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def as_user(monkeypatch, pipeline):
+    """Make the workspace's user the owner of a token of :data:`TOKENS` ("ann" or "sam"), with the pipeline set."""
+
+    def switch(name: str) -> str:
+        token = next(token for token, model in TOKENS.items() if model["name"] == name)
+        monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", f"{pipeline.url}/services/pipeline/api")
+        monkeypatch.setenv("JUPYTERHUB_API_URL", f"{pipeline.url}/hub/api")
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+        return token
+
+    switch("ann")
+    return switch
+
+
+@pytest.fixture
+def call(api):
+    """``api``, also proving that no answer carries a hub token, in its body or its headers."""
+
+    async def checked(method: str, endpoint: str, body: Any = None, **kwargs: Any):
+        status, payload, response = await api(method, endpoint, body, **kwargs)
+        seen = (response.body or b"").decode() + str(dict(response.headers))
+        for token in TOKENS:
+            assert token not in seen, f"{method} {endpoint} answered the hub token"
+        return status, payload
+
+    return checked
+
+
+def publish_body(run_id: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {"model_uri": f"runs:/{run_id}/model", "name": name, "kind": "online", "description": "loans", **extra}
+
+
+# --- logged models --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_env(monkeypatch, logged_models):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged_models["url"])
+    return logged_models
+
+
+async def test_logged_models_have_run_metrics_signature_and_the_uri_to_publish(call, mlflow_env):
+    status, body = await call("GET", "models/logged", params={"experiment": mlflow_env["experiment"]})
+    assert status == 200, body
+    by_run = {model["run_id"]: model for model in body["models"]}
+    good = by_run[mlflow_env["runs"]["good"]]
+    assert good["model_uri"] == f"runs:/{mlflow_env['runs']['good']}/model"
+    assert (good["name"], good["experiment"], good["run_name"]) == ("model", "loans", "good")
+    assert good["metrics"] == {"auc": 0.81}
+    assert good["lineage"] == {"mlopshub.team": TEAM}
+    assert good["has_signature"] is True and good["inputs"] == ["income", "debt"]
+    assert good["model_id"].startswith("m-") and isinstance(good["created"], int)
+    bare = by_run[mlflow_env["runs"]["bare"]]
+    assert bare["has_signature"] is False and bare["inputs"] is None
+    assert body["next_page_token"] is None
+
+
+async def test_logged_models_of_every_experiment_come_in_pages_newest_first(call, mlflow_env):
+    first_status, first = await call("GET", "models/logged", params={"max_results": "1"})
+    assert first_status == 200 and len(first["models"]) == 1 and first["next_page_token"]
+    params = {"max_results": "1", "page_token": first["next_page_token"]}
+    _, second = await call("GET", "models/logged", params=params)
+    assert [m["run_id"] for m in first["models"] + second["models"]] == [
+        mlflow_env["runs"]["bare"],
+        mlflow_env["runs"]["good"],
+    ]
+
+
+async def test_logged_models_refuse_a_bad_experiment_id_and_page_size(call, mlflow_env):
+    status, body = await call("GET", "models/logged", params={"experiment": "1 OR 1=1"})
+    assert status == 400 and "not a valid MLflow id" in body["message"]
+    status, body = await call("GET", "models/logged", params={"max_results": "1000"})
+    assert status == 400 and "max_results" in body["message"]
+
+
+# --- who the user is ------------------------------------------------------------------------------
+
+
+async def test_me_says_whether_the_user_is_a_validator_and_for_which_teams_they_publish(call, as_user):
+    status, body = await call("GET", "me")
+    assert (status, body) == (
+        200,
+        {"name": "ann", "groups": [TEAM], "validator": False, "publish_teams": [TEAM], "pipeline": True},
+    )
+    as_user("sam")
+    status, body = await call("GET", "me")
+    assert status == 200 and body["validator"] is True and body["groups"] == ["model-validators", TEAM]
+
+
+# --- forwarding to the pipeline -------------------------------------------------------------------
+
+
+async def test_publish_is_forwarded_and_the_release_comes_back(call, as_user, logged_models):
+    run_id = logged_models["runs"]["good"]
+    status, body = await call("POST", "releases", publish_body(run_id, "loans-default"))
+    assert status == 201, body
+    release = body["release"]
+    assert body["id"] == release["id"] and release["id"].startswith("rel-")
+    assert (release["model_name"], release["version"], release["team"]) == ("loans-default", "1", TEAM)
+    assert (release["publisher"], release["run_id"], release["kind"]) == ("ann", run_id, "online")
+    assert [step["name"] for step in release["steps"]] == ["registered", "gates", "staging", "approval", "production"]
+
+    status, again = await call("GET", f"releases/{release['id']}")
+    assert status == 200 and again["id"] == release["id"]
+    status, listed = await call("GET", "releases", params={"model": "loans-default"})
+    assert status == 200 and [r["id"] for r in listed["releases"]] == [release["id"]]
+
+    # The team's thresholds can't be met: the gates stop it, with their reasons, and nothing is deployed.
+    deadline = time.monotonic() + 120
+    while again["state"] not in ("gates_failed", "failed"):
+        assert time.monotonic() < deadline, f"still {again['state']}"
+        await asyncio.sleep(0.5)
+        _, again = await call("GET", f"releases/{release['id']}")
+    assert again["state"] == "gates_failed", again["reason"]
+    metrics = next(gate for gate in again["gate_results"] if gate["name"] == "metrics")
+    assert metrics["passed"] is False and metrics["fix"]
+    assert again["endpoints"] == {}
+    status, listed = await call("GET", "releases", params={"state": "gates_failed"})
+    assert status == 200 and release["id"] in [r["id"] for r in listed["releases"]]
+
+
+async def test_the_pipelines_422_keeps_its_message_and_field(call, as_user):
+    status, body = await call("POST", "releases", publish_body("0" * 32, "loans-nowhere"))
+    assert status == 422
+    assert body["field"] == "model_uri" and "no run '" + "0" * 32 + "'" in body["message"]
+
+
+async def test_the_publisher_may_not_approve_their_own_release_and_sees_the_pipelines_words(
+    call, as_user, logged_models
+):
+    as_user("sam")
+    status, body = await call("POST", "releases", publish_body(logged_models["runs"]["bare"], "loans-own"))
+    assert status == 201, body
+    status, refused = await call("POST", f"releases/{body['id']}/approve", {"comment": "fine by me"})
+    assert status == 403
+    assert "'sam' cannot approve release" in refused["message"] and "second person" in refused["message"]
+
+
+async def test_a_user_without_the_approve_scope_is_refused_by_the_pipeline(call, as_user, logged_models):
+    status, body = await call("POST", "releases", publish_body(logged_models["runs"]["bare"], "loans-scope"))
+    assert status == 201, body
+    status, refused = await call("POST", f"releases/{body['id']}/approve", {})
+    assert status == 403 and refused["message"] == (
+        f"ann may not approve releases: the token lacks the scope {APPROVE}"
+    )
+
+
+async def test_unknown_release_is_404_and_nothing_to_roll_back_is_409_from_the_pipeline(call, as_user):
+    status, body = await call("GET", "releases/rel-000000000000")
+    assert status == 404 and "no release 'rel-000000000000'" in body["message"]
+    as_user("sam")
+    status, body = await call("POST", "models/never-released/rollback", {"reason": "drift"})
+    assert status == 409 and "never-released" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "endpoint", "body", "status", "field"),
+    [
+        ("POST", "releases", {"name": "loans", "kind": "online"}, 422, "model_uri"),
+        ("POST", "releases", publish_body("abc", "bad name!"), 422, "name"),
+        ("POST", "releases", publish_body("abc", "x" * 64), 422, "name"),
+        ("POST", "releases", publish_body("abc", "loans", kind="streaming"), 422, "kind"),
+        ("POST", "releases", publish_body("abc", "loans", colour="red"), 422, "colour"),
+        ("POST", "releases", {**publish_body("abc", "loans"), "model_uri": "s3://bucket/model"}, 422, "model_uri"),
+        ("POST", "releases", {**publish_body("abc", "loans"), "model_uri": "runs:/abc/../x"}, 422, "model_uri"),
+        ("POST", "releases", publish_body("abc", "loans", description=7), 422, "description"),
+        ("POST", "releases/rel-1/approve", {"comment": ["yes"]}, 422, "comment"),
+        ("POST", "releases/rel-1/reject", {}, 422, "reason"),
+        ("POST", "releases/rel-1/reject", {"reason": "  "}, 422, "reason"),
+        ("POST", "models/loans/rollback", {"reason": None}, 422, "reason"),
+        ("POST", "models/-loans/rollback", {"reason": "drift"}, 422, "name"),
+        ("GET", "releases/rel%20one", None, 400, None),
+        ("GET", "releases/..", None, 400, None),
+        ("GET", "releases?state=shipped", None, 422, "state"),
+    ],
+)
+async def test_bad_requests_are_refused_before_forwarding(call, monkeypatch, method, endpoint, body, status, field):
+    # A pipeline that can't be reached: a forwarded request would answer 502.
+    monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", f"http://127.0.0.1:{free_port()}/services/pipeline/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "ann-secret-token")
+    path, _, query = endpoint.partition("?")
+    params = dict([query.split("=")]) if query else None
+    answer_status, answer = await call(method, path, body, params=params)
+    assert answer_status == status, answer
+    assert answer.get("field") == field
+
+
+async def test_a_body_that_is_not_json_is_400(jp_fetch, monkeypatch):
+    monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", f"http://127.0.0.1:{free_port()}/services/pipeline/api")
+    response = await jp_fetch("mlopshub-lab", "releases", method="POST", body="{not json", raise_error=False)
+    assert response.code == 400 and b"not JSON" in response.body
+
+
+async def test_an_unreachable_pipeline_is_502_with_a_clear_message(call, monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}/services/pipeline/api"
+    monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", url)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "ann-secret-token")
+    status, body = await call("GET", "releases")
+    assert status == 502
+    assert body["message"].startswith(f"the release pipeline at {url} is unreachable")
+
+
+async def test_a_workspace_without_the_pipeline_is_502_naming_the_variable(call):
+    status, body = await call("POST", "releases/rel-1/approve", {"comment": "ok"})
+    assert status == 502 and "MLOPSHUB_PIPELINE_URL" in body["message"]
+
+
+async def test_a_token_the_pipeline_refuses_is_502_not_a_lab_logout(call, as_user, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "expired-token")
+    status, body = await call("GET", "releases")
+    assert status == 502 and "JUPYTERHUB_API_TOKEN" in body["message"]
+    assert "expired-token" not in body["message"]
