@@ -54,13 +54,14 @@ def seed_groups(catalog: Catalog, existing: Mapping[str, Mapping[str, Any]]) -> 
 
     ``existing`` is each group's properties as stored in the hub now; a key an
     admin set there wins over the catalog, so a restart never undoes an
-    admin's change. Role groups are created with no properties.
+    admin's change. Role groups get their ``profiles``, if the catalog gives them any.
     """
     groups: dict[str, dict[str, Any]] = {}
     for name, seeded in team_properties(catalog).items():
         groups[name] = {"properties": {**seeded, **dict(existing.get(name) or {})}}
-    for name in catalog.role_groups:
-        groups[name] = {"properties": dict(existing.get(name) or {})}
+    for name, group in catalog.role_groups.items():
+        seeded = {PROFILES_PROPERTY: list(group.profiles)} if group.profiles else {}
+        groups[name] = {"properties": {**seeded, **dict(existing.get(name) or {})}}
     return groups
 
 
@@ -89,6 +90,8 @@ def entitled_profiles(catalog: Catalog, groups: Mapping[str, Mapping[str, Any]])
         elif name in catalog.teams:
             # Not seeded (groups managed by the IdP): the catalog's entitlement applies.
             wanted.update(catalog.teams[name].profiles)
+        elif name in catalog.role_groups:
+            wanted.update(catalog.role_groups[name].profiles)
     return [slug for slug in catalog.profiles if slug in wanted]
 
 

@@ -127,6 +127,8 @@ class RoleGroup:
     name: str
     display_name: str
     role: str
+    #: Profiles the group's members may start (validators review releases in their own workspace).
+    profiles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,16 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
     for name, raw in (document.get("role_groups") or {}).items():
         if name in teams:
             raise CatalogError(role_file, f"role_groups.{name}", "expected a name that is not also a team")
-        role_groups[name] = RoleGroup(name, raw.get("display_name", name), raw["role"])
+        for index, slug in enumerate(raw.get("profiles") or []):
+            if slug not in profiles:
+                raise CatalogError(
+                    role_file,
+                    f"role_groups.{name}.profiles[{index}]",
+                    f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}",
+                )
+        role_groups[name] = RoleGroup(
+            name, raw.get("display_name", name), raw["role"], tuple(raw.get("profiles") or ())
+        )
     return Catalog(profiles, teams, role_groups, source=source)
 
 

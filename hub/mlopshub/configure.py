@@ -21,6 +21,9 @@ from .settings import Settings, from_env, gpu_available
 
 ADMIN_SERVICE = "mlopshub-admin"
 MLFLOW_SERVICE = "mlflow"
+PIPELINE_SERVICE = "pipeline"
+#: Online model endpoints: answered by the pipeline's process, which switches them.
+MODELS_SERVICE = "models"
 CULLER_SERVICE = "idle-culler"
 #: The MLflow auth store's own admin: a name no hub user can have (it holds a space).
 MLFLOW_ADMIN_NAME = "mlopshub admin"
@@ -32,6 +35,13 @@ SERVER_TOKEN_SCOPES = [
     "read:users:name!user",
     "read:users:groups!user",
     f"access:services!service={MLFLOW_SERVICE}",
+    # The sidebar publishes, approves and reads releases for its user: the token gets what of these the
+    # user holds (JupyterHub keeps only the owner's own scopes, e.g. publish!group=<their team>).
+    f"access:services!service={PIPELINE_SERVICE}",
+    f"access:services!service={MODELS_SERVICE}",
+    "custom:mlopshub:publish",
+    "custom:mlopshub:approve",
+    "custom:mlopshub:read-releases",
 ]
 
 
@@ -47,6 +57,7 @@ class Runtime:
     mlflow_secret_key: str
     crypt_key: str
     mlflow_service_token: str = ""
+    pipeline_port: int = 0
     existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -127,13 +138,17 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
         # catalog's entitlements apply until an admin sets a group's properties.
         c.JupyterHub.load_groups = access.seed_groups(cat, runtime.existing_group_properties)
     c.JupyterHub.custom_scopes = access.CUSTOM_SCOPES
-    roles = access.roles(cat, services=[MLFLOW_SERVICE])
+    roles = access.roles(cat, services=[MLFLOW_SERVICE, PIPELINE_SERVICE, MODELS_SERVICE])
     roles.append(
         {
             "name": "mlflow-service",
             "scopes": ["read:users:groups", "read:users:name", "list:users"],
             "services": [MLFLOW_SERVICE],
         }
+    )
+    # The pipeline reads who a token belongs to and what it may do (HubAuth needs no more).
+    roles.append(
+        {"name": "pipeline-service", "scopes": ["read:users:groups", "read:users:name"], "services": [PIPELINE_SERVICE]}
     )
     if settings.mode == "local":
         roles += LOCAL_SERVICE_ROLES
@@ -207,6 +222,39 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
     return service
 
 
+def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
+    """The release pipeline as a hub-managed service, and the model endpoints it answers.
+
+    ``models`` has no command of its own: it is the pipeline's process under a
+    second prefix, so that the hub's proxy routes ``/services/models/`` there
+    and consumer systems can be granted ``access:services!service=models``
+    alone. The pipeline reaches MLflow directly (not through the proxy) as the
+    MLflow auth store's admin: it registers versions in every team's workspace.
+    """
+    url = f"http://127.0.0.1:{runtime.pipeline_port}"
+    pipeline = {
+        "name": PIPELINE_SERVICE,
+        "url": url,
+        "display": False,
+        "command": [sys.executable, "-m", "mlopshub.services.pipeline"],
+        "environment": {
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{runtime.mlflow_port}/services/{MLFLOW_SERVICE}",
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN_NAME,
+            "MLFLOW_TRACKING_PASSWORD": runtime.mlflow_admin_password,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+            "MLOPSHUB_PIPELINE_DIR": str(settings.pipeline_dir),
+            "MLOPSHUB_DVC_REMOTES": str(settings.data_dir / "dvc-remotes"),
+            "MLOPSHUB_PUBLIC_URL": settings.public_url,
+            "MLOPSHUB_MODELS_PREFIX": f"/services/{MODELS_SERVICE}/",
+            "DVC_NO_ANALYTICS": "1",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        },
+    }
+    models = {"name": MODELS_SERVICE, "url": url, "display": False}
+    return [pipeline, models]
+
+
 def mlflow_auth_ini(settings: Settings, runtime: Runtime) -> str:
     """MLflow's auth config: our hub-token authorization function, no access outside team workspaces."""
     return "\n".join(
@@ -260,6 +308,7 @@ def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog,
     services = [
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token, "display": False},
         apply_mlflow(settings, runtime),
+        *apply_pipeline(settings, runtime),
     ]
     culler = apply_culler(settings)
     if culler:

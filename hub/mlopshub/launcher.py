@@ -60,6 +60,7 @@ def ensure_dirs(settings: Settings) -> None:
         (settings.homes_dir, 0o711),
         (settings.data_dir / "dvc-remotes", 0o711),
         (settings.mlflow_dir, 0o700),
+        (settings.pipeline_dir, 0o700),
     ):
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(mode)
@@ -91,11 +92,17 @@ def ensure_runtime(settings: Settings) -> Runtime:
     return load_runtime(settings)
 
 
+INTERNAL_PORTS = ("hub_port", "proxy_api_port", "mlflow_port", "pipeline_port")
+
+
 def pick_internal_ports() -> dict[str, int]:
-    """Three distinct free ports: the hub's API, the proxy's API and MLflow."""
-    ports = {"hub_port": free_port(), "proxy_api_port": free_port(), "mlflow_port": free_port()}
-    while len(set(ports.values())) < 3:
-        ports["mlflow_port"] = free_port()
+    """Distinct free ports: the hub's API, the proxy's API, MLflow and the release pipeline."""
+    ports: dict[str, int] = {}
+    for name in INTERNAL_PORTS:
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[name] = port
     return ports
 
 
@@ -103,11 +110,14 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
     """The runtime of the current start (ports from ``up``, or fresh ones when the hub is run directly)."""
     ensure_dirs(settings)
     state = settings.run_dir / "runtime.json"
-    ports = json.loads(state.read_text()) if state.exists() else pick_internal_ports()
+    ports = json.loads(state.read_text()) if state.exists() else {}
+    if set(INTERNAL_PORTS) - set(ports):  # run directly, or state from an older version
+        ports = pick_internal_ports()
     runtime = Runtime(
         hub_port=ports["hub_port"],
         proxy_api_port=ports["proxy_api_port"],
         mlflow_port=ports["mlflow_port"],
+        pipeline_port=ports["pipeline_port"],
         admin_token=ensure_secret(settings.secrets_dir / "admin-token", os.environ.get("MLOPSHUB_ADMIN_TOKEN")),
         mlflow_admin_password=ensure_secret(settings.secrets_dir / "mlflow-admin-password"),
         mlflow_secret_key=ensure_secret(settings.secrets_dir / "mlflow-secret-key"),
@@ -162,10 +172,14 @@ def admin_token(settings: Settings) -> str:
 
 
 def wait_healthy(settings: Settings, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    """Wait until the hub answers through the proxy and MLflow answers through the hub."""
+    """Wait until the hub answers through the proxy, and MLflow and the pipeline through the hub."""
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {admin_token(settings)}"}
-    checks = [f"{settings.public_url}/hub/health", f"{settings.public_url}/services/mlflow/health"]
+    checks = [
+        f"{settings.public_url}/hub/health",
+        f"{settings.public_url}/services/mlflow/health",
+        f"{settings.public_url}/services/pipeline/health",
+    ]
     while checks:
         if process.poll() is not None:
             raise LaunchError(f"the hub exited with code {process.returncode}; see {settings.logs_dir / 'hub.log'}")

@@ -73,6 +73,10 @@ class Settings:
         return self.data_dir / "mlflow"
 
     @property
+    def pipeline_dir(self) -> Path:
+        return self.data_dir / "pipeline"
+
+    @property
     def public_url(self) -> str:
         return self.public_url_override or f"http://{self.ip}:{self.port}"
 

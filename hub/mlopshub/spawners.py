@@ -134,6 +134,8 @@ def workspace_environment(
         "MLOPSHUB_PROFILE": settings.profile,
         "MLOPSHUB_IMAGE": settings.image,
         "MLOPSHUB_TEAMS": ",".join(teams),
+        # The release pipeline's API, beside MLflow under the hub's /services/ (the sidebar publishes there).
+        "MLOPSHUB_PIPELINE_URL": mlflow_url.rstrip("/").rsplit("/services/", 1)[0] + "/services/pipeline/api",
         "DVC_NO_ANALYTICS": "1",
     }
     if teams:

@@ -25,7 +25,9 @@ def sample() -> catalog.Catalog:
         ),
         # typed by an admin in the admin UI as a comma-separated string
         ({"sme-credit": {"profiles": "r-cpu, python-cpu"}}, ["python-cpu", "r-cpu"]),
-        ({"model-validators": {}}, []),
+        # validators review releases in a workspace of the catalog's profile for them
+        ({"model-validators": {}}, ["python-cpu"]),
+        ({"model-validators": {"profiles": []}}, []),
         ({"platform-admins": {}}, ["python-cpu", "python-gpu", "r-cpu", "r-gpu"]),
         ({"sme-credit": {"profiles": ["no-such-profile"]}}, []),
         # groups managed by the IdP carry no properties: the catalog's entitlement applies
@@ -42,7 +44,8 @@ def test_seed_keeps_what_an_admin_changed_in_the_hub(sample):
     assert seeded["sme-credit"]["properties"]["profiles"] == ["python-cpu"]
     assert seeded["retail-scoring"]["properties"]["profiles"] == ["python-cpu", "r-cpu", "r-gpu"]
     assert seeded["sme-credit"]["properties"]["quotas"] == {"max_servers": 20, "gpus": 2}
-    assert seeded["model-validators"] == {"properties": {}}
+    assert seeded["model-validators"] == {"properties": {"profiles": ["python-cpu"]}}
+    assert seeded["platform-admins"] == {"properties": {}}
 
 
 def test_roles_give_each_team_publish_on_its_own_group_only(sample):

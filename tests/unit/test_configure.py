@@ -134,15 +134,16 @@ def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_an
         }
     )
     c = Config()
-    c.JupyterHub.services = [{"name": "chart-service", "url": "http://x"}]
+    # As helm-values/jupyterhub.yaml registers them (hub.services).
+    c.JupyterHub.services = [{"name": "pipeline", "url": "http://p"}, {"name": "models", "url": "http://p"}]
     c.JupyterHub.load_roles = [{"name": "jupyterhub-idle-culler", "services": ["jupyterhub-idle-culler"]}]
     apply(s, configure.kubernetes_runtime(s, {}), c)
     role_services = {svc for role in c.JupyterHub.load_roles for svc in role.get("services", [])}
-    assert role_services == {"jupyterhub-idle-culler", "mlflow"}  # only services that exist there
+    assert role_services == {"jupyterhub-idle-culler", "mlflow", "pipeline"}  # only services that exist there
     assert c.JupyterHub.spawner_class == "mlopshub.kubernetes.CatalogKubeSpawner"
     assert callable(c.KubeSpawner.profile_list)
     assert "hub_port" not in c.JupyterHub and "db_url" not in c.JupyterHub
-    assert [svc["name"] for svc in c.JupyterHub.services] == ["chart-service", "mlflow"]
+    assert [svc["name"] for svc in c.JupyterHub.services] == ["pipeline", "models", "mlflow"]
     assert services(c)["mlflow"]["url"] == "http://mlflow.mlopshub.svc:5000"
     assert c.CatalogKubeSpawner.mlflow_url == "https://mlops.bank.test/services/mlflow"
 
@@ -170,3 +171,25 @@ def test_existing_group_properties_read_from_the_hub_database(tmp_path):
         connection.execute("INSERT INTO groups VALUES (1, 'sme-credit', '{\"profiles\": [\"python-cpu\"]}')")
     assert configure.existing_group_properties(f"sqlite:///{db}") == {"sme-credit": {"profiles": ["python-cpu"]}}
     assert configure.existing_group_properties(f"sqlite:///{tmp_path / 'none.sqlite'}") == {}
+
+
+def test_local_mode_runs_the_pipeline_with_the_models_service_on_its_address(local):
+    runtime = replace(RUNTIME, pipeline_port=10004)
+    found = services(apply(local, runtime))
+    pipeline, models = found["pipeline"], found["models"]
+    assert pipeline["url"] == models["url"] == "http://127.0.0.1:10004"
+    assert pipeline["command"][1:] == ["-m", "mlopshub.services.pipeline"] and "command" not in models
+    env = pipeline["environment"]
+    # Straight to MLflow (not through the proxy), as the auth store's admin.
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:10003/services/mlflow"
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == ("mlopshub admin", "p")
+    assert env["MLOPSHUB_PIPELINE_DIR"] == str(local.data_dir / "pipeline")
+    assert env["MLOPSHUB_DVC_REMOTES"] == str(local.data_dir / "dvc-remotes")
+
+
+def test_workspace_tokens_may_reach_the_pipeline_with_what_their_user_holds(local):
+    c = apply(local)
+    scopes = set(c.Spawner.server_token_scopes)
+    assert {"access:services!service=pipeline", "access:services!service=models", "custom:mlopshub:publish"} <= scopes
+    team = next(role for role in c.JupyterHub.load_roles if role["name"] == "team-sme-credit")
+    assert {"access:services!service=pipeline", "access:services!service=models"} <= set(team["scopes"])

@@ -340,6 +340,14 @@ class ReleaseStore:
         with self.database.reading() as connection:
             return self._in_flight(connection, model_name)
 
+    def owner(self, model_name: str) -> str | None:
+        """The team whose model ``model_name`` is (its first release's team), or None for a new name."""
+        with self.database.reading() as connection:
+            row = connection.execute(
+                "SELECT team FROM releases WHERE model_name = ? ORDER BY created LIMIT 1", (model_name,)
+            ).fetchone()
+        return str(row["team"]) if row else None
+
     def production(self, model_name: str) -> Release | None:
         """The release of ``model_name`` in production, if any."""
         with self.database.reading() as connection:

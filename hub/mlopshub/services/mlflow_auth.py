@@ -147,8 +147,31 @@ def sync_teams(username: str, teams: frozenset[str]) -> None:
         log.info("removed %s from MLflow workspace %s (no longer in the team)", username, team)
 
 
+def _admin_basic_auth() -> Authorization | Response | None:
+    """MLflow's own basic auth, for the auth store's admin only (the release pipeline); None for other requests.
+
+    Hub users never come in this way: their MLflow passwords are random and
+    unknown, and any other user name is refused here rather than checked.
+    """
+    credentials = request.authorization
+    if credentials is None or credentials.type != "basic":
+        return None
+    from mlflow.server.auth import auth_config, authenticate_request_basic_auth
+
+    if credentials.username != auth_config.admin_username:
+        return _unauthorized("Use a hub token (Authorization: Bearer <token>); passwords are for the pipeline only")
+    return authenticate_request_basic_auth()
+
+
 def authenticate() -> Authorization | Response:
-    """The ``authorization_function``: a hub user with the mlflow scope, synced to their teams."""
+    """The ``authorization_function``: a hub user with the mlflow scope, synced to their teams.
+
+    The release pipeline, which works in every team's workspace, signs in as
+    the MLflow admin with basic auth (see :func:`_admin_basic_auth`).
+    """
+    admin = _admin_basic_auth()
+    if admin is not None:
+        return admin
     token = _token_from_request()
     if token is None:
         return _unauthorized("A hub token is required: Authorization: Bearer <token>")

@@ -210,23 +210,34 @@ class OpenApiHandler(web.RequestHandler):
         self.finish(OPENAPI.read_bytes())
 
 
-def endpoint_authorizer(runner: ReleaseRunner, authenticate: Authenticate):  # type: ignore[no-untyped-def]
-    """Who may call a model endpoint: model risk, the model's team, and (production) holders of the models scope.
+MODELS_ACCESS = "access:services!service=models"
 
-    Consumer systems get a hub service token with ``access:services!service=models``.
+
+def endpoint_authorizer(runner: ReleaseRunner, authenticate: Authenticate):  # type: ignore[no-untyped-def]
+    """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
+
+    A consumer system is a hub service whose token carries
+    ``access:services!service=models``; a user of another team is refused
+    even with that scope (every user has it, for their own team's models).
     """
 
     async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
         caller = await authenticated(handler, authenticate)
         releases = runner.store.releases(model_name=model)
         team = releases[0].team if releases else ""
-        if caller.may_read(team):
+        if team and caller.may_read(team):
             return
-        if stage == "production" and caller.has("access:services!service=models"):
+        if stage == "production" and caller.kind == "service" and caller.has(MODELS_ACCESS):
             return
         raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
 
     return authorize
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        """Liveness for ``mlopshub up`` and the hub (public: it says nothing but ok)."""
+        self.finish({"status": "ok"})
 
 
 def make_app(
@@ -236,8 +247,13 @@ def make_app(
     prefix: str = "/services/pipeline/",
     models_prefix: str = "/services/models/",
     endpoints: Endpoints | None = None,
+    models_authenticate: Authenticate | None = None,
 ) -> web.Application:
-    """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``."""
+    """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``.
+
+    ``models_authenticate`` checks tokens of endpoint callers (the ``models``
+    service's access scope); by default the API's ``authenticate``.
+    """
     api = prefix.rstrip("/") + "/api"
     args = {"runner": runner, "authenticate": authenticate}
     release_id = r"([A-Za-z0-9_.-]+)"
@@ -250,6 +266,8 @@ def make_app(
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
+        (rf"{prefix.rstrip('/')}/health", HealthHandler),
     ]
-    routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, endpoint_authorizer(runner, authenticate))
+    authorize = endpoint_authorizer(runner, models_authenticate or authenticate)
+    routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, authorize)
     return web.Application(routes)

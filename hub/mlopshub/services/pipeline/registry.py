@@ -4,18 +4,28 @@ Every call names its tracking server explicitly (an ``MlflowClient`` with a
 URI, ``download_artifacts(tracking_uri=...)``): nothing here reads or sets
 MLflow's process-wide tracking URI. Calls block; the runner makes them in a
 worker thread.
+
+Teams are MLflow workspaces. Each call that touches a team's runs or models
+names the team, and is made inside :meth:`Registry.workspace`, which sets MLflow's
+request-scoped workspace (a context variable, sent as ``X-MLFLOW-WORKSPACE``)
+and never the process-wide ``MLFLOW_WORKSPACE``: two releases of two teams
+may be in flight at once. The pipeline authenticates to MLflow as the auth
+store's admin (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``), which may act in
+every workspace.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.workspace_context import ServerWorkspaceContext
 
 from mlopshub.pipeline import PublishRequest
 from mlopshub.pipeline.gates import DATA_TAG
@@ -31,39 +41,62 @@ MAX_TAG = 5000
 
 
 class Registry:
-    """The registry of the tracking server at ``tracking_uri``; downloaded versions go under ``cache_dir``."""
+    """The registry of the tracking server at ``tracking_uri``; downloaded versions go under ``cache_dir``.
 
-    def __init__(self, tracking_uri: str, cache_dir: str | Path):
+    ``workspaces`` says whether the server runs with MLflow workspaces (the
+    platform does): then a run belongs to the workspace it is found in;
+    without, to the team its ``mlopshub.team`` tag names.
+    """
+
+    def __init__(self, tracking_uri: str, cache_dir: str | Path, *, workspaces: bool = False):
         self.tracking_uri = tracking_uri
+        self.workspaces = workspaces
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.cache_dir = Path(cache_dir)
 
+    @contextmanager
+    def workspace(self, team: str | None) -> Iterator[None]:
+        """MLflow calls inside the block go to ``team``'s workspace (this thread or task only)."""
+        if not (team and self.workspaces):
+            yield
+            return
+        with ServerWorkspaceContext(team):
+            yield
+
     # --- runs ---
 
-    def run_tags(self, run_id: str) -> dict[str, str]:
+    def run_tags(self, run_id: str, team: str | None = None) -> dict[str, str]:
         """The tags of run ``run_id`` (lineage: git commit, DVC data versions)."""
-        return dict(self.client.get_run(run_id).data.tags)
+        with self.workspace(team):
+            return dict(self.client.get_run(run_id).data.tags)
 
-    def team_of_run(self, run_id: str) -> str | None:
-        """The team owning run ``run_id``: its experiment's workspace, else a ``mlopshub.team`` tag; None if no run.
+    def team_of_run(self, run_id: str, teams: Iterable[str | None] = (None,)) -> str | None:
+        """The team owning run ``run_id``, looked for in the workspaces of ``teams`` in order; None if no run.
 
-        With MLflow workspaces on (the platform), the workspace is the team.
+        With workspaces, the workspace the run is found in is the team (a run
+        is not visible from another workspace); without them, a
+        ``mlopshub.team`` tag on the run or its experiment.
         """
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException:
-            return None
-        experiment = self.client.get_experiment(run.info.experiment_id)
-        tagged = run.data.tags.get(TEAM_TAG) or experiment.tags.get(TEAM_TAG)
-        workspace = getattr(experiment, "workspace", None)
-        if workspace and workspace != "default":
-            return str(workspace)
-        return tagged
+        for team in teams if self.workspaces else (None,):
+            with self.workspace(team):
+                try:
+                    run = self.client.get_run(run_id)
+                except MlflowException:
+                    continue
+                if self.workspaces:
+                    return team
+                experiment = self.client.get_experiment(run.info.experiment_id)
+            return run.data.tags.get(TEAM_TAG) or experiment.tags.get(TEAM_TAG)
+        return None
 
     # --- versions ---
 
     def register(self, request: PublishRequest, publisher: str, release_id: str) -> str:
         """Create a version of ``request.name`` from the request's run model, tagged with its lineage; its number."""
+        with self.workspace(request.team):
+            return self._register(request, publisher, release_id)
+
+    def _register(self, request: PublishRequest, publisher: str, release_id: str) -> str:
         try:
             self.client.create_registered_model(request.name, tags={TEAM_TAG: request.team})
         except MlflowException as error:
@@ -105,35 +138,43 @@ class Registry:
         # A model saved into the run's artifacts (MLflow 2 style, or log_artifacts of a model folder).
         return f"runs:/{request.run_id}/{path}", None
 
-    def tag_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+    def tag_version(self, team: str | None, name: str, version: str, tags: Mapping[str, Any]) -> None:
         """Set tags on one version."""
-        for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, key, str(value)[:MAX_TAG])
+        with self.workspace(team):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, str(value)[:MAX_TAG])
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
+    def set_alias(self, team: str | None, name: str, alias: str, version: str) -> None:
         """Point ``@alias`` of ``name`` at ``version``."""
-        self.client.set_registered_model_alias(name, alias, version)
+        with self.workspace(team):
+            self.client.set_registered_model_alias(name, alias, version)
 
-    def delete_alias(self, name: str, alias: str) -> None:
+    def delete_alias(self, team: str | None, name: str, alias: str) -> None:
         """Remove ``@alias`` of ``name`` (no error when it is not set)."""
-        try:
-            self.client.delete_registered_model_alias(name, alias)
-        except MlflowException as error:
-            if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-                raise
+        with self.workspace(team):
+            try:
+                self.client.delete_registered_model_alias(name, alias)
+            except MlflowException as error:
+                if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                    raise
 
-    def alias(self, name: str, alias: str) -> str | None:
+    def alias(self, team: str | None, name: str, alias: str) -> str | None:
         """The version ``@alias`` of ``name`` points at, or None."""
-        try:
-            return str(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+        with self.workspace(team):
+            try:
+                return str(self.client.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                return None
 
-    def local_copy(self, name: str, version: str) -> Path:
+    def local_copy(self, team: str | None, name: str, version: str) -> Path:
         """A local folder with version ``version`` of ``name`` (downloaded once; versions never change)."""
-        target = self.cache_dir / name / str(version)
+        target = self.cache_dir / (team or "_") / name / str(version)
         if (target / "MLmodel").is_file():
             return target
+        with self.workspace(team):
+            return self._download(name, version, target)
+
+    def _download(self, name: str, version: str, target: Path) -> Path:
         partial = target.with_name(f"{target.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)

@@ -27,12 +27,14 @@ from mlopshub.pipeline.gates import HoldOut, run_gates
 from mlopshub.serving import Endpoints
 
 from .auth import Caller
-from .holdout import HoldoutLoader
+from .holdout import HoldoutLoader, PushedCheck
 from .registry import APPROVER_TAG, Registry
 
 log = logging.getLogger("mlopshub.pipeline")
 
 PIPELINE = "pipeline"
+#: Run tag naming the folder of the project the model was trained in (set by the Lab extension).
+PROJECT_TAG = "mlopshub.project"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ReleaseRunner:
         teams: Mapping[str, TeamRelease],
         load_holdout: HoldoutLoader,
         endpoint_url: Callable[[str, str], str],
+        pushed: PushedCheck | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -66,6 +69,7 @@ class ReleaseRunner:
         self.teams = dict(teams)
         self.load_holdout = load_holdout
         self.endpoint_url = endpoint_url
+        self.pushed = pushed
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -88,7 +92,20 @@ class ReleaseRunner:
     async def publish(self, body: Any, caller: Caller) -> Release:
         """Validate, register the version in MLflow, record the release and start it moving."""
         allowed = caller.publish_teams(self.teams)
-        request = await asyncio.to_thread(validate_publish, body, self.registry.team_of_run, allowed_teams=allowed)
+        # The caller's teams first: the run is almost always there; then the rest, to tell "another team's" from
+        # "no such run".
+        search = [*sorted(allowed), *sorted(set(self.teams) - allowed)]
+
+        def team_of_run(run_id: str) -> str | None:
+            return self.registry.team_of_run(run_id, search)
+
+        request = await asyncio.to_thread(validate_publish, body, team_of_run, allowed_teams=allowed)
+        owner = self.store.owner(request.name)
+        if owner is not None and owner != request.team:
+            raise NotAllowed(
+                f"the model name '{request.name}' belongs to team '{owner}' (endpoints are named after models); "
+                "choose another name"
+            )
         in_flight = self.store.in_flight(request.name)
         if in_flight is not None:
             # Checked before registering, so a refused publish leaves no stray version in MLflow.
@@ -132,10 +149,10 @@ class ReleaseRunner:
                 # Nothing to switch: the store refuses it and says precisely why.
                 return self.store.rollback(model, caller.name, reason)
             if previous.kind == "online":
-                path = await asyncio.to_thread(self.registry.local_copy, model, previous.version)
+                path = await asyncio.to_thread(self.registry.local_copy, previous.team, model, previous.version)
                 await self.endpoints.deploy(model, "production", previous.version, path)
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
-            await asyncio.to_thread(self.registry.set_alias, model, "production", previous.version)
+            await asyncio.to_thread(self.registry.set_alias, previous.team, model, "production", previous.version)
             return self.store.rollback(model, caller.name, reason)
 
     # --- background ---
@@ -192,9 +209,12 @@ class ReleaseRunner:
     def _run_gates(self, release: Release) -> list[Any]:
         import mlflow
 
-        path = self.registry.local_copy(release.model_name, release.version)
+        path = self.registry.local_copy(release.team, release.model_name, release.version)
         team = self.teams.get(release.team, TeamRelease())
-        holdout_spec = team.holdout
+        tags = self.registry.run_tags(release.run_id, release.team) if release.run_id else {}
+        holdout_spec = dict(team.holdout) if team.holdout else None
+        if holdout_spec is not None and not holdout_spec.get("repo") and tags.get(PROJECT_TAG):
+            holdout_spec["repo"] = tags[PROJECT_TAG]
 
         def holdout() -> HoldOut:
             assert holdout_spec is not None
@@ -204,32 +224,39 @@ class ReleaseRunner:
             load=lambda: mlflow.pyfunc.load_model(str(path)),
             # The MLmodel file itself: get_model_info looks the logged model up in the process-wide tracking server.
             model_info=lambda: mlflow.models.Model.load(str(path / "MLmodel")),
-            tags=self.registry.run_tags(release.run_id) if release.run_id else {},
+            tags=tags,
             thresholds=team.thresholds,
             holdout=holdout if holdout_spec else None,
+            pushed=self.pushed(release.team) if self.pushed else None,
         )
 
     async def _deploy_staging(self, release: Release) -> None:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
-            path = await asyncio.to_thread(self.registry.local_copy, release.model_name, release.version)
+            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
             await self.endpoints.deploy(release.model_name, "staging", release.version, path)
             endpoints["staging"] = self.endpoint_url(release.model_name, "staging")
             self._audit("endpoint switched", release, stage="staging")
-        await asyncio.to_thread(self.registry.set_alias, release.model_name, "staging", release.version)
+        await asyncio.to_thread(self.registry.set_alias, release.team, release.model_name, "staging", release.version)
         self._audit("alias set", release, alias="staging")
         self.store.mark_staging_ready(release.id, endpoints)
 
     async def _deploy_production(self, release: Release) -> None:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
-            path = await asyncio.to_thread(self.registry.local_copy, release.model_name, release.version)
+            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
             await self.endpoints.deploy(release.model_name, "production", release.version, path)
             endpoints["production"] = self.endpoint_url(release.model_name, "production")
             self._audit("endpoint switched", release, stage="production")
-        await asyncio.to_thread(self.registry.set_alias, release.model_name, "production", release.version)
         await asyncio.to_thread(
-            self.registry.tag_version, release.model_name, release.version, {APPROVER_TAG: release.approver or ""}
+            self.registry.set_alias, release.team, release.model_name, "production", release.version
+        )
+        await asyncio.to_thread(
+            self.registry.tag_version,
+            release.team,
+            release.model_name,
+            release.version,
+            {APPROVER_TAG: release.approver or ""},
         )
         self._audit("alias set", release, alias="production")
         self.store.mark_production(release.id, endpoints=endpoints)
@@ -240,21 +267,25 @@ class ReleaseRunner:
     async def _take_down_staging(self, release: Release) -> None:
         if self.endpoints.get(release.model_name, "staging") is not None:
             await self.endpoints.undeploy(release.model_name, "staging")
-        if await asyncio.to_thread(self.registry.alias, release.model_name, "staging") == release.version:
-            await asyncio.to_thread(self.registry.delete_alias, release.model_name, "staging")
+        if await asyncio.to_thread(self.registry.alias, release.team, release.model_name, "staging") == release.version:
+            await asyncio.to_thread(self.registry.delete_alias, release.team, release.model_name, "staging")
         self._audit("staging taken down", release)
 
     async def _restore_production(self, release: Release) -> None:
         previous = self.store.production(release.model_name)
         if previous is None:
             await self.endpoints.undeploy(release.model_name, "production")
-            await asyncio.to_thread(self.registry.delete_alias, release.model_name, "production")
+            await asyncio.to_thread(self.registry.delete_alias, release.team, release.model_name, "production")
             self._audit("production taken down", release)
             return
         if previous.kind == "online":
-            path = await asyncio.to_thread(self.registry.local_copy, previous.model_name, previous.version)
+            path = await asyncio.to_thread(
+                self.registry.local_copy, previous.team, previous.model_name, previous.version
+            )
             await self.endpoints.deploy(previous.model_name, "production", previous.version, path)
-        await asyncio.to_thread(self.registry.set_alias, previous.model_name, "production", previous.version)
+        await asyncio.to_thread(
+            self.registry.set_alias, previous.team, previous.model_name, "production", previous.version
+        )
         self._audit("production restored", previous, reason=f"release {release.id} failed to deploy")
 
     # --- start ---
@@ -273,7 +304,7 @@ class ReleaseRunner:
         if release.kind != "online":
             return
         try:
-            path = await asyncio.to_thread(self.registry.local_copy, release.model_name, release.version)
+            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
             await self.endpoints.deploy(release.model_name, stage, release.version, path)
         except Exception as error:
             log.exception("could not bring back the %s endpoint of %s", stage, release.model_name)

@@ -8,7 +8,11 @@ Environment (set in the hub's service definition):
 * ``MLOPSHUB_CATALOG``: the catalog folder (teams' thresholds and hold-out sets);
 * ``MLOPSHUB_PIPELINE_DIR``: the pipeline's data (releases and audit SQLite file, model copies, server logs);
 * ``MLOPSHUB_PUBLIC_URL``: the hub's public address, for endpoint addresses shown on releases;
-* ``MLOPSHUB_MODELS_PREFIX``: where model endpoints are routed (default ``/services/models/``).
+* ``MLOPSHUB_MODELS_PREFIX``: where model endpoints are routed (default ``/services/models/``);
+* ``MLOPSHUB_DVC_REMOTES``: one machine: the folder of the teams' DVC remotes (the lineage gate checks
+  that training data was pushed there);
+* ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``: the MLflow auth store's admin;
+* ``MLOPSHUB_MLFLOW_WORKSPACES``: ``true`` (default) when MLflow runs with a workspace per team.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from mlopshub.serving import Endpoints
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
-from .holdout import HoldoutLoader, dvc_holdout_loader
+from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
 from .registry import Registry
 from .runner import ReleaseRunner, TeamRelease, cache_dir
 
@@ -51,6 +55,8 @@ def build_runner(
     public_url: str,
     models_prefix: str = "/services/models/",
     load_holdout: HoldoutLoader | None = None,
+    pushed: PushedCheck | None = None,
+    workspaces: bool = False,
 ) -> ReleaseRunner:
     """The release runner on ``data_dir`` (created if missing)."""
     data_dir = Path(data_dir)
@@ -61,19 +67,29 @@ def build_runner(
     base = public_url.rstrip("/") + "/" + models_prefix.strip("/")
     return ReleaseRunner(
         store=store,
-        registry=Registry(tracking_uri, cache_dir(data_dir)),
+        registry=Registry(tracking_uri, cache_dir(data_dir), workspaces=workspaces),
         endpoints=Endpoints(log_dir=data_dir / "logs"),
         teams=teams,
         load_holdout=load_holdout or dvc_holdout_loader(),
         endpoint_url=lambda model, stage: f"{base}/{model}/{stage}/invocations",
+        pushed=pushed,
     )
 
 
 async def serve(
-    runner: ReleaseRunner, authenticate: Authenticate, *, host: str, port: int, prefix: str, models_prefix: str
+    runner: ReleaseRunner,
+    authenticate: Authenticate,
+    *,
+    host: str,
+    port: int,
+    prefix: str,
+    models_prefix: str,
+    models_authenticate: Authenticate | None = None,
 ) -> None:
     """Resume what a restart interrupted, then answer requests until cancelled."""
-    app = make_app(runner, authenticate, prefix=prefix, models_prefix=models_prefix)
+    app = make_app(
+        runner, authenticate, prefix=prefix, models_prefix=models_prefix, models_authenticate=models_authenticate
+    )
     server = HTTPServer(app, xheaders=False)
     server.listen(port, host)
     log.info("pipeline service on http://%s:%d%s", host, port, prefix)
@@ -101,12 +117,18 @@ def main() -> None:
         teams=team_releases(cat),
         public_url=env.get("MLOPSHUB_PUBLIC_URL", ""),
         models_prefix=models_prefix,
+        pushed=local_remote_check(env["MLOPSHUB_DVC_REMOTES"]) if env.get("MLOPSHUB_DVC_REMOTES") else None,
+        workspaces=env.get("MLOPSHUB_MLFLOW_WORKSPACES", "true") == "true",
     )
-    authenticate = hub_authenticator(HubAuth(cache_max_age=60))
+    hub_auth = HubAuth(cache_max_age=60)
+    # The API needs access to this service; endpoints need access to the models service.
+    authenticate = hub_authenticator(hub_auth)
+    models_authenticate = hub_authenticator(hub_auth, {"access:services!service=models"})
     asyncio.run(
         serve(
             runner,
             authenticate,
+            models_authenticate=models_authenticate,
             host=url.hostname or "127.0.0.1",
             port=url.port or 10102,
             prefix=prefix,
