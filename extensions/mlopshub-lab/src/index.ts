@@ -7,6 +7,8 @@ import { Panel } from '@lumino/widgets';
 
 import { DataSection } from './data';
 import { ExperimentsSection } from './experiments';
+import { ApprovalsSection, ModelsSection } from './models';
+import { IMe } from './release';
 import { API_VERSION, requestAPI } from './request';
 
 const ICON_SVG =
@@ -23,7 +25,11 @@ class SidebarPanel extends Panel {
   }
 }
 
-/** The mlopshub sidebar: Data (DVC) and Experiments (MLflow) for the folder in the file browser. */
+/**
+ * The mlopshub sidebar: Data (DVC) and Experiments (MLflow) for the folder in
+ * the file browser, Models (publish and follow releases) and, for model
+ * validators, Approvals.
+ */
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'mlopshub-lab:plugin',
   description: 'Data versioning, experiments and publishing in one sidebar.',
@@ -38,8 +44,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.title.caption = 'mlopshub: data, experiments, models';
     const data = new DataSection();
     let experiments = new ExperimentsSection();
+    const models = new ModelsSection();
+    let approvals: ApprovalsSection | null = null;
     panel.addWidget(data);
     panel.addWidget(experiments);
+    panel.addWidget(models);
     app.shell.add(panel, 'left', { rank: 150 });
 
     const folderName = () => browser.model.path.split('/').filter(Boolean).pop() ?? '';
@@ -47,12 +56,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
       void data.showFolder(browser.model.path);
       void experiments.refresh(folderName());
     };
-    panel.onShown = follow;
+    // Models and approvals don't depend on the folder: they reload when the sidebar is shown.
+    panel.onShown = () => {
+      follow();
+      void models.refresh();
+      void approvals?.refresh();
+    };
     browser.model.pathChanged.connect(() => {
       if (panel.isVisible) {
         follow();
       }
     });
+    // Validators get the Approvals view; the pipeline still decides every approval itself.
+    void requestAPI<IMe>('me')
+      .then(me => {
+        if (me.validator && !approvals) {
+          approvals = new ApprovalsSection();
+          panel.addWidget(approvals);
+          if (panel.isVisible) {
+            void approvals.refresh();
+          }
+        }
+      })
+      .catch(error => console.warn(`mlopshub-lab: no release pipeline here: ${error.message}`));
     void app.restored.then(() =>
       requestAPI<{ version: string; api: number }>('version')
         .then(reply => {
@@ -69,7 +95,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const size = loaded.get('runsPageSize').composite as number;
         experiments.dispose();
         experiments = new ExperimentsSection(size);
-        panel.addWidget(experiments);
+        panel.insertWidget(1, experiments);
         if (panel.isVisible) {
           void experiments.refresh(folderName());
         }

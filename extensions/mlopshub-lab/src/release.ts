@@ -1,0 +1,204 @@
+/**
+ * The Models section's logic, free of the DOM: release states and steps as
+ * people read them, publish-name checks, and the example request for an
+ * endpoint. Unit-tested with jest.
+ */
+
+export interface ILoggedModel {
+  model_id: string;
+  name: string;
+  experiment_id: string;
+  experiment: string | null;
+  run_id: string | null;
+  run_name: string | null;
+  created: number | null;
+  status: string | null;
+  metrics: Record<string, number | null>;
+  lineage: Record<string, string>;
+  has_signature: boolean | null;
+  inputs: string[] | null;
+  model_uri: string | null;
+}
+
+export interface IStep {
+  name: string;
+  status: string;
+  started?: string | null;
+  finished?: string | null;
+  detail?: string;
+}
+
+export interface IGate {
+  name: string;
+  passed: boolean;
+  reason: string;
+  fix?: string | null;
+  details?: Record<string, any>;
+}
+
+export interface IRelease {
+  id: string;
+  model_name: string;
+  version: string;
+  model_uri: string;
+  run_id: string | null;
+  team: string;
+  kind: string;
+  description: string;
+  publisher: string;
+  state: string;
+  steps: IStep[];
+  gate_results: IGate[];
+  endpoints: { staging?: string; production?: string };
+  approver: string | null;
+  comment: string;
+  reason: string;
+  created: string;
+  updated: string;
+}
+
+export interface IMe {
+  name: string;
+  groups: string[];
+  validator: boolean;
+  publish_teams: string[];
+  pipeline: boolean;
+}
+
+/** States in which a release waits for a person or has ended: the release view stops polling there. */
+export const SETTLED_STATES = ['awaiting_approval', 'gates_failed', 'rejected', 'production', 'superseded', 'rolled_back', 'failed'];
+
+/** Whether a release in `state` will change without anyone acting (so its view keeps polling). */
+export function isMoving(state: string): boolean {
+  return !SETTLED_STATES.includes(state);
+}
+
+const STATE_LABELS: Record<string, string> = {
+  registered: 'registered',
+  gating: 'checking gates',
+  gates_failed: 'gates failed',
+  staging: 'deploying to staging',
+  awaiting_approval: 'awaiting approval',
+  approved: 'approved, going to production',
+  rejected: 'rejected',
+  production: 'in production',
+  superseded: 'superseded',
+  rolled_back: 'rolled back',
+  failed: 'failed'
+};
+
+/** The words shown for a release state ("awaiting_approval" -> "awaiting approval"). */
+export function stateLabel(state: string): string {
+  return STATE_LABELS[state] ?? state.replace(/_/g, ' ');
+}
+
+const STEP_LABELS: Record<string, string> = {
+  registered: 'Registered',
+  gates: 'Gates',
+  staging: 'Staging endpoint',
+  approval: 'Approval',
+  production: 'Production'
+};
+
+const STATUS_MARKS: Record<string, string> = { passed: '✓', failed: '✗', running: '…', pending: '○' };
+
+/** One line per step, in the pipeline's order: label, status mark and the pipeline's detail. */
+export function stepLines(release: Pick<IRelease, 'steps'>): { name: string; label: string; status: string; mark: string; detail: string }[] {
+  return release.steps.map(step => ({
+    name: step.name,
+    label: STEP_LABELS[step.name] ?? step.name,
+    status: step.status,
+    mark: STATUS_MARKS[step.status] ?? '?',
+    detail: step.detail ?? ''
+  }));
+}
+
+/** Same rule as the pipeline: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit. */
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** Why `name` can't be a model name, or null when it can. */
+export function modelNameProblem(name: string): string | null {
+  if (!name) {
+    return 'give the model a name';
+  }
+  if (name.length > 63) {
+    return `the name is ${name.length} characters; at most 63`;
+  }
+  if (!MODEL_NAME.test(name)) {
+    return "use letters, digits, '_', '.' or '-', starting with a letter or digit";
+  }
+  return null;
+}
+
+/**
+ * A name to start from for a logged model: its artifact name, unless that is
+ * MLflow's generic "model", then the experiment's name; made valid.
+ */
+export function suggestedName(model: Pick<ILoggedModel, 'name' | 'experiment'>): string {
+  const base = model.name && model.name !== 'model' ? model.name : model.experiment || model.name || 'model';
+  const cleaned = base
+    .replace(/[^A-Za-z0-9_.-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63);
+  return cleaned || 'model';
+}
+
+/** The input columns of a release's model, from its signature gate (MLflow keeps them as a JSON string). */
+export function signatureColumns(release: Pick<IRelease, 'gate_results'>): string[] | null {
+  const gate = release.gate_results.find(g => g.name === 'signature_and_example');
+  const inputs = gate?.details?.signature?.inputs;
+  let specs: unknown = inputs;
+  if (typeof inputs === 'string') {
+    try {
+      specs = JSON.parse(inputs);
+    } catch {
+      return null;
+    }
+  }
+  if (!Array.isArray(specs)) {
+    return null;
+  }
+  const names = specs.map(spec => (spec && typeof spec === 'object' ? (spec as any).name : undefined));
+  return names.length && names.every(name => typeof name === 'string') ? (names as string[]) : null;
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * A `curl` line that scores one row at `endpoint` (MLflow's `dataframe_split`
+ * format), authenticated with the workspace's own token. Without known
+ * columns it shows placeholders to replace.
+ */
+export function exampleRequest(endpoint: string, columns: string[] | null): string {
+  const body = columns?.length
+    ? { dataframe_split: { columns, data: [columns.map(() => 0)] } }
+    : { dataframe_split: { columns: ['<feature>'], data: [['<value>']] } };
+  return [
+    `curl -X POST ${shellQuote(endpoint)} \\`,
+    '  -H "Authorization: token $JUPYTERHUB_API_TOKEN" \\',
+    "  -H 'Content-Type: application/json' \\",
+    `  -d ${shellQuote(JSON.stringify(body))}`
+  ].join('\n');
+}
+
+/** The measured metrics of a release (from its metrics gate), for the reviewer. */
+export function releaseMetrics(release: Pick<IRelease, 'gate_results'>): [string, number | null][] {
+  const gate = release.gate_results.find(g => g.name === 'metrics');
+  const metrics = (gate?.details?.metrics ?? {}) as Record<string, number | null>;
+  return Object.entries(metrics).sort((a, b) => a[0].localeCompare(b[0]));
+}
+
+/** The lineage of a release (from its lineage gate): the git commit and each dataset's DVC version. */
+export function releaseLineage(release: Pick<IRelease, 'gate_results'>): [string, string][] {
+  const details = release.gate_results.find(g => g.name === 'lineage')?.details ?? {};
+  const lines: [string, string][] = [];
+  if (details.commit) {
+    lines.push(['commit', String(details.commit).slice(0, 12)]);
+  }
+  for (const [path, digest] of Object.entries((details.data ?? {}) as Record<string, string>).sort()) {
+    lines.push([`data ${path}`, String(digest).slice(0, 8)]);
+  }
+  return lines;
+}
