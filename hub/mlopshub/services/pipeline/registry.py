@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.workspace_context import ServerWorkspaceContext
 
@@ -181,7 +182,9 @@ class Registry:
         # The version's own files, not models:/<name>/<version>: MLflow resolves that URI with the
         # process-wide registry, not the one given here.
         source = self.client.get_model_version_download_uri(name, str(version))
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial), tracking_uri=self.tracking_uri)
+        repository = get_artifact_repository(source, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        # A models:/ URI resolves to the repository where the files are.
+        _fetch_tree(getattr(repository, "repo", repository), "", partial)
         # download_artifacts may put the model in a subfolder; keep the folder that holds MLmodel.
         found = next(iter(sorted(partial.rglob("MLmodel"), key=lambda p: len(p.parts))), None)
         if found is None:
@@ -191,3 +194,21 @@ class Registry:
         found.parent.rename(target)
         shutil.rmtree(partial, ignore_errors=True)
         return target
+
+
+def _fetch_tree(repository: ArtifactRepository, path: str, destination: Path) -> None:
+    """Download ``path`` of ``repository`` into ``destination``, one file after another, in this thread.
+
+    Not ``download_artifacts``: it fetches in a thread pool, whose threads do
+    not see the workspace this thread is working in, and the server refuses
+    a workspace's files asked for without it.
+    """
+    for info in repository.list_artifacts(path or None):
+        relative = info.path[len(path) :].lstrip("/") if path else info.path
+        local = destination / relative
+        if info.is_dir:
+            local.mkdir(parents=True, exist_ok=True)
+            _fetch_tree(repository, info.path, local)
+        else:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            repository._download_file(info.path, str(local))

@@ -1,0 +1,170 @@
+"""The release pipeline on the real platform: a model trained in a workspace, published, gated, served, approved.
+
+Everything through the hub's public address with hub tokens, as the sidebar
+and consumer systems call it: ``/services/pipeline/api/`` and
+``/services/models/{model}/{stage}/invocations``. (The browser test in
+tests/e2e/test_release.py clicks the same flow in the sidebar.)
+"""
+
+import time
+
+import pandas as pd
+import pytest
+import requests
+from release_flow import make_project, train
+
+pytestmark = pytest.mark.integration
+
+TEAM = "sme-credit"
+ROWS = pd.DataFrame({"amount": [10.0, 90.0], "income": [150.0, 30.0]})
+FORMATS = {
+    "dataframe_split": {"dataframe_split": ROWS.to_dict(orient="split")},
+    "dataframe_records": {"dataframe_records": ROWS.to_dict(orient="records")},
+    "instances": {"instances": ROWS.to_dict(orient="records")},
+    "inputs": {"inputs": ROWS.to_dict(orient="list")},
+}
+WAITING = {"awaiting_approval", "gates_failed", "failed", "production", "rejected"}
+
+
+class Pipeline:
+    """The pipeline API as one user calls it."""
+
+    def __init__(self, platform, token: str):
+        self.base = f"{platform.url}/services/pipeline/api"
+        self.models = f"{platform.url}/services/models"
+        self.headers = {"Authorization": f"token {token}"}
+
+    def call(self, method: str, path: str, body: dict | None = None) -> requests.Response:
+        return requests.request(method, f"{self.base}/{path}", json=body, headers=self.headers, timeout=120)
+
+    def publish(self, run_id: str, name: str, kind: str = "online") -> dict:
+        body = {"model_uri": f"runs:/{run_id}/model", "name": name, "kind": kind, "description": "credit default"}
+        response = self.call("POST", "releases", body)
+        assert response.status_code == 201, response.text
+        return response.json()["release"]
+
+    def wait(self, release_id: str, states=WAITING, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            release = self.call("GET", f"releases/{release_id}").json()
+            if release["state"] in states:
+                return release
+            time.sleep(0.5)
+        raise AssertionError(f"release {release_id} still {release['state']} after {timeout}s: {release}")
+
+    def invoke(self, model: str, stage: str, body: dict) -> requests.Response:
+        url = f"{self.models}/{model}/{stage}/invocations"
+        return requests.post(url, json=body, headers=self.headers, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def carol(platform):
+    """A data scientist of sme-credit with a workspace, a versioned project and two trained models."""
+    platform.add_user("carol", TEAM)
+    platform.start("carol", "python-cpu")
+    token = platform.token_for("carol")
+    assert "project ready" in platform.execute("carol", token, make_project(seed=1))
+    runs = [platform.execute("carol", token, train(c)).strip().splitlines()[-1] for c in (1.0, 0.05)]
+    yield token, runs
+    platform.stop("carol")
+
+
+@pytest.fixture(scope="module")
+def victor(platform):
+    """A model validator (model risk)."""
+    platform.add_user("victor", "model-validators")
+    return platform.token_for("victor")
+
+
+def test_publish_gates_staging_approval_production_and_rollback(platform, carol, victor, bob):
+    token, (first_run, second_run) = carol
+    pipeline, validator = Pipeline(platform, token), Pipeline(platform, victor)
+    outsider = Pipeline(platform, platform.token_for(bob))
+
+    release = pipeline.wait(pipeline.publish(first_run, "credit-default")["id"])
+    assert release["state"] == "awaiting_approval", (release["reason"], release["gate_results"])
+    gates = {gate["name"]: gate for gate in release["gate_results"]}
+    assert all(gate["passed"] for gate in gates.values()), gates
+    assert "pushed" in gates["lineage"]["reason"]
+    assert gates["metrics"]["details"]["holdout"]["path"] == "data/holdout.csv"
+    assert release["endpoints"]["staging"].endswith("/services/models/credit-default/staging/invocations")
+
+    for name, body in FORMATS.items():
+        answer = pipeline.invoke("credit-default", "staging", body)
+        assert answer.status_code == 200, f"{name}: {answer.text}"
+        assert len(answer.json()["predictions"]) == 2
+    assert outsider.invoke("credit-default", "staging", FORMATS["inputs"]).status_code == 403
+
+    # Four eyes: the publisher may not approve; a validator may.
+    refused = pipeline.call("POST", f"releases/{release['id']}/approve", {"comment": "mine"})
+    assert refused.status_code == 403, refused.text
+    approved = validator.call("POST", f"releases/{release['id']}/approve", {"comment": "reviewed"})
+    assert approved.status_code == 200, approved.text
+    release = pipeline.wait(release["id"], {"production", "failed"})
+    assert release["state"] == "production" and release["approver"] == "victor"
+    assert pipeline.invoke("credit-default", "production", FORMATS["dataframe_split"]).status_code == 200
+    assert outsider.invoke("credit-default", "production", FORMATS["inputs"]).status_code == 403
+
+    second = pipeline.wait(pipeline.publish(second_run, "credit-default")["id"])
+    assert second["state"] == "awaiting_approval", second
+    assert validator.call("POST", f"releases/{second['id']}/approve", {"comment": "ok"}).status_code == 200
+    second = pipeline.wait(second["id"], {"production", "failed"})
+    assert second["state"] == "production" and second["version"] != release["version"]
+
+    rollback = pipeline.call("POST", "models/credit-default/rollback", {"reason": "worse on last week's loans"})
+    assert rollback.status_code == 200, rollback.text
+    assert rollback.json()["restored"]["version"] == release["version"]
+    served = validator.call("GET", "endpoints").json()["endpoints"]
+    production = next(e for e in served if e["model"] == "credit-default" and e["stage"] == "production")
+    assert production["version"] == release["version"]
+    assert pipeline.invoke("credit-default", "production", FORMATS["instances"]).status_code == 200
+
+
+def test_registry_holds_versions_aliases_and_lineage_tags(platform, carol):
+    token, _ = carol
+    headers = {"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": TEAM}
+    url = f"{platform.url}/services/mlflow/api/2.0/mlflow/registered-models/alias"
+    production = requests.get(
+        url, params={"name": "credit-default", "alias": "production"}, headers=headers, timeout=30
+    )
+    assert production.status_code == 200, production.text
+    tags = {tag["key"]: tag["value"] for tag in production.json()["model_version"]["tags"]}
+    assert tags["mlopshub.team"] == TEAM and tags["mlopshub.publisher"] == "carol"
+    assert tags["mlopshub.approver"] == "victor"
+    assert len(tags["mlopshub.git.commit"]) == 40 and "mlopshub.data.data/loans.csv" in tags
+
+
+def test_unpushed_data_fails_the_lineage_gate_and_nothing_is_served(platform, carol):
+    token, _ = carol
+    assert "project ready" in platform.execute("carol", token, make_project(seed=2, push=False))
+    run_id = platform.execute("carol", token, train(1.0)).strip().splitlines()[-1]
+    pipeline = Pipeline(platform, token)
+    release = pipeline.wait(pipeline.publish(run_id, "credit-unpushed")["id"])
+    assert release["state"] == "gates_failed"
+    lineage = next(gate for gate in release["gate_results"] if gate["name"] == "lineage")
+    assert not lineage["passed"] and "not in the team's DVC remote" in lineage["reason"]
+    assert lineage["fix"] == "push the data: dvc push"
+    assert pipeline.invoke("credit-unpushed", "staging", FORMATS["inputs"]).status_code == 404
+
+
+def test_another_teams_model_and_bad_requests_are_refused(platform, carol, bob):
+    _, (run_id, _) = carol
+    outsider = Pipeline(platform, platform.token_for(bob))
+    body = {"model_uri": f"runs:/{run_id}/model", "name": "stolen", "kind": "online"}
+    refused = outsider.call("POST", "releases", body)
+    assert refused.status_code == 403 and TEAM in refused.json()["message"]
+    malformed = Pipeline(platform, carol[0]).call("POST", "releases", {**body, "kind": "realtime"})
+    assert malformed.status_code == 422 and malformed.json()["field"] == "kind"
+    assert requests.get(f"{outsider.base}/releases", timeout=30).status_code == 401
+
+
+def test_audit_log_holds_every_step_and_exports_csv(platform, carol, victor):
+    validator = Pipeline(platform, victor)
+    events = validator.call("GET", "audit").json()
+    actions = {(event["actor"], event["action"]) for event in events}
+    assert ("carol", "registered") in actions and ("victor", "approved") in actions
+    assert ("carol", "approval refused") in actions and ("carol", "rolled back") in actions
+    assert any(action == "gates failed" for _, action in actions)
+    exported = validator.call("GET", "audit?format=csv")
+    assert exported.headers["Content-Type"].startswith("text/csv") and "victor" in exported.text
+    assert Pipeline(platform, carol[0]).call("GET", "audit").status_code == 403

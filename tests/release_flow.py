@@ -1,0 +1,63 @@
+"""What a data scientist does before publishing, as code run in their workspace's kernel.
+
+Shared by the integration and browser tests of the release pipeline: make a
+git + DVC project with the team's remote, version training and hold-out data,
+push it, and train and log a scikit-learn model in MLflow from that project
+(the run then carries its lineage: commit, data versions, project folder).
+"""
+
+PROJECT = "credit"
+
+#: Creates ~/credit: git (branch main) + DVC with the team's remote, data/loans.csv and data/holdout.csv versioned.
+MAKE_PROJECT = r"""
+import os, subprocess, sys
+import numpy as np, pandas as pd
+home = os.path.expanduser("~")
+root = os.path.join(home, "{project}")
+os.makedirs(os.path.join(root, "data"), exist_ok=True)
+def sh(*args):
+    subprocess.run(list(args), cwd=root, check=True, capture_output=True)
+dvc = [sys.executable, "-m", "dvc"]
+if not os.path.isdir(os.path.join(root, ".git")):
+    sh("git", "init", "-q", "-b", "main")
+    sh(*dvc, "init", "-q")
+    sh(*dvc, "remote", "add", "-d", "team", os.environ["MLOPSHUB_DVC_REMOTE"])
+rng = np.random.default_rng({seed})
+def rows(n):
+    income = rng.uniform(20, 200, n)
+    amount = rng.uniform(1, 100, n)
+    default = (amount / income + rng.normal(0, 0.15, n) > 0.5).astype(int)
+    return pd.DataFrame({{"amount": amount, "income": income, "default": default}})
+rows(600).to_csv(os.path.join(root, "data", "loans.csv"), index=False)
+rows(300).to_csv(os.path.join(root, "data", "holdout.csv"), index=False)
+sh(*dvc, "add", "-q", "data/loans.csv", "data/holdout.csv")
+sh("git", "add", "-A")
+sh("git", "commit", "-qm", "data version {seed}")
+if {push}:
+    sh(*dvc, "push", "-q")
+print("project ready")
+"""
+
+#: Trains in ~/credit and logs the model with a signature and an input example; prints the run id.
+TRAIN = r"""
+import os
+import mlflow, pandas as pd
+from sklearn.linear_model import LogisticRegression
+os.chdir(os.path.expanduser("~/{project}"))
+frame = pd.read_csv("data/loans.csv")
+features = frame[["amount", "income"]]
+mlflow.set_experiment("credit-default")
+with mlflow.start_run() as run:
+    model = LogisticRegression(C={c}).fit(features, frame["default"])
+    mlflow.log_param("C", {c})
+    mlflow.sklearn.log_model(model, name="model", input_example=features.head(3))
+print(run.info.run_id)
+"""
+
+
+def make_project(seed: int = 0, push: bool = True) -> str:
+    return MAKE_PROJECT.format(project=PROJECT, seed=seed, push=push)
+
+
+def train(c: float = 1.0) -> str:
+    return TRAIN.format(project=PROJECT, c=c)
