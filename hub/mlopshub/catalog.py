@@ -25,7 +25,9 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "catalog.schema.json"
-TOP_LEVEL_KEYS = ("profiles", "teams", "role_groups")
+TOP_LEVEL_KEYS = ("profiles", "teams", "role_groups", "consumers")
+#: Hub services of the platform itself: a consumer system may not take their names.
+RESERVED_SERVICE_NAMES = ("mlflow", "pipeline", "models", "idle-culler", "mlopshub-admin", "jupyterhub-idle-culler")
 
 #: Settings every profile starts from before its own keys apply.
 PROFILE_DEFAULTS: dict[str, Any] = {
@@ -132,6 +134,15 @@ class RoleGroup:
 
 
 @dataclass(frozen=True)
+class Consumer:
+    """A consumer system (a hub service) and the models whose production endpoints it may call."""
+
+    name: str
+    display_name: str
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Catalog:
     """A whole, valid catalog."""
 
@@ -139,6 +150,7 @@ class Catalog:
     teams: Mapping[str, Team]
     role_groups: Mapping[str, RoleGroup]
     source: str = ""
+    consumers: Mapping[str, Consumer] = field(default_factory=dict)
 
     def profile(self, slug: str) -> Profile:
         """The profile named ``slug``; :class:`ProfileNotAllowed` if there is none."""
@@ -340,7 +352,18 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
         role_groups[name] = RoleGroup(
             name, raw.get("display_name", name), raw["role"], tuple(raw.get("profiles") or ())
         )
-    return Catalog(profiles, teams, role_groups, source=source)
+    for name in document.get("consumers") or {}:
+        if name in RESERVED_SERVICE_NAMES:
+            raise CatalogError(
+                origin.get("consumers", source),
+                f"consumers.{name}",
+                f"expected a name other than the platform's own services ({', '.join(RESERVED_SERVICE_NAMES)})",
+            )
+    consumers = {
+        name: Consumer(name, raw.get("display_name", name), tuple(raw["models"]))
+        for name, raw in (document.get("consumers") or {}).items()
+    }
+    return Catalog(profiles, teams, role_groups, source=source, consumers=consumers)
 
 
 # --- resolution ------------------------------------------------------------

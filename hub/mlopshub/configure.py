@@ -59,6 +59,8 @@ class Runtime:
     mlflow_service_token: str = ""
     pipeline_port: int = 0
     existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Consumer system name -> its hub API token (one machine; on Kubernetes the chart's services).
+    consumer_tokens: dict[str, str] = field(default_factory=dict)
 
 
 def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
@@ -152,6 +154,7 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     )
     if settings.mode == "local":
         roles += LOCAL_SERVICE_ROLES
+        roles += apply_consumers(cat, runtime)[1]
     # Add to what the chart (or an admin's config) already defined, e.g. z2jh's culler role.
     existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     c.JupyterHub.load_roles = [*existing, *roles]
@@ -255,6 +258,26 @@ def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]
     return [pipeline, models]
 
 
+def apply_consumers(cat: catalog.Catalog, runtime: Runtime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Consumer systems as hub services with a token, each allowed to reach the models service.
+
+    Which models a consumer may call is the pipeline's check (the catalog's
+    ``consumers.<name>.models``); the hub only lets its token through.
+    """
+    services, roles = [], []
+    for name in cat.consumers:
+        services.append({"name": name, "api_token": runtime.consumer_tokens[name], "display": False})
+        roles.append(
+            {
+                "name": f"consumer-{name}",
+                "description": f"Consumer system {name}: calls production endpoints of the models it is granted",
+                "scopes": [f"access:services!service={MODELS_SERVICE}"],
+                "services": [name],
+            }
+        )
+    return services, roles
+
+
 def mlflow_auth_ini(settings: Settings, runtime: Runtime) -> str:
     """MLflow's auth config: our hub-token authorization function, no access outside team workspaces."""
     return "\n".join(
@@ -309,6 +332,7 @@ def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog,
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token, "display": False},
         apply_mlflow(settings, runtime),
         *apply_pipeline(settings, runtime),
+        *apply_consumers(cat, runtime)[0],
     ]
     culler = apply_culler(settings)
     if culler:

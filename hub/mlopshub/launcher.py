@@ -79,6 +79,7 @@ def ensure_secret(path: Path, value: str | None = None) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text if text.endswith("\n") else text + "\n")
@@ -123,9 +124,18 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
         mlflow_secret_key=ensure_secret(settings.secrets_dir / "mlflow-secret-key"),
         crypt_key=ensure_secret(settings.secrets_dir / "auth-state-key"),
         existing_group_properties=existing_group_properties or {},
+        consumer_tokens={
+            name: ensure_secret(consumer_token_path(settings, name))
+            for name in catalog.load(settings.catalog_dir).consumers
+        },
     )
     _write_private(settings.secrets_dir / "mlflow-auth.ini", mlflow_auth_ini(settings, runtime))
     return runtime
+
+
+def consumer_token_path(settings: Settings, consumer: str) -> Path:
+    """Where a consumer system's hub token is kept (mode 0600), for an admin to hand over."""
+    return settings.secrets_dir / "consumers" / f"{consumer}.token"
 
 
 def hub_pid(settings: Settings) -> int | None:

@@ -120,6 +120,16 @@ def test_publish_gates_staging_approval_production_and_rollback(platform, carol,
     assert pipeline.invoke("credit-default", "production", FORMATS["instances"]).status_code == 200
 
 
+def test_consumer_system_calls_the_production_endpoints_it_is_granted(platform, carol):
+    # loan-origination: a hub service of the catalog's consumers, granted credit-default only.
+    token = (platform.data_dir / "secrets" / "consumers" / "loan-origination.token").read_text().strip()
+    consumer = Pipeline(platform, token)
+    answer = consumer.invoke("credit-default", "production", FORMATS["dataframe_records"])
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+    assert consumer.invoke("credit-default", "staging", FORMATS["inputs"]).status_code == 403
+    assert consumer.call("GET", "releases").status_code == 401, "a consumer reaches endpoints, not the pipeline API"
+
+
 def test_registry_holds_versions_aliases_and_lineage_tags(platform, carol):
     token, _ = carol
     headers = {"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": TEAM}

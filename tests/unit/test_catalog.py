@@ -106,6 +106,24 @@ def test_sample_catalog_has_the_four_profiles_and_two_teams(sample):
         ),
         (
             "teams.yaml",
+            lambda d: d["role_groups"]["model-validators"]["profiles"].append("julia-cpu"),
+            "role_groups.model-validators.profiles[1]",
+            "unknown profile slug 'julia-cpu'",
+        ),
+        (
+            "teams.yaml",
+            lambda d: d["consumers"].update({"models": {"models": ["credit-default"]}}),
+            "consumers.models",
+            "other than the platform's own services",
+        ),
+        (
+            "teams.yaml",
+            lambda d: d["consumers"]["loan-origination"].update(models=["no spaces"]),
+            "consumers.loan-origination.models[0]",
+            "a model name",
+        ),
+        (
+            "teams.yaml",
             lambda d: d["teams"]["sme-credit"]["release"]["holdout"].pop("target"),
             "teams.sme-credit.release.holdout",
             "'target' is required",

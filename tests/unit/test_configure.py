@@ -30,6 +30,7 @@ RUNTIME = configure.Runtime(
     mlflow_admin_password="p",
     mlflow_secret_key="s",
     crypt_key="00" * 32,
+    consumer_tokens={"loan-origination": "c" * 64},
 )
 
 
@@ -193,3 +194,16 @@ def test_workspace_tokens_may_reach_the_pipeline_with_what_their_user_holds(loca
     assert {"access:services!service=pipeline", "access:services!service=models", "custom:mlopshub:publish"} <= scopes
     team = next(role for role in c.JupyterHub.load_roles if role["name"] == "team-sme-credit")
     assert {"access:services!service=pipeline", "access:services!service=models"} <= set(team["scopes"])
+
+
+def test_consumer_systems_are_services_that_may_reach_the_models_service_only(local):
+    runtime = replace(RUNTIME, consumer_tokens={"loan-origination": "t" * 64})
+    c = apply(local, runtime)
+    assert services(c)["loan-origination"]["api_token"] == "t" * 64
+    role = next(role for role in c.JupyterHub.load_roles if role["name"] == "consumer-loan-origination")
+    assert role == {
+        "name": "consumer-loan-origination",
+        "description": role["description"],
+        "scopes": ["access:services!service=models"],
+        "services": ["loan-origination"],
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -213,13 +214,17 @@ class OpenApiHandler(web.RequestHandler):
 MODELS_ACCESS = "access:services!service=models"
 
 
-def endpoint_authorizer(runner: ReleaseRunner, authenticate: Authenticate):  # type: ignore[no-untyped-def]
+def endpoint_authorizer(  # type: ignore[no-untyped-def]
+    runner: ReleaseRunner, authenticate: Authenticate, consumers: Mapping[str, Collection[str]] | None = None
+):
     """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
 
     A consumer system is a hub service whose token carries
-    ``access:services!service=models``; a user of another team is refused
-    even with that scope (every user has it, for their own team's models).
+    ``access:services!service=models`` and which the catalog grants the model
+    (``consumers``: service name -> model names). A user of another team is
+    refused even with that scope (every user has it, for their own team's models).
     """
+    granted = {name: frozenset(models) for name, models in (consumers or {}).items()}
 
     async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
         caller = await authenticated(handler, authenticate)
@@ -227,7 +232,12 @@ def endpoint_authorizer(runner: ReleaseRunner, authenticate: Authenticate):  # t
         team = releases[0].team if releases else ""
         if team and caller.may_read(team):
             return
-        if stage == "production" and caller.kind == "service" and caller.has(MODELS_ACCESS):
+        if (
+            stage == "production"
+            and caller.kind == "service"
+            and caller.has(MODELS_ACCESS)
+            and model in granted.get(caller.name, ())
+        ):
             return
         raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
 
@@ -248,11 +258,13 @@ def make_app(
     models_prefix: str = "/services/models/",
     endpoints: Endpoints | None = None,
     models_authenticate: Authenticate | None = None,
+    consumers: Mapping[str, Collection[str]] | None = None,
 ) -> web.Application:
     """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``.
 
     ``models_authenticate`` checks tokens of endpoint callers (the ``models``
     service's access scope); by default the API's ``authenticate``.
+    ``consumers`` maps each consumer system to the models it may call.
     """
     api = prefix.rstrip("/") + "/api"
     args = {"runner": runner, "authenticate": authenticate}
@@ -268,6 +280,6 @@ def make_app(
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
         (rf"{prefix.rstrip('/')}/health", HealthHandler),
     ]
-    authorize = endpoint_authorizer(runner, models_authenticate or authenticate)
+    authorize = endpoint_authorizer(runner, models_authenticate or authenticate, consumers)
     routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, authorize)
     return web.Application(routes)

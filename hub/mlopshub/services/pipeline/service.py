@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -85,10 +85,16 @@ async def serve(
     prefix: str,
     models_prefix: str,
     models_authenticate: Authenticate | None = None,
+    consumers: Mapping[str, Collection[str]] | None = None,
 ) -> None:
     """Resume what a restart interrupted, then answer requests until cancelled."""
     app = make_app(
-        runner, authenticate, prefix=prefix, models_prefix=models_prefix, models_authenticate=models_authenticate
+        runner,
+        authenticate,
+        prefix=prefix,
+        models_prefix=models_prefix,
+        models_authenticate=models_authenticate,
+        consumers=consumers,
     )
     server = HTTPServer(app, xheaders=False)
     server.listen(port, host)
@@ -129,6 +135,7 @@ def main() -> None:
             runner,
             authenticate,
             models_authenticate=models_authenticate,
+            consumers={name: consumer.models for name, consumer in cat.consumers.items()},
             host=url.hostname or "127.0.0.1",
             port=url.port or 10102,
             prefix=prefix,
