@@ -320,10 +320,21 @@ def warm_up_scoring() -> None:
     from sklearn.linear_model import LogisticRegression
 
     frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "b": [1.0, 0.0] * 4})
-    model = LogisticRegression().fit(frame, [0, 1] * 4)
     environment = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="mlopshub-zygote-") as folder, warnings.catch_warnings():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        one_thread: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    else:
+        # No OpenMP/BLAS worker pool may be started before fork: a child inheriting a busy pool can hang.
+        one_thread = threadpool_limits(limits=1)
+    with (
+        one_thread,
+        tempfile.TemporaryDirectory(prefix="mlopshub-zygote-") as folder,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # the toy's inferred schema is of no interest to anyone
+        model = LogisticRegression().fit(frame, [0, 1] * 4)
         path = Path(folder) / "model"
         mlflow.sklearn.save_model(model, path, input_example=frame.head(2), pip_requirements=["scikit-learn"])
         loaded = scoring_server.load_model_with_mlflow_config(str(path))
