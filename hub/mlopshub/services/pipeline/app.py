@@ -226,10 +226,20 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
     """
     granted = {name: frozenset(models) for name, models in (consumers or {}).items()}
 
+    owners: dict[str, str] = {}
+
+    def owner(model: str) -> str:
+        # A model's team never changes (the first release names it), so it is read from the store once.
+        if model not in owners:
+            team = runner.store.owner(model)
+            if team is None:
+                return ""
+            owners[model] = team
+        return owners[model]
+
     async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
         caller = await authenticated(handler, authenticate)
-        releases = runner.store.releases(model_name=model)
-        team = releases[0].team if releases else ""
+        team = owner(model)
         if team and caller.may_read(team):
             return
         if (

@@ -150,7 +150,7 @@ class ReleaseRunner:
                 return self.store.rollback(model, caller.name, reason)
             if previous.kind == "online":
                 path = await asyncio.to_thread(self.registry.local_copy, previous.team, model, previous.version)
-                await self.endpoints.deploy(model, "production", previous.version, path)
+                await self.endpoints.deploy(model, "production", previous.version, path, team=previous.team)
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
             await asyncio.to_thread(self.registry.set_alias, previous.team, model, "production", previous.version)
             return self.store.rollback(model, caller.name, reason)
@@ -234,7 +234,7 @@ class ReleaseRunner:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
             path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, "staging", release.version, path)
+            await self.endpoints.deploy(release.model_name, "staging", release.version, path, team=release.team)
             endpoints["staging"] = self.endpoint_url(release.model_name, "staging")
             self._audit("endpoint switched", release, stage="staging")
         await asyncio.to_thread(self.registry.set_alias, release.team, release.model_name, "staging", release.version)
@@ -245,7 +245,7 @@ class ReleaseRunner:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
             path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, "production", release.version, path)
+            await self.endpoints.deploy(release.model_name, "production", release.version, path, team=release.team)
             endpoints["production"] = self.endpoint_url(release.model_name, "production")
             self._audit("endpoint switched", release, stage="production")
         await asyncio.to_thread(
@@ -282,7 +282,7 @@ class ReleaseRunner:
             path = await asyncio.to_thread(
                 self.registry.local_copy, previous.team, previous.model_name, previous.version
             )
-            await self.endpoints.deploy(previous.model_name, "production", previous.version, path)
+            await self.endpoints.deploy(previous.model_name, "production", previous.version, path, team=previous.team)
         await asyncio.to_thread(
             self.registry.set_alias, previous.team, previous.model_name, "production", previous.version
         )
@@ -305,7 +305,7 @@ class ReleaseRunner:
             return
         try:
             path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, stage, release.version, path)
+            await self.endpoints.deploy(release.model_name, stage, release.version, path, team=release.team)
         except Exception as error:
             log.exception("could not bring back the %s endpoint of %s", stage, release.model_name)
             self._audit("endpoint not restored", release, reason=f"{type(error).__name__}: {error}", stage=stage)

@@ -99,6 +99,8 @@ async def serve(
     server = HTTPServer(app, xheaders=False)
     server.listen(port, host)
     log.info("pipeline service on http://%s:%d%s", host, port, prefix)
+    # Each team's model-server parent starts now, so a team's first release does not wait for its imports.
+    await runner.endpoints.warm(*runner.teams)
     await runner.resume()
     try:
         await asyncio.Event().wait()
