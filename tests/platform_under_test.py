@@ -199,7 +199,7 @@ class Platform:
             "api/sessions",
             token,
             "POST",
-            json={"path": path, "type": "notebook", "name": path, "kernel": {"name": kernel}},
+            json={"path": path, "type": "notebook", "name": path.rsplit("/", 1)[-1], "kernel": {"name": kernel}},
         )
         assert session.status_code == 201, session.text
         return session.json()["kernel"]["id"]

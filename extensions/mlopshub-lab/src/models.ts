@@ -164,6 +164,8 @@ export class ModelsSection extends Widget {
   private _next: string | null = null;
   private _releases: IRelease[] = [];
   private _view: ReleaseView | null = null;
+  /** Each model's publish form slot, kept across re-renders so a reload never drops what the user typed. */
+  private _slots = new Map<string, HTMLElement>();
   private _body: HTMLElement;
   private _releaseBox: HTMLElement;
   private _releasesBox: HTMLElement;
@@ -254,7 +256,8 @@ export class ModelsSection extends Widget {
       .map(([name, value]) => `${name} ${value === null ? '–' : formatNumber(value)}`)
       .join(' · ');
     const signature = model.has_signature === null ? '' : model.has_signature ? 'signature ✓' : 'no signature';
-    const form = h('div', { class: 'mlopshub-publish-form-slot' });
+    const form = this._slots.get(model.model_id) ?? h('div', { class: 'mlopshub-publish-form-slot' });
+    this._slots.set(model.model_id, form);
     const row = h(
       'li',
       { class: 'mlopshub-model-row', 'data-testid': 'mlopshub-model-row', 'data-run': model.run_id ?? '', 'data-model': model.name },
