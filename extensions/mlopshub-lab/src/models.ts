@@ -7,7 +7,7 @@ import {
   exampleRequest,
   ILoggedModel,
   IRelease,
-  isMoving,
+  pollDelay,
   modelNameProblem,
   releaseLineage,
   releaseMetrics,
@@ -100,10 +100,11 @@ export class ReleaseView {
   }
 
   private _schedule(): void {
-    if (this._disposed || !isMoving(this._release.state)) {
+    const delay = pollDelay(this._release.state);
+    if (this._disposed || delay === null) {
       return;
     }
-    this._timer = window.setTimeout(() => void this._poll(), POLL_MS);
+    this._timer = window.setTimeout(() => void this._poll(), delay);
   }
 
   private async _poll(): Promise<void> {

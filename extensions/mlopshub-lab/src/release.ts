@@ -73,6 +73,15 @@ export function isMoving(state: string): boolean {
   return !SETTLED_STATES.includes(state);
 }
 
+/** Milliseconds between looks at a release in `state`: often while it moves, now and then while it waits for
+ * a validator (the publisher sees the approval and production arrive), never once it has ended. */
+export function pollDelay(state: string): number | null {
+  if (isMoving(state)) {
+    return 1500;
+  }
+  return state === 'awaiting_approval' ? 5000 : null;
+}
+
 const STATE_LABELS: Record<string, string> = {
   registered: 'registered',
   gating: 'checking gates',

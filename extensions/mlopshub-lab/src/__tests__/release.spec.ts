@@ -2,6 +2,7 @@ import {
   exampleRequest,
   IRelease,
   isMoving,
+  pollDelay,
   modelNameProblem,
   releaseLineage,
   releaseMetrics,
@@ -50,6 +51,13 @@ describe('release states', () => {
     ['failed', false]
   ])('%s moves by itself: %s', (state, moving) => {
     expect(isMoving(state)).toBe(moving);
+  });
+
+  it('keeps following a release that awaits approval, slowly, and stops once it has ended', () => {
+    expect(pollDelay('gating')).toBe(1500);
+    expect(pollDelay('awaiting_approval')).toBe(5000);
+    expect(pollDelay('production')).toBeNull();
+    expect(pollDelay('gates_failed')).toBeNull();
   });
 
   it('labels states in words', () => {

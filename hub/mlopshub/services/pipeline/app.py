@@ -254,6 +254,13 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
     return authorize
 
 
+class IndexHandler(web.RequestHandler):
+    def get(self) -> None:
+        """Where the API and its description are (the hub also checks this address is up)."""
+        prefix = self.request.path.rstrip("/")
+        self.finish({"api": f"{prefix}/api/", "openapi": f"{prefix}/openapi.json"})
+
+
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
         """Liveness for ``mlopshub up`` and the hub (public: it says nothing but ok)."""
@@ -289,6 +296,7 @@ def make_app(
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
         (rf"{prefix.rstrip('/')}/health", HealthHandler),
+        (rf"{prefix.rstrip('/')}/?", IndexHandler),
     ]
     authorize = endpoint_authorizer(runner, models_authenticate or authenticate, consumers)
     routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, authorize)

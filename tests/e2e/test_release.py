@@ -1,0 +1,162 @@
+"""One-click publish to production, clicked in the sidebar as the publisher and the model validator would.
+
+Dana (team sme-credit, also a model validator) trains two scikit-learn models
+in a notebook on DVC-versioned data and publishes them from the sidebar's
+Models section; the gates pass and the staging endpoint answers the four
+MLflow input formats; her own approval is refused with the pipeline's reason;
+Victor (model validator only) approves in his sidebar; production answers;
+Dana rolls back and the previous version serves again.
+"""
+
+import re
+
+import pandas as pd
+import pytest
+import requests
+from release_flow import PROJECT, make_project, train
+
+pytestmark = pytest.mark.e2e
+
+TEAM = "sme-credit"
+MODEL = "credit-scorecard"
+ROWS = pd.DataFrame({"amount": [10.0, 90.0], "income": [150.0, 30.0]})
+FORMATS = {
+    "dataframe_split": {"dataframe_split": ROWS.to_dict(orient="split")},
+    "dataframe_records": {"dataframe_records": ROWS.to_dict(orient="records")},
+    "instances": {"instances": ROWS.to_dict(orient="records")},
+    "inputs": {"inputs": ROWS.to_dict(orient="list")},
+}
+#: A release moves through registry, gates and a model server start: give it time on two cores.
+RELEASE_TIMEOUT = 240_000
+
+
+def notebook(source: str) -> dict:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    return {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture(scope="module")
+def dana(platform):
+    """A data scientist who is also a validator: her notebook trained two models from a versioned project."""
+    password = platform.add_user("dana", TEAM)
+    assert platform.api("POST", "groups/model-validators/users", json={"users": ["dana"]}).status_code == 200
+    platform.start("dana", "python-cpu")
+    token = platform.token_for("dana")
+    assert "project ready" in platform.execute("dana", token, make_project(seed=3))
+    kernel = platform.open_notebook("dana", token, f"{PROJECT}/train.ipynb", notebook(train(1.0)), "python3")
+    runs = [platform.run_in_kernel("dana", token, kernel, train(c)).strip().splitlines()[-1] for c in (1.0, 0.02)]
+    yield password, token, runs
+    platform.stop("dana")
+
+
+@pytest.fixture(scope="module")
+def victor(platform):
+    """A model validator with a workspace of his own (validators get python-cpu from the catalog)."""
+    password = platform.add_user("victor-v", "model-validators")
+    platform.start("victor-v", "python-cpu")
+    yield password
+    platform.stop("victor-v")
+
+
+def open_sidebar(page, platform, user, password):
+    page.goto(f"{platform.url}/hub/login?next=/user/{user}/lab")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf".*/user/{user}/lab.*"), timeout=120_000)
+    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='mlopshub-sidebar']").click()
+    page.locator("#mlopshub-sidebar").wait_for()
+
+
+def publish(page, run_id):
+    row = page.locator(f"[data-testid=mlopshub-model-row][data-run='{run_id}']")
+    if not row.is_visible():
+        page.locator("#mlopshub-refresh-models").click()
+    row.wait_for(timeout=60_000)
+    row.locator("[data-testid=mlopshub-publish]").click()
+    form = page.locator("[data-testid=mlopshub-publish-form]")
+    form.locator("[data-testid=mlopshub-publish-name]").fill(MODEL)
+    form.locator("[data-testid=mlopshub-publish-kind]").select_option("online")
+    form.locator("[data-testid=mlopshub-publish-description]").fill("default probability of SME loans")
+    form.locator("[data-testid=mlopshub-publish-submit]").click()
+    release = page.locator("#mlopshub-release-box [data-testid=mlopshub-release]")
+    release.locator("[data-testid=mlopshub-release-state][data-state=awaiting_approval]").wait_for(
+        timeout=RELEASE_TIMEOUT
+    )
+    return release, release.get_attribute("data-release")
+
+
+def approval_card(page, release_id):
+    card = page.locator(f"[data-testid=mlopshub-approval][data-release='{release_id}']")
+    if not card.is_visible():
+        page.locator("#mlopshub-refresh-approvals").click()
+    card.wait_for(timeout=30_000)
+    return card
+
+
+def invoke(platform, token, stage, body):
+    url = f"{platform.url}/services/models/{MODEL}/{stage}/invocations"
+    return requests.post(url, json=body, headers={"Authorization": f"token {token}"}, timeout=60)
+
+
+def production_version(platform, token):
+    answer = requests.get(
+        f"{platform.url}/services/pipeline/api/endpoints", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    served = [e for e in answer.json()["endpoints"] if e["model"] == MODEL and e["stage"] == "production"]
+    return served[0]["version"] if served else None
+
+
+def test_publish_approve_serve_and_roll_back_from_the_sidebar(page, browser, platform, dana, victor, artifacts):
+    password, token, (first_run, second_run) = dana
+    open_sidebar(page, platform, "dana", password)
+
+    release, first = publish(page, first_run)
+    gates = release.locator("[data-testid=mlopshub-gate]")
+    assert gates.count() == 4 and release.locator("[data-testid=mlopshub-gate][data-passed=false]").count() == 0
+    example = release.locator("[data-testid=mlopshub-example-request][data-stage=staging]").inner_text()
+    assert f"/services/models/{MODEL}/staging/invocations" in example and "dataframe_split" in example
+    page.screenshot(path=str(artifacts / "sidebar-release-staging.png"))
+    for name, body in FORMATS.items():
+        answer = invoke(platform, token, "staging", body)
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2, (name, answer.text)
+
+    # Four eyes: Dana is a validator, but this release is hers.
+    card = approval_card(page, first)
+    card.locator("[data-testid=mlopshub-approve]").click()
+    refused = card.locator("[data-testid=mlopshub-error]")
+    refused.wait_for()
+    assert "needs a second person's approval" in refused.inner_text()
+
+    validator = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    validator.set_default_timeout(60_000)
+    open_sidebar(validator, platform, "victor-v", victor)
+    card = approval_card(validator, first)
+    assert card.locator("dd[data-fact=publisher]").inner_text().strip() == "dana"
+    card.locator("[data-testid=mlopshub-approve-comment]").fill("hold-out AUC and lineage reviewed")
+    validator.screenshot(path=str(artifacts / "sidebar-approval.png"))
+    card.locator("[data-testid=mlopshub-approve]").click()
+    card.locator(".mlopshub-done").wait_for()
+    release.locator("[data-testid=mlopshub-release-state][data-state=production]").wait_for(timeout=RELEASE_TIMEOUT)
+    first_version = production_version(platform, token)
+    assert invoke(platform, token, "production", FORMATS["inputs"]).status_code == 200
+
+    # A second version goes the same way; then Dana rolls production back to the first.
+    _, second = publish(page, second_run)
+    card = approval_card(validator, second)
+    card.locator("[data-testid=mlopshub-approve]").click()
+    card.locator(".mlopshub-done").wait_for()
+    second_box = page.locator(f"#mlopshub-release-box [data-testid=mlopshub-release][data-release='{second}']")
+    second_box.locator("[data-testid=mlopshub-release-state][data-state=production]").wait_for(timeout=RELEASE_TIMEOUT)
+    assert production_version(platform, token) != first_version
+
+    page.locator("#mlopshub-refresh-models").click()
+    row = page.locator(f"[data-testid=mlopshub-release-row][data-release='{second}'][data-state=production]")
+    row.locator("[data-testid=mlopshub-rollback]").click()
+    page.locator("[data-testid=mlopshub-rollback-reason]").fill("drift on last week's applications")
+    page.locator("[data-testid=mlopshub-rollback-confirm]").click()
+    page.locator(f"[data-testid=mlopshub-release-row][data-release='{first}'][data-state=production]").wait_for()
+    assert production_version(platform, token) == first_version
+    assert invoke(platform, token, "production", FORMATS["dataframe_records"]).status_code == 200
+    page.screenshot(path=str(artifacts / "sidebar-release-rolled-back.png"))
+    validator.context.close()
