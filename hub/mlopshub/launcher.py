@@ -60,7 +60,8 @@ def ensure_dirs(settings: Settings) -> None:
         (settings.homes_dir, 0o711),
         (settings.data_dir / "dvc-remotes", 0o711),
         (settings.mlflow_dir, 0o700),
-        (settings.pipeline_dir, 0o700),
+        # Passable, not readable: each team's model account reaches its own folder of model copies only.
+        (settings.pipeline_dir, 0o711),
     ):
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(mode)

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .sandbox import RunAs
 from .server import ModelServer
+from .upstream import Upstream
 from .zygote import Zygotes
 
 log = logging.getLogger("mlopshub.serving")
@@ -77,11 +79,16 @@ class Endpoints:
         log_dir: str | Path | None = None,
         server_factory: Callable[..., ModelServer] | None = None,
         drain_timeout: float = 30.0,
+        run_as: Mapping[str, RunAs] | None = None,
     ):
         self.log_dir = Path(log_dir) if log_dir else None
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.zygotes = Zygotes(log_dir=self.log_dir)
+        #: team -> the account its model servers run as (see :mod:`.sandbox`); empty: as this process.
+        self.run_as = dict(run_as or {})
+        self.zygotes = Zygotes(log_dir=self.log_dir, run_as=self.run_as)
+        #: Kept-alive connections to the model servers, used by the proxy.
+        self.upstream = Upstream()
         self.server_factory = server_factory or self._forked_server
         self.drain_timeout = drain_timeout
         self._live: dict[tuple[str, str], Endpoint] = {}
@@ -96,7 +103,7 @@ class Endpoints:
         return list(self._live.values())
 
     def _forked_server(self, model_path: str | Path, **options: Any) -> ModelServer:
-        return ModelServer(model_path, zygotes=self.zygotes, **options)
+        return ModelServer(model_path, zygotes=self.zygotes, run_as=self.run_as.get(options.get("team", "")), **options)
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -142,6 +149,7 @@ class Endpoints:
         for endpoint in list(self._live.values()):
             await self.undeploy(endpoint.model, endpoint.stage)
         await self.zygotes.close()
+        await self.upstream.close()
 
     async def _retire(self, endpoint: Endpoint) -> None:
         if not await endpoint.server.drain(self.drain_timeout):

@@ -7,11 +7,9 @@ cannot reach its server (the process died and is being restarted) is sent
 again until :data:`RETRY_FOR` seconds have passed: scoring has no side effects,
 so repeating it is safe, and a crash then costs latency instead of errors.
 
-Requests go to the model servers over kept-alive connections (an aiohttp
-connection pool, :class:`Upstream`): tornado's own client opens a new
-connection per request, which cost a quarter of the throughput of the
-scoring server behind it (``bench/pipeline_bench.py``). A kept-alive
-connection the server has closed fails fast and is retried like any other.
+Requests go to the model servers over the endpoints' kept-alive connections
+(:class:`mlopshub.serving.upstream.Upstream`); one the server has closed
+fails fast and is retried like any other.
 """
 
 from __future__ import annotations
@@ -20,72 +18,16 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from tornado import web
 
 from .endpoints import STAGES, Endpoint, Endpoints
 
 #: Seconds a request keeps being retried while its model server is unreachable.
 RETRY_FOR = 60.0
-#: Seconds one forwarded request may take (MLflow's scoring server has its own, shorter, timeout).
-REQUEST_TIMEOUT = 120.0
 #: Headers passed to the model server.
 FORWARDED_HEADERS = ("Content-Type", "Accept")
-
-#: Connections kept open to model servers, over all servers.
-POOL_SIZE = 128
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A model server's answer, read whole."""
-
-    code: int
-    reason: str
-    content_type: str
-    body: bytes
-
-
-class Upstream:
-    """The pool of kept-alive connections to the model servers (created on first use, on the running loop)."""
-
-    def __init__(self, pool_size: int = POOL_SIZE):
-        self.pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=30)
-            # No proxies from the environment, no cookies: this talks to local processes only.
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
-            )
-        return self._session
-
-    async def fetch(self, url: str, method: str, headers: dict[str, str], body: bytes | None) -> Answer | None:
-        """The server's answer, or None when it could not be reached (try again)."""
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, connect=5)
-        try:
-            async with self.session().request(
-                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as response:
-                payload = await response.read()
-                return Answer(
-                    response.status,
-                    response.reason or "",
-                    response.headers.get("Content-Type", "application/json"),
-                    payload,
-                )
-        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError):
-            return None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
 
 #: ``authorize(handler, model, stage)``: return to allow, raise ``tornado.web.HTTPError(401/403)`` to refuse.
 Authorize = Callable[[web.RequestHandler, str, str], Awaitable[None]]
@@ -94,10 +36,10 @@ Authorize = Callable[[web.RequestHandler, str, str], Awaitable[None]]
 class EndpointHandler(web.RequestHandler):
     """Forwards ``/invocations`` and ``/ping`` of one model's stage to its current model server."""
 
-    def initialize(self, endpoints: Endpoints, authorize: Authorize | None, upstream: Upstream) -> None:
+    def initialize(self, endpoints: Endpoints, authorize: Authorize | None) -> None:
         self.endpoints = endpoints
         self.authorize = authorize
-        self.upstream = upstream
+        self.upstream = endpoints.upstream
 
     def check_xsrf_cookie(self) -> None:
         """Callers are programs with tokens, not browsers with cookies: no XSRF check."""
@@ -166,6 +108,6 @@ def endpoint_routes(prefix: str, endpoints: Endpoints, authorize: Authorize | No
         (
             rf"{prefix.rstrip('/')}/([A-Za-z0-9][A-Za-z0-9_.-]*)/([a-z]+)/(invocations|ping|health|version)",
             EndpointHandler,
-            {"endpoints": endpoints, "authorize": authorize, "upstream": Upstream()},
+            {"endpoints": endpoints, "authorize": authorize},
         )
     ]

@@ -50,6 +50,7 @@ from pathlib import Path
 import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from .sandbox import RunAs, model_environment, popen_options
 from .zygote import ZygoteFailed, Zygotes, shared_zygotes
 
 log = logging.getLogger("mlopshub.serving")
@@ -111,6 +112,7 @@ class ModelServer:
         python: str = sys.executable,
         start_timeout: float = START_TIMEOUT,
         poll_interval: float = POLL_INTERVAL,
+        run_as: RunAs | None = None,
     ):
         if start_method not in START_METHODS:
             raise ValueError(f"start_method {start_method!r}: use one of {', '.join(START_METHODS)}")
@@ -120,6 +122,8 @@ class ModelServer:
         self.team = team
         self.start_method = start_method
         self.zygotes = zygotes
+        #: The account a spawned server runs as (forked ones run as their zygote's; see :mod:`.sandbox`).
+        self.run_as = run_as
         self.python = python
         self.start_timeout = start_timeout
         self.poll_interval = poll_interval
@@ -235,14 +239,16 @@ class ModelServer:
             "--parent",
             str(os.getpid()),
         ]
-        env = dict(os.environ)
-        # The child imports mlopshub from wherever this process did (an installed package or the source tree).
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._popen = subprocess.Popen(
-                command, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=output, stderr=output
+                command,
+                env=model_environment(self.run_as),
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                **popen_options(self.run_as),
             )
         finally:
             if self.log_path:

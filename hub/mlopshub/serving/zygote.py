@@ -54,8 +54,11 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .sandbox import RunAs, model_environment, popen_options
 
 log = logging.getLogger("mlopshub.serving")
 
@@ -113,9 +116,18 @@ def _tail(path: Path | None, lines: int = 15) -> str:
 class Zygote:
     """The service's handle on one team's zygote process: start it, ask it to fork, stop it."""
 
-    def __init__(self, team: str, *, python: str = sys.executable, log_path: str | Path | None = None):
+    def __init__(
+        self,
+        team: str,
+        *,
+        python: str = sys.executable,
+        log_path: str | Path | None = None,
+        run_as: RunAs | None = None,
+    ):
         self.team = team
         self.python = python
+        #: The account the zygote (and so every server it forks) runs as; None: as this process.
+        self.run_as = run_as
         self.log_path = Path(log_path) if log_path else None
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -146,19 +158,17 @@ class Zygote:
             "--team",
             self.team,
         ]
-        env = dict(os.environ)
-        # The zygote imports mlopshub from wherever this process did (an installed package or the source tree).
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(
                 command,
-                env=env,
+                # No secrets of the service (tokens, the MLflow password) reach model code.
+                env=model_environment(self.run_as),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
+                **popen_options(self.run_as),
             )
         finally:
             theirs.close()
@@ -177,7 +187,7 @@ class Zygote:
 
         Starts the zygote first if it is not running (first use, or it died).
         """
-        request = {"model_path": str(model_path), "log_path": str(log_path) if log_path else None}
+        request = {"model_path": str(model_path)}
         async with self._lock:
             if not self.alive():
                 if self._process is not None:
@@ -187,7 +197,16 @@ class Zygote:
                     self.restarts += 1
                     await self.stop()
                 await self.start()
-            answer = await asyncio.to_thread(self._ask, request, listening.fileno())
+            # The service opens the server's log, so the zygote's account needs no write access to the log folder.
+            fds = [listening.fileno()]
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640) if log_path else None
+            if log_fd is not None:
+                fds.append(log_fd)
+            try:
+                answer = await asyncio.to_thread(self._ask, request, fds)
+            finally:
+                if log_fd is not None:
+                    os.close(log_fd)
         if "error" in answer:
             raise ZygoteFailed(
                 f"zygote of team {self.team!r} could not fork a server for {model_path}: {answer['error']}"
@@ -209,10 +228,10 @@ class Zygote:
             process.kill()
             await asyncio.to_thread(process.wait)
 
-    def _ask(self, request: dict[str, Any], fd: int) -> dict[str, Any]:
+    def _ask(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         assert self._control is not None
         try:
-            socket.send_fds(self._control, [json.dumps(request).encode()], [fd])
+            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
         except OSError as error:
             gone = f"zygote of team {self.team!r} is gone ({error}); its log ends:\n{_tail(self.log_path)}"
             raise ZygoteFailed(gone) from error
@@ -240,9 +259,16 @@ class Zygotes:
     ``log_dir`` keeps each zygote's output as ``zygote-<team>.log``.
     """
 
-    def __init__(self, log_dir: str | Path | None = None, python: str = sys.executable):
+    def __init__(
+        self,
+        log_dir: str | Path | None = None,
+        python: str = sys.executable,
+        run_as: Mapping[str, RunAs] | None = None,
+    ):
         self.log_dir = Path(log_dir) if log_dir else None
         self.python = python
+        #: team -> the account its zygote runs as (see :mod:`.sandbox`).
+        self.run_as = dict(run_as or {})
         self._teams: dict[str, Zygote] = {}
 
     def of(self, team: str) -> Zygote:
@@ -250,7 +276,7 @@ class Zygotes:
         if team not in self._teams:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in team) or "default"
             log_path = self.log_dir / f"zygote-{safe}.log" if self.log_dir else None
-            self._teams[team] = Zygote(team, python=self.python, log_path=log_path)
+            self._teams[team] = Zygote(team, python=self.python, log_path=log_path, run_as=self.run_as.get(team))
         return self._teams[team]
 
     async def warm(self, *teams: str) -> None:
@@ -358,16 +384,15 @@ def _die_with_parent(parent: int) -> None:
     exit_with_parent(parent)
 
 
-def _run_child(fd: int, model_path: str, log_path: str | None, zygote: int) -> None:
+def _run_child(fd: int, model_path: str, log_fd: int | None, zygote: int) -> None:
     """The forked model server: never returns into the zygote's loop."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the model may run subprocesses and wait for them
-        if log_path:
-            output = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(output, 1)
-            os.dup2(output, 2)
-            os.close(output)
+        if log_fd is not None:
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
         _die_with_parent(zygote)
         from .scoring import serve
 
@@ -383,14 +408,14 @@ def _run_child(fd: int, model_path: str, log_path: str | None, zygote: int) -> N
         os._exit(code)
 
 
-def _fork(control: socket.socket, request: dict[str, Any], fd: int) -> int:
+def _fork(control: socket.socket, request: dict[str, Any], fd: int, log_fd: int | None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     zygote = os.getpid()
     pid = os.fork()
     if pid == 0:
         control.close()
-        _run_child(fd, request["model_path"], request.get("log_path"), zygote)
+        _run_child(fd, request["model_path"], log_fd, zygote)
     return pid
 
 
@@ -403,15 +428,16 @@ def serve_forks(control: socket.socket, parent: int) -> None:
         if not readable:
             continue
         try:
-            data, fds, _flags, _address = socket.recv_fds(control, 65536, 1)
+            data, fds, _flags, _address = socket.recv_fds(control, 65536, 2)
         except OSError:
             return
         if not data:
             return  # the service closed its end
         try:
-            if len(fds) != 1:
-                raise ValueError(f"a fork request carries one listening socket, this one {len(fds)}")
-            answer: dict[str, Any] = {"pid": _fork(control, json.loads(data), fds[0])}
+            if len(fds) not in (1, 2):
+                raise ValueError(f"a fork request carries a listening socket and a log, this one {len(fds)} fds")
+            log_fd = fds[1] if len(fds) == 2 else None
+            answer: dict[str, Any] = {"pid": _fork(control, json.loads(data), fds[0], log_fd)}
         except Exception as error:  # answered, not fatal: the next request may be fine
             answer = {"error": f"{type(error).__name__}: {error}"}
         finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,40 @@ class RollbackHandler(ApiHandler):
         self.reply({"rolled_back": rolled_back.to_dict(), "restored": restored.to_dict()})
 
 
+#: Seconds ``POST .../runs`` waits for a run to finish before answering 202 (the run goes on; poll ``GET .../runs``).
+RUN_WAIT = 60.0
+
+
+class RunsHandler(ApiHandler):
+    def model_team(self, model: str) -> str:
+        team = self.store.owner(model)
+        if team is None:
+            raise web.HTTPError(404, f"no model '{model}'; list releases with GET {self.request.path.split('/models/')[0]}/releases")
+        return team
+
+    async def get(self, model: str) -> None:
+        """A batch model's scoring runs, newest first: in progress, then finished (from the audit log)."""
+        self.visible(self.model_team(model))
+        self.reply({"runs": self.runner.batch_runs(model)})
+
+    async def post(self, model: str) -> None:
+        """Run a batch model now ``{stage, wait}``: 200 with the run when done within ``wait`` s, else 202."""
+        team = self.model_team(model)
+        if not (self.caller.has(APPROVE) or self.caller.has(f"{PUBLISH}!group={team}")):
+            raise web.HTTPError(403, f"{self.caller.name} may not run {model}: needs {APPROVE} or the team's")
+        body = self.body()
+        stage = body.get("stage", "production")
+        if stage not in ("staging", "production"):
+            raise InvalidRequest("stage", f"expected staging or production, got {stage!r}")
+        wait = body.get("wait", RUN_WAIT)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= RUN_WAIT:
+            raise InvalidRequest("wait", f"expected seconds to wait for the run, 0 to {RUN_WAIT:.0f}, got {wait!r}")
+        run, finished = await self.runner.run_batch(model, stage, self.caller.name, float(wait))
+        if not finished:
+            self.set_header("Location", self.request.path)
+        self.reply({"run": run}, 200 if finished else 202)
+
+
 class AuditHandler(ApiHandler):
     async def get(self) -> None:
         """The audit log, ``?format=json`` (default) or ``csv``, ``?since=<ISO time>``."""
@@ -212,6 +247,10 @@ class OpenApiHandler(web.RequestHandler):
 
 
 MODELS_ACCESS = "access:services!service=models"
+#: Seconds an endpoint caller's "yes" is kept (no longer than the service's HubAuth keeps a token's scopes).
+DECISION_SECONDS = 30.0
+#: Decisions kept at most (then forgotten all at once).
+MAX_DECISIONS = 10_000
 
 
 def endpoint_authorizer(  # type: ignore[no-untyped-def]
@@ -237,17 +276,26 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
             owners[model] = team
         return owners[model]
 
+    # (token, model, stage) -> when the yes expires: a scoring client sends many requests with one token, and
+    # HubAuth already trusts a token's scopes this long, so the decision is kept as long.
+    allowed: dict[tuple[str, str, str], float] = {}
+
     async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
+        token = token_of(handler) or ""
+        key = (token, model, stage)
+        if allowed.get(key, 0.0) > time.monotonic():
+            return
         caller = await authenticated(handler, authenticate)
         team = owner(model)
-        if team and caller.may_read(team):
-            return
-        if (
+        if (team and caller.may_read(team)) or (
             stage == "production"
             and caller.kind == "service"
             and caller.has(MODELS_ACCESS)
             and model in granted.get(caller.name, ())
         ):
+            if len(allowed) > MAX_DECISIONS:
+                allowed.clear()
+            allowed[key] = time.monotonic() + DECISION_SECONDS
             return
         raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
 
@@ -292,6 +340,7 @@ def make_app(
         (rf"{api}/releases/{release_id}/approve/?", ApproveHandler, args),
         (rf"{api}/releases/{release_id}/reject/?", RejectHandler, args),
         (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/rollback/?", RollbackHandler, args),
+        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/?", RunsHandler, args),
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),

@@ -29,6 +29,7 @@ from tornado.httpserver import HTTPServer
 from mlopshub import catalog
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.serving import Endpoints
+from mlopshub.serving.sandbox import RunAs, team_accounts
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
@@ -57,6 +58,7 @@ def build_runner(
     load_holdout: HoldoutLoader | None = None,
     pushed: PushedCheck | None = None,
     workspaces: bool = False,
+    run_as: Mapping[str, RunAs] | None = None,
 ) -> ReleaseRunner:
     """The release runner on ``data_dir`` (created if missing)."""
     data_dir = Path(data_dir)
@@ -68,7 +70,7 @@ def build_runner(
     return ReleaseRunner(
         store=store,
         registry=Registry(tracking_uri, cache_dir(data_dir), workspaces=workspaces),
-        endpoints=Endpoints(log_dir=data_dir / "logs"),
+        endpoints=Endpoints(log_dir=data_dir / "logs", run_as=run_as),
         teams=teams,
         load_holdout=load_holdout or dvc_holdout_loader(),
         endpoint_url=lambda model, stage: f"{base}/{model}/{stage}/invocations",
@@ -119,14 +121,17 @@ def main() -> None:
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipeline/")
     models_prefix = env.get("MLOPSHUB_MODELS_PREFIX", "/services/models/")
     cat = catalog.load(env["MLOPSHUB_CATALOG"])
+    data_dir = Path(env["MLOPSHUB_PIPELINE_DIR"])
     runner = build_runner(
-        data_dir=env["MLOPSHUB_PIPELINE_DIR"],
+        data_dir=data_dir,
         tracking_uri=env["MLFLOW_TRACKING_URI"],
         teams=team_releases(cat),
         public_url=env.get("MLOPSHUB_PUBLIC_URL", ""),
         models_prefix=models_prefix,
         pushed=local_remote_check(env["MLOPSHUB_DVC_REMOTES"]) if env.get("MLOPSHUB_DVC_REMOTES") else None,
         workspaces=env.get("MLOPSHUB_MLFLOW_WORKSPACES", "true") == "true",
+        # As root, each team's model code runs as the team's own Unix account (mlopshub.serving.sandbox).
+        run_as=team_accounts(cache_dir(data_dir), cat.teams),
     )
     hub_auth = HubAuth(cache_max_age=60)
     # The API needs access to this service; endpoints need access to the models service.

@@ -1,0 +1,109 @@
+"""The gates that run model code, in a process of their own: ``python -m mlopshub.services.pipeline.gatecheck``.
+
+Loading a model runs its author's code (unpickling), and so does scoring the
+hold-out set. The pipeline therefore prepares everything that needs its own
+rights (the run's tags from MLflow, the hold-out set from DVC, whether the
+data is in the team's remote) and hands it to this process on stdin, as
+JSON; this process loads the model from its local copy, runs
+:func:`mlopshub.pipeline.gates.run_gates` and prints the results as one JSON
+line. The pipeline starts it with the environment and, as root, the Unix
+account of the model's team (:mod:`mlopshub.serving.sandbox`): the model
+sees neither the pipeline's MLflow password nor its hub token, nor another
+team's files.
+
+Request: ``{"model_path", "tags", "thresholds", "holdout": {"csv", "target", "path", "version"} | null,
+"holdout_error": "<Type>: <message>" | null, "pushed": {"<path>": true | false | "<Type>: <message>"} | null}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlopshub.pipeline.gates import GateResult, HoldOut, run_gates
+from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
+
+#: Seconds the gates may take (loading and scoring a large model on a large hold-out set).
+TIMEOUT = 900.0
+
+
+class GateCheckFailed(RuntimeError):
+    """The gate process did not answer (crashed, killed, timed out): names why and the end of its output."""
+
+
+def _raised(text: str) -> Exception:
+    """An exception whose ``Type: message`` reads as the one the pipeline caught (the gates show that text)."""
+    name, _, message = text.partition(": ")
+    return type(name if name.isidentifier() else "Error", (Exception,), {})(message)
+
+
+def check(request: Mapping[str, Any]) -> list[GateResult]:
+    """Run the gates for ``request`` in this process (what the subprocess does)."""
+    import mlflow
+    import pandas as pd
+
+    path = Path(request["model_path"])
+    spec = request.get("holdout")
+    holdout_error = request.get("holdout_error")
+
+    def holdout() -> HoldOut:
+        if holdout_error:
+            raise _raised(holdout_error)
+        frame = pd.read_csv(io.StringIO(spec["csv"]))
+        return HoldOut(frame=frame, target=spec["target"], path=spec["path"], version=spec["version"])
+
+    pushed_map = request.get("pushed")
+
+    def pushed(data_path: str, digest: str) -> bool:
+        answer = pushed_map.get(data_path, False)
+        if isinstance(answer, str):
+            raise _raised(answer)
+        return bool(answer)
+
+    return run_gates(
+        load=lambda: mlflow.pyfunc.load_model(str(path)),
+        model_info=lambda: mlflow.models.Model.load(str(path / "MLmodel")),
+        tags=request.get("tags") or {},
+        thresholds=request.get("thresholds") or {},
+        holdout=holdout if (spec or holdout_error) else None,
+        pushed=pushed if pushed_map is not None else None,
+    )
+
+
+def run_isolated(request: Mapping[str, Any], run_as: RunAs | None, timeout: float = TIMEOUT) -> list[GateResult]:
+    """Run the gates for ``request`` in a separate process, as ``run_as``; :class:`GateCheckFailed` if it fails."""
+    command = [sys.executable, "-m", "mlopshub.services.pipeline.gatecheck"]
+    try:
+        finished = subprocess.run(
+            command,
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=model_environment(run_as),
+            cwd=run_as.home if run_as else None,
+            **popen_options(run_as),
+        )
+    except subprocess.TimeoutExpired:
+        raise GateCheckFailed(f"the gates did not finish within {timeout:.0f} s") from None
+    lines = finished.stdout.strip().splitlines()
+    if finished.returncode != 0 or not lines:
+        tail = "\n".join((finished.stderr or finished.stdout).strip().splitlines()[-8:])
+        raise GateCheckFailed(f"the gate process exited with code {finished.returncode}: {tail}")
+    return [GateResult(**result) for result in json.loads(lines[-1])]
+
+
+def main() -> None:
+    """Read the request from stdin, print the results as the last line of stdout."""
+    request = json.loads(sys.stdin.read())
+    results = check(request)
+    print(json.dumps([result.to_dict() for result in results]))
+
+
+if __name__ == "__main__":
+    main()

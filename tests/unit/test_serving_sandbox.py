@@ -1,0 +1,110 @@
+"""Model code runs apart from the pipeline: no secrets in its environment and, as root, the team's own account."""
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import psutil
+import pytest
+import requests
+from mlflow.models import infer_signature
+from sklearn.linear_model import LogisticRegression
+
+from mlopshub.serving import Endpoints
+from mlopshub.serving.sandbox import account_name, model_environment, team_accounts
+from mlopshub.services.pipeline.gatecheck import run_isolated
+
+TEAM = "sandbox-test"
+SECRETS = {"MLFLOW_TRACKING_PASSWORD": "admin-secret", "JUPYTERHUB_API_TOKEN": "hub-secret"}
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching accounts needs root (CI runs as root)")
+
+
+def test_model_processes_get_no_secrets_of_the_service(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    env = model_environment()
+    assert not set(SECRETS) & set(env)
+    assert env["PATH"] == os.environ["PATH"] and "HOME" in env
+
+
+@pytest.fixture(scope="module")
+def team_folder():
+    """A models folder other accounts can pass through (pytest's own tmp folder is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="mlopshub-sandbox-", dir="/tmp"))
+    root.chmod(0o711)
+    yield root / "models"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def save_model(folder: Path, version: str) -> dict:
+    frame = pd.DataFrame({"amount": [1.0, 5.0, 9.0, 2.0, 8.0, 7.0], "income": [9.0, 5.0, 1.0, 8.0, 2.0, 3.0]})
+    label = [0, 0, 1, 0, 1, 1]
+    model = LogisticRegression().fit(frame, label)
+    path = folder / "credit" / version
+    signature = infer_signature(frame, model.predict(frame))
+    mlflow.sklearn.save_model(model, path, signature=signature, input_example=frame.head(2))
+    return {"path": path, "frame": frame, "label": label}
+
+
+@as_root
+def test_model_servers_and_gates_run_as_the_team_account_without_the_secrets(team_folder, monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    accounts = team_accounts(team_folder, [TEAM])
+    account = accounts[TEAM]
+    assert account.uid != 0 and psutil.Process().uids().real == 0
+    assert oct((team_folder / TEAM).stat().st_mode & 0o7777) == "0o2770"
+    saved = save_model(team_folder / TEAM, "1")
+
+    async def serve_and_inspect():
+        endpoints = Endpoints(log_dir=team_folder.parent / "logs", run_as=accounts)
+        try:
+            endpoint = await endpoints.deploy("credit", "staging", "1", saved["path"], team=TEAM)
+            server = psutil.Process(endpoint.server.pid)
+            zygote = server.parent()
+            answer = await asyncio.to_thread(
+                requests.post,
+                f"{endpoint.server.url}/invocations",
+                json={"dataframe_split": saved["frame"].head(2).to_dict(orient="split")},
+                timeout=30,
+            )
+            return server.uids().real, zygote.uids().real, server.environ(), answer
+        finally:
+            await endpoints.close()
+
+    server_uid, zygote_uid, environ, answer = asyncio.run(serve_and_inspect())
+    assert server_uid == zygote_uid == account.uid
+    assert not set(SECRETS) & set(environ), "the service's secrets reached the model server"
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+
+    holdout = saved["frame"].assign(default=saved["label"])
+    results = run_isolated(
+        {
+            "model_path": str(saved["path"]),
+            "tags": {},
+            "thresholds": {"auc": {"min": 0.5}},
+            "holdout": {"csv": holdout.to_csv(index=False), "target": "default", "path": "h.csv", "version": "v"},
+            "holdout_error": None,
+            "pushed": None,
+        },
+        account,
+    )
+    by_name = {result.name: result for result in results}
+    assert by_name["model_loads"].passed and by_name["metrics"].passed, by_name
+    assert account_name(TEAM) == "mlopshub-m-sandbox-test"
+
+
+@as_root
+def test_another_teams_account_cannot_read_the_model(team_folder):
+    accounts = team_accounts(team_folder, [TEAM, "sandbox-other"])
+    saved = save_model(team_folder / TEAM, "2")
+    results = run_isolated(
+        {"model_path": str(saved["path"]), "tags": {}, "thresholds": {}, "holdout": None, "pushed": None},
+        accounts["sandbox-other"],
+    )
+    loads = next(result for result in results if result.name == "model_loads")
+    assert not loads.passed and "Permission" in loads.reason
