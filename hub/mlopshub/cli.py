@@ -81,8 +81,15 @@ def _cmd_images_check(args: argparse.Namespace) -> int:
 def _cmd_serving_render(args: argparse.Namespace) -> int:
     import yaml
 
-    from .serving import kserve
+    from .serving import kserve, manifests
 
+    if args.release_json:
+        # A release as the pipeline API returns it: the objects the pipeline would apply for it at --stage.
+        release = json.loads(Path(args.release_json).read_text())
+        print(manifests.to_yaml(manifests.release_objects(release, args.stage, storage_uri=args.storage_uri)), end="")
+        return 0
+    if not (args.model and args.version and args.team):
+        raise ValueError("--model, --version and --team: name the model version to render (or give --release-json)")
     if args.kind == "online":
         document = kserve.inference_service(args.model, args.version, args.storage_uri, args.team, args.stage)
     else:
@@ -145,10 +152,15 @@ def parser() -> argparse.ArgumentParser:
 
     serving = commands.add_parser("serving", help="Kubernetes objects that serve released models")
     serving_commands = serving.add_subparsers(dest="serving_command", required=True)
-    serve = serving_commands.add_parser("render", help="print a KServe InferenceService (online) or a CronJob (batch)")
-    serve.add_argument("--model", required=True, help="registered model name")
-    serve.add_argument("--version", required=True, help="model version")
-    serve.add_argument("--team", required=True, help="the model's team")
+    serve = serving_commands.add_parser(
+        "render", help="print a KServe InferenceService (online) or a CronJob/Job (batch)"
+    )
+    serve.add_argument(
+        "--release-json", help="a release as GET /services/pipeline/api/releases/{id} returns it (replaces --model...)"
+    )
+    serve.add_argument("--model", help="registered model name")
+    serve.add_argument("--version", help="model version")
+    serve.add_argument("--team", help="the model's team")
     serve.add_argument("--kind", choices=["online", "batch"], default="online")
     serve.add_argument("--stage", choices=["staging", "production"], default="production")
     serve.add_argument("--storage-uri", default="", help="online: where the model's artifacts are (s3://...)")

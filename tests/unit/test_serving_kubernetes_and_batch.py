@@ -9,7 +9,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from mlopshub.serving import batch, kserve
+from mlopshub.serving import batch, kserve, manifests
 
 PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
 KSERVE_SCHEMA = json.loads((PEERS / "kserve" / "inferenceservice-v1beta1.schema.json").read_text())
@@ -153,3 +153,91 @@ def test_cli_renders_both_kinds_and_names_a_missing_input():
     assert batch_job.returncode == 0 and "kind: CronJob" in batch_job.stdout
     missing = subprocess.run([*run, "--kind", "batch"], capture_output=True, text=True)
     assert missing.returncode == 1 and "--input" in missing.stderr
+
+
+def release(kind: str, **batch_settings) -> dict:
+    """A release as the pipeline API returns it (only the fields the manifests read)."""
+    settings = {"input": "data/new_loans.csv", "rev": "v2", "schedule": "*/30 6-18 * * 1-5", "repo": None}
+    return {
+        "id": "rel-1",
+        "model_name": "Credit_Default",
+        "version": "3",
+        "team": "sme-credit",
+        "kind": kind,
+        "batch": {**settings, **batch_settings} if kind == "batch" else None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "stage", "expected"),
+    [
+        ("online", "staging", ["InferenceService"]),
+        ("online", "production", ["InferenceService"]),
+        ("batch", "staging", ["Job"]),
+        ("batch", "production", ["CronJob"]),
+    ],
+)
+def test_every_object_the_pipeline_would_apply_is_valid(kind, stage, expected):
+    objects = manifests.release_objects(release(kind), stage, storage_uri="s3://mlflow/3/abc/artifacts/model")
+    assert [o["kind"] for o in objects] == expected
+    for document in objects:
+        if document["kind"] == "InferenceService":
+            assert kserve_errors(document) == []
+        else:
+            for version in ("1.33", kubernetes_validate.latest_version()):
+                kubernetes_validate.validate(document, version, strict=True)
+    if kind == "batch":
+        spec = objects[0]["spec"]
+        job = spec["jobTemplate"]["spec"] if stage == "production" else spec
+        command = job["template"]["spec"]["containers"][0]["command"]
+        assert command[command.index("--model-uri") + 1] == "models:/Credit_Default/3"
+        assert command[command.index("--output") + 1] == f"/scores/Credit_Default/{stage}"
+        if stage == "production":
+            assert spec["schedule"] == "*/30 6-18 * * 1-5"
+        else:
+            assert objects[0]["metadata"]["name"] == "credit-default-v3-staging"
+
+
+def test_a_batch_model_without_schedule_keeps_nothing_in_the_cluster_and_online_needs_its_storage():
+    assert manifests.release_objects(release("batch", schedule=None), "production") == []
+    with pytest.raises(ValueError, match="storage URI"):
+        manifests.release_objects(release("online"), "production")
+    with pytest.raises(ValueError, match="five cron fields"):
+        kserve.batch_cronjob("m", "1", "models:/m/1", "t", "in.csv", "v1", "/out", "0 6 * *")
+
+
+def test_manifest_deployer_writes_yaml_and_applies_it_with_kubectl(tmp_path):
+    import yaml
+
+    calls = tmp_path / "calls.json"
+    fake = tmp_path / "kubectl.py"
+    fake.write_text(
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        "sys.exit(3 if 'fail' in open(sys.argv[-1]).read() else 0)\n"
+    )
+    deployer = manifests.ManifestDeployer(tmp_path / "manifests", [sys.executable, str(fake), "--context", "bank"])
+    written = deployer.deploy(release("batch"), "production")
+    assert written == tmp_path / "manifests" / "Credit_Default-production.yaml"
+    assert [d["kind"] for d in yaml.safe_load_all(written.read_text())] == ["CronJob"]
+    assert json.loads(calls.read_text()) == ["--context", "bank", "apply", "-f", str(written)]
+
+    with pytest.raises(RuntimeError, match="apply -f"):
+        deployer.deploy(release("batch", input="data/fail.csv"), "staging")
+    assert manifests.ManifestDeployer.from_env(tmp_path, {"MLOPSHUB_KUBECTL": "kubectl --context bank"}).kubectl == [
+        "kubectl",
+        "--context",
+        "bank",
+    ]
+    only_written = manifests.ManifestDeployer.from_env(tmp_path / "review", {}).deploy(release("batch"), "staging")
+    assert [d["kind"] for d in yaml.safe_load_all(only_written.read_text())] == ["Job"]
+
+
+def test_cli_renders_what_the_pipeline_would_apply_for_a_release(tmp_path):
+    saved = tmp_path / "release.json"
+    saved.write_text(json.dumps(release("batch")))
+    command = [sys.executable, "-m", "mlopshub.cli", "serving", "render", "--release-json", str(saved)]
+    staging = subprocess.run([*command, "--stage", "staging"], capture_output=True, text=True)
+    assert staging.returncode == 0 and "kind: Job" in staging.stdout, staging.stderr
+    production = subprocess.run(command, capture_output=True, text=True)
+    assert production.returncode == 0 and "kind: CronJob" in production.stdout, production.stderr

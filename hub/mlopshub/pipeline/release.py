@@ -36,6 +36,8 @@ resumed when redoing its interrupted step is idempotent, and failed otherwise.
   redone, so these always resume; the model runs in its own server process,
   so it cannot be what crashed the pipeline. Finishing a half-done deploy is
   what leaves nothing half-deployed.
+  A batch model's staging step is one scoring run in a process of its own,
+  writing the same output file when redone, so it resumes too.
 * ``awaiting_approval`` is waiting for a person, not in progress: untouched.
 """
 
@@ -62,7 +64,11 @@ RESTART_REASON = "interrupted by a restart; nothing was deployed"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = ("online", "batch")
 MAX_TEXT = 2000
-PUBLISH_FIELDS = ("model_uri", "name", "kind", "description")
+PUBLISH_FIELDS = ("model_uri", "name", "kind", "description", "batch")
+#: Fields of a publish request's ``batch`` object (batch models only).
+BATCH_FIELDS = ("input", "rev", "schedule", "repo")
+#: A git revision as the batch input's ``rev``: a branch, tag or commit (no option-like or range forms).
+_GIT_REV = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./@-]{0,199}$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_-]*)/(?P<path>.+)$")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 
@@ -104,6 +110,8 @@ class PublishRequest:
     #: Registered model and version the request named (``models:/`` URIs), or None.
     source_model: str | None = None
     source_version: str | None = None
+    #: Batch models: ``{input, rev, schedule, repo}`` (see :func:`validate_batch`); None for online ones.
+    batch: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,9 @@ class Release:
     promoted: str | None = None
     #: Restarts that found it in its current state (see the module's restart rule).
     interruptions: int = 0
+    #: Batch models: what they score and when, ``{input, rev, schedule, repo}``; None for online ones
+    #: (and for releases recorded before batch releases existed).
+    batch: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The release as plain JSON-ready data (the API's shape)."""
@@ -188,6 +199,60 @@ def parse_model_uri(uri: str) -> dict[str, str]:
     raise InvalidRequest("model_uri", f"expected runs:/<run_id>/<path> or models:/<name>/<version>, got {uri!r}")
 
 
+def _relative_path(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(field_name, f"expected the path of a DVC-tracked CSV in the project, got {value!r}")
+    path = value.strip()
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "-", "~")) or any(part in ("", ".", "..") for part in parts):
+        raise InvalidRequest(
+            field_name, f"{path!r} must be relative to the project, e.g. data/new_loans.csv, with no '..' or '.'"
+        )
+    return path
+
+
+def validate_batch(value: Any, kind: str) -> dict[str, Any] | None:
+    """The ``batch`` object of a publish request, checked: ``{input, rev, schedule, repo}``, or None (online).
+
+    Required for ``kind == "batch"``, refused for online models. ``rev``
+    defaults to ``main``; ``schedule`` (five cron fields) and ``repo`` (the
+    project folder or git URL; default: the project the run was trained in)
+    may be None. Bad fields raise :class:`InvalidRequest` naming them (``batch.schedule``).
+    """
+    if kind != "batch":
+        if value is not None:
+            raise InvalidRequest("batch", "only batch models score an input; remove it, or publish with kind 'batch'")
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(
+            "batch",
+            'a batch model needs {"input": "<DVC-tracked CSV>", "rev": "main", "schedule": "0 6 * * *"}',
+        )
+    unknown = sorted(set(value) - set(BATCH_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"batch.{unknown[0]}", f"unknown field; expected one of: {', '.join(BATCH_FIELDS)}")
+    spec: dict[str, Any] = {"input": _relative_path(value.get("input"), "batch.input")}
+    rev = value.get("rev") or "main"
+    if not isinstance(rev, str) or not _GIT_REV.match(rev) or ".." in rev:
+        raise InvalidRequest("batch.rev", f"expected a git branch, tag or commit such as 'main' or 'v2', got {rev!r}")
+    spec["rev"] = rev
+    schedule = value.get("schedule")
+    if schedule is not None:
+        # The parser lives with the scheduler that uses it; imported here so the core loads no serving code.
+        from mlopshub.serving.schedule import ScheduleError, parse
+
+        try:
+            schedule = parse(schedule).expression
+        except ScheduleError as error:
+            raise InvalidRequest("batch.schedule", str(error)) from None
+    spec["schedule"] = schedule
+    repo = value.get("repo")
+    if repo is not None and (not isinstance(repo, str) or not repo.strip() or repo.strip().startswith("-")):
+        raise InvalidRequest("batch.repo", f"expected the project's folder or git URL, got {repo!r}")
+    spec["repo"] = repo.strip() if repo else None
+    return spec
+
+
 def validate_publish(
     body: Any,
     team_of_run: Callable[[str], str | None],
@@ -223,6 +288,7 @@ def validate_publish(
         raise InvalidRequest("kind", f"expected one of: {', '.join(KINDS)}, got {kind!r}")
     if len(description) > MAX_TEXT:
         raise InvalidRequest("description", f"is {len(description)} characters; at most {MAX_TEXT}")
+    batch = validate_batch(body.get("batch"), kind)
     parts = parse_model_uri(model_uri)
     run_id = parts.pop("run_id", None)
     if run_id is None:
@@ -240,7 +306,14 @@ def validate_publish(
             f"the model {model_uri} belongs to team '{team}'; you can publish models of your teams only ({mine})"
         )
     return PublishRequest(
-        model_uri=model_uri, name=name, kind=kind, description=description, team=team, run_id=run_id, **parts
+        model_uri=model_uri,
+        name=name,
+        kind=kind,
+        description=description,
+        team=team,
+        run_id=run_id,
+        batch=batch,
+        **parts,
     )
 
 
@@ -386,6 +459,7 @@ class ReleaseStore:
             steps=_with_step(steps, "registered", "passed", f"{request.name} version {version}"),
             created=now,
             updated=now,
+            batch=dict(request.batch) if request.batch is not None else None,
         )
         with self.database.transaction() as connection:
             busy = self._in_flight(connection, request.name)
@@ -395,7 +469,10 @@ class ReleaseStore:
                     f"'{busy.state}'; wait until it is done, or reject it, before publishing another version"
                 )
             self._save(connection, release, insert=True)
-            self._record(connection, publisher, "registered", release, details={"model_uri": request.model_uri})
+            details: dict[str, Any] = {"model_uri": request.model_uri}
+            if release.batch is not None:
+                details["batch"] = release.batch
+            self._record(connection, publisher, "registered", release, details=details)
         return release
 
     def start_gating(self, release_id: str, actor: str = PIPELINE) -> Release:

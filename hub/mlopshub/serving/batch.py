@@ -6,6 +6,11 @@ writes ``<input name>-<model>-<input hash>.csv`` (the input's columns and a
 input path, revision and DVC hash, the row count and the time. Run on a
 schedule by the CronJob from :func:`mlopshub.serving.kserve.batch_cronjob`, or
 on demand.
+
+On one machine the pipeline runs it with the model from its local copy of
+the version (``--model-uri /path/to/copy --record-uri models:/credit/3``), so
+the process needs no MLflow credentials and the record still names the
+registered version.
 """
 
 from __future__ import annotations
@@ -29,8 +34,22 @@ def input_version(path: str, rev: str | None, repo: str | None) -> str:
     return str(digest)
 
 
-def score(model_uri: str, input_path: str, rev: str | None, output_dir: Path, repo: str | None = None) -> Path:
-    """Score the input at ``rev`` with ``model_uri``; return the path of the written CSV."""
+def score(
+    model_uri: str,
+    input_path: str,
+    rev: str | None,
+    output_dir: Path,
+    repo: str | None = None,
+    *,
+    recorded_uri: str | None = None,
+) -> Path:
+    """Score the input at ``rev`` with ``model_uri``; return the path of the written CSV.
+
+    ``recorded_uri`` is the model URI the output is named after and its record
+    holds (default ``model_uri``): ``models:/<name>/<version>`` when
+    ``model_uri`` is a local copy of that version.
+    """
+    recorded_uri = recorded_uri or model_uri
     import dvc.api
     import mlflow
     import pandas as pd
@@ -42,11 +61,12 @@ def score(model_uri: str, input_path: str, rev: str | None, output_dir: Path, re
     scored = frame.copy()
     scored["prediction"] = list(model.predict(frame))
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_part = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_uri.split(":", 1)[-1]).strip("-")
+    model_part = re.sub(r"[^A-Za-z0-9_.-]+", "-", recorded_uri.split(":", 1)[-1]).strip("-")
     target = output_dir / f"{Path(input_path).stem}-{model_part}-{digest[:8]}.csv"
     scored.to_csv(target, index=False)
     record: dict[str, Any] = {
-        "model_uri": model_uri,
+        "model_uri": recorded_uri,
+        "repo": repo,
         "input": {"path": input_path, "rev": rev, "md5": digest, "rows": len(frame)},
         "output": target.name,
         "scored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -63,8 +83,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rev", help="git revision of the input's version (default: the workspace copy)")
     parser.add_argument("--repo", help="the DVC project (folder or git URL); default: the current folder")
     parser.add_argument("--output", required=True, type=Path, help="folder for the scored CSV and its record")
+    parser.add_argument(
+        "--record-uri", help="the model URI to record (default: --model-uri); e.g. models:/credit/3 for a local copy"
+    )
+    parser.add_argument(
+        "--trust-project-owner",
+        action="store_true",
+        help="read a project owned by another Unix user (git refuses it by default)",
+    )
     args = parser.parse_args(argv)
-    print(score(args.model_uri, args.input, args.rev, args.output, args.repo))
+    if args.trust_project_owner:
+        _read_projects_of_other_users()
+    print(score(args.model_uri, args.input, args.rev, args.output, args.repo, recorded_uri=args.record_uri))
+
+
+def _read_projects_of_other_users() -> None:
+    """Let git and libgit2 read a project owned by another user (the pipeline's process reads, never writes)."""
+    import os
+
+    import pygit2
+
+    pygit2.option(pygit2.enums.Option.SET_OWNER_VALIDATION, False)
+    os.environ.setdefault("GIT_CONFIG_COUNT", "1")
+    os.environ.setdefault("GIT_CONFIG_KEY_0", "safe.directory")
+    os.environ.setdefault("GIT_CONFIG_VALUE_0", "*")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Kubernetes serving objects for released models: KServe InferenceServices and batch CronJobs.
+"""Kubernetes serving objects for released models: KServe InferenceServices, batch CronJobs and Jobs.
 
 Pure builders (no cluster): the pipeline applies what these return. Online
 models are served by KServe's MLflow runtime (``modelFormat: mlflow``, the
 V2 protocol); batch models are scored by ``python -m mlopshub.serving.batch``
-on a schedule, in the hub image.
+in the hub image, on a schedule in production (a CronJob) and once in
+staging (a Job). :mod:`.manifests` picks which for a release.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any
 
 from ..images import image_ref
+from .schedule import ScheduleError, parse
 
 NAMESPACE = "mlopshub-models"
 STAGES = ("staging", "production")
@@ -66,34 +68,15 @@ def inference_service(
     }
 
 
-def batch_cronjob(
-    model: str,
-    version: str,
-    model_uri: str,
-    team: str,
-    input_path: str,
-    input_rev: str,
-    output_dir: str,
-    schedule: str,
-    namespace: str = NAMESPACE,
+def _score_container(
+    model_uri: str, team: str, input_path: str, input_rev: str, output_dir: str, repo: str | None
 ) -> dict[str, Any]:
-    """The CronJob that scores a DVC-versioned input with ``model_uri`` on ``schedule`` (cron syntax)."""
-    if len(schedule.split()) != 5:
-        raise ValueError(f"schedule '{schedule}': expected five cron fields, e.g. '0 6 * * *'")
-    command = [
-        "python",
-        "-m",
-        "mlopshub.serving.batch",
-        "--model-uri",
-        model_uri,
-        "--input",
-        input_path,
-        "--rev",
-        input_rev,
-        "--output",
-        output_dir,
-    ]
-    container = {
+    """The container that runs ``python -m mlopshub.serving.batch`` once."""
+    command = ["python", "-m", "mlopshub.serving.batch", "--model-uri", model_uri, "--input", input_path,
+               "--rev", input_rev, "--output", output_dir]  # fmt: skip
+    if repo:
+        command += ["--repo", repo]
+    return {
         "name": "score",
         "image": image_ref("hub"),
         "command": command,
@@ -105,29 +88,77 @@ def batch_cronjob(
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
+
+
+def _job_spec(labels: dict[str, str], team: str, container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backoffLimit": 1,
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {"restartPolicy": "Never", "serviceAccountName": f"models-{team}", "containers": [container]},
+        },
+    }
+
+
+def batch_cronjob(
+    model: str,
+    version: str,
+    model_uri: str,
+    team: str,
+    input_path: str,
+    input_rev: str,
+    output_dir: str,
+    schedule: str,
+    namespace: str = NAMESPACE,
+    repo: str | None = None,
+) -> dict[str, Any]:
+    """The CronJob that scores a DVC-versioned input with ``model_uri`` on ``schedule`` (cron syntax).
+
+    ``repo`` is the project (a git URL in the cluster); without it the job reads the image's working folder.
+    """
+    try:
+        parse(schedule)
+    except ScheduleError as error:
+        raise ValueError(f"schedule '{schedule}': {error}") from None
+    labels = _labels(model, version, team, "production")
+    container = _score_container(model_uri, team, input_path, input_rev, output_dir, repo)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {
-            "name": resource_name(model, "batch"),
-            "namespace": namespace,
-            "labels": _labels(model, version, team, "production"),
-        },
+        "metadata": {"name": resource_name(model, "batch"), "namespace": namespace, "labels": labels},
         "spec": {
             "schedule": schedule,
             "concurrencyPolicy": "Forbid",
-            "jobTemplate": {
-                "spec": {
-                    "backoffLimit": 1,
-                    "template": {
-                        "metadata": {"labels": _labels(model, version, team, "production")},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "serviceAccountName": f"models-{team}",
-                            "containers": [container],
-                        },
-                    },
-                }
-            },
+            "jobTemplate": {"spec": _job_spec(labels, team, container)},
         },
+    }
+
+
+def batch_job(
+    model: str,
+    version: str,
+    model_uri: str,
+    team: str,
+    input_path: str,
+    input_rev: str,
+    output_dir: str,
+    stage: str = "staging",
+    namespace: str = NAMESPACE,
+    repo: str | None = None,
+) -> dict[str, Any]:
+    """A one-off Job scoring the input once: a batch model's staging run (named per version: Jobs are immutable)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage '{stage}': expected one of {', '.join(STAGES)}")
+    labels = _labels(model, version, team, stage)
+    container = _score_container(model_uri, team, input_path, input_rev, output_dir, repo)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": resource_name(model, f"v{version}-{stage}"),
+            "namespace": namespace,
+            "labels": labels,
+        },
+        # Finished staging runs are cleaned up by the cluster a week later; their output stays in the output folder.
+        "spec": {**_job_spec(labels, team, container), "ttlSecondsAfterFinished": 7 * 24 * 3600},
     }

@@ -127,7 +127,7 @@ class ReleasesHandler(ApiHandler):
         self.reply({"releases": [r.to_dict() for r in releases if self.caller.may_read(r.team)]})
 
     async def post(self) -> None:
-        """Publish: ``{model_uri, name, kind, description}`` -> 201 ``{id, release}``; gates run in the background."""
+        """Publish ``{model_uri, name, kind, description, batch}`` -> 201 ``{id, release}``; gates run in background."""
         if not any(self.caller.has(f"{PUBLISH}!group={team}") for team in self.runner.teams):
             raise web.HTTPError(403, f"{self.caller.name} may not publish: the token lacks {PUBLISH}!group=<team>")
         release = await self.runner.publish(self.body(), self.caller)
@@ -181,9 +181,10 @@ RUN_WAIT = 60.0
 
 class RunsHandler(ApiHandler):
     def model_team(self, model: str) -> str:
+        """The team of ``model``; 404 when no release ever named it."""
         team = self.store.owner(model)
         if team is None:
-            raise web.HTTPError(404, f"no model '{model}'; list releases with GET {self.request.path.split('/models/')[0]}/releases")
+            raise web.HTTPError(404, f"no model '{model}' has been published; check the name in GET .../releases")
         return team
 
     async def get(self, model: str) -> None:
