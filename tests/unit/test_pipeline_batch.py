@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from test_pipeline_service_flow import LINEAGE, Service, tracking  # noqa: F401 (tracking is a fixture)
 
 from mlopshub.pipeline.release import _release
-from mlopshub.services.pipeline.runner import BATCH_ENV
+from mlopshub.serving.sandbox import KEEP
 from mlopshub.services.pipeline.scheduler import BatchScheduler
 
 MODEL = "loans-batch"
@@ -212,16 +212,20 @@ def test_a_failed_run_is_recorded_with_its_reason(service, project):
     assert latest["status"] == "failed" and "missing.csv" in latest["reason"]
 
 
-def test_the_scoring_process_gets_arguments_and_no_secrets(service, monkeypatch):
+def test_the_scoring_process_gets_arguments_and_no_secrets(service, project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
     release = service.runner.store.production(MODEL)
     call = service.runner._batch_command(release, "production")
-    assert set(call.env) <= {*BATCH_ENV, "DVC_NO_ANALYTICS"} and "secret" not in call.env.values()
+    assert set(call.env) <= {*KEEP, "HOME", "DVC_NO_ANALYTICS"} and "secret" not in call.env.values()
     assert call.argv[1:4] == ["-m", "mlopshub.serving.batch", "--model-uri"]
     assert Path(call.argv[4]).joinpath("MLmodel").is_file(), "the pipeline's local copy of the version"
     assert call.argv[call.argv.index("--record-uri") + 1] == f"models:/{MODEL}/{release.version}"
     assert f"--input={INPUT}" in call.argv and "--rev=main" in call.argv
+    # The pipeline read the input at its version; the scoring process gets the rows and the DVC hash.
+    assert call.argv[call.argv.index("--input-md5") + 1] == project["md5"]
+    for path in call.cleanup:
+        path.unlink()
 
 
 def test_every_route_of_the_api_is_in_the_openapi_document(service):

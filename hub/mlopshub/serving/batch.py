@@ -10,7 +10,9 @@ on demand.
 On one machine the pipeline runs it with the model from its local copy of
 the version (``--model-uri /path/to/copy --record-uri models:/credit/3``), so
 the process needs no MLflow credentials and the record still names the
-registered version.
+registered version. The pipeline also reads the input itself (it may read
+the project; the team's account the scoring runs as may not) and hands it
+over as a file with its DVC hash (``--input-file``, ``--input-md5``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def input_version(path: str, rev: str | None, repo: str | None) -> str:
     return str(digest)
 
 
+def read_input(input_path: str, rev: str | None, repo: str | None) -> tuple[str, Any]:
+    """The input's DVC hash at ``rev`` and its rows (a pandas DataFrame)."""
+    import dvc.api
+    import pandas as pd
+
+    digest = input_version(input_path, rev, repo)
+    with dvc.api.open(input_path, repo=repo, rev=rev) as handle:
+        return digest, pd.read_csv(handle)
+
+
 def score(
     model_uri: str,
     input_path: str,
@@ -42,6 +54,8 @@ def score(
     repo: str | None = None,
     *,
     recorded_uri: str | None = None,
+    input_file: str | Path | None = None,
+    input_md5: str | None = None,
 ) -> Path:
     """Score the input at ``rev`` with ``model_uri``; return the path of the written CSV.
 
@@ -50,13 +64,13 @@ def score(
     ``model_uri`` is a local copy of that version.
     """
     recorded_uri = recorded_uri or model_uri
-    import dvc.api
     import mlflow
     import pandas as pd
 
-    digest = input_version(input_path, rev, repo)
-    with dvc.api.open(input_path, repo=repo, rev=rev) as handle:
-        frame = pd.read_csv(handle)
+    if input_file is not None and input_md5:
+        digest, frame = input_md5, pd.read_csv(input_file)
+    else:
+        digest, frame = read_input(input_path, rev, repo)
     model = mlflow.pyfunc.load_model(model_uri)
     scored = frame.copy()
     scored["prediction"] = list(model.predict(frame))
@@ -86,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--record-uri", help="the model URI to record (default: --model-uri); e.g. models:/credit/3 for a local copy"
     )
+    parser.add_argument("--input-file", help="the input's rows, already read at --rev (then --input-md5 is needed)")
+    parser.add_argument("--input-md5", help="the DVC hash of --input at --rev, recorded with the output")
     parser.add_argument(
         "--trust-project-owner",
         action="store_true",
@@ -93,12 +109,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.trust_project_owner:
-        _read_projects_of_other_users()
-    print(score(args.model_uri, args.input, args.rev, args.output, args.repo, recorded_uri=args.record_uri))
+        trust_project_owners()
+    if args.input_file and not args.input_md5:
+        parser.error("--input-file needs --input-md5 (the version the output records)")
+    scored = score(
+        args.model_uri,
+        args.input,
+        args.rev,
+        args.output,
+        args.repo,
+        recorded_uri=args.record_uri,
+        input_file=args.input_file,
+        input_md5=args.input_md5,
+    )
+    print(scored)
 
 
-def _read_projects_of_other_users() -> None:
-    """Let git and libgit2 read a project owned by another user (the pipeline's process reads, never writes)."""
+def trust_project_owners() -> None:
+    """Let git and libgit2 (which DVC uses) read projects owned by other Unix users, in this process.
+
+    On one machine the pipeline runs as root and reads data scientists'
+    projects (hold-out sets, batch inputs); git refuses a repository owned by
+    another user unless told it is safe. The pipeline only reads them.
+    """
     import os
 
     import pygit2

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from mlopshub.pipeline.gates import HoldOut
+from mlopshub.serving.batch import trust_project_owners
 
 #: ``load(team, holdout_spec) -> HoldOut``; the spec is the catalog's ``release.holdout`` of the team.
 HoldoutLoader = Callable[[str, Mapping[str, Any]], HoldOut]
@@ -35,7 +36,7 @@ def dvc_holdout_loader(default_repo: Callable[[str], str | None] = lambda team: 
     def load(team: str, spec: Mapping[str, Any]) -> HoldOut:
         import dvc.api
 
-        _read_projects_of_other_users()
+        trust_project_owners()
         path, target = str(spec["path"]), str(spec["target"])
         repo = spec.get("repo") or default_repo(team)
         if not repo:
@@ -49,23 +50,6 @@ def dvc_holdout_loader(default_repo: Callable[[str], str | None] = lambda team: 
         return HoldOut(frame=frame, target=target, path=path, version=_version(path, repo, rev))
 
     return load
-
-
-def _read_projects_of_other_users() -> None:
-    """Let git read projects that belong to the workspaces' Unix users.
-
-    On one machine the pipeline runs as root and reads a data scientist's
-    project; git (and libgit2, which DVC uses) refuse a repository owned by
-    another user unless told it is safe. The pipeline only reads it.
-    """
-    import os
-
-    import pygit2
-
-    pygit2.option(pygit2.enums.Option.SET_OWNER_VALIDATION, False)
-    os.environ.setdefault("GIT_CONFIG_COUNT", "1")
-    os.environ.setdefault("GIT_CONFIG_KEY_0", "safe.directory")
-    os.environ.setdefault("GIT_CONFIG_VALUE_0", "*")
 
 
 def _version(path: str, repo: str | None, rev: str | None) -> str:

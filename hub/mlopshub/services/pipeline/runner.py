@@ -15,18 +15,26 @@ release failed is recorded.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseStore, State, validate_publish
-from mlopshub.pipeline.gates import HoldOut, run_gates
+from mlopshub.pipeline.database import utc_now
+from mlopshub.pipeline.gates import DATA_COUNT_TAG, DATA_TAG
 from mlopshub.serving import Endpoints
+from mlopshub.serving.batch import read_input, trust_project_owners
+from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 
 from .auth import Caller
+from .gatecheck import run_isolated
 from .holdout import HoldoutLoader, PushedCheck
 from .registry import APPROVER_TAG, Registry
 
@@ -152,6 +160,9 @@ class ReleaseRunner:
                 path = await asyncio.to_thread(self.registry.local_copy, previous.team, model, previous.version)
                 await self.endpoints.deploy(model, "production", previous.version, path, team=previous.team)
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
+            else:
+                # The scheduler runs whatever release is in production, so the store's switch below switches it.
+                self._audit("schedule switched", previous, actor=caller.name, schedule=_schedule_of(previous))
             await asyncio.to_thread(self.registry.set_alias, previous.team, model, "production", previous.version)
             return self.store.rollback(model, caller.name, reason)
 
@@ -207,28 +218,48 @@ class ReleaseRunner:
         self.store.record_gate_results(release.id, results)
 
     def _run_gates(self, release: Release) -> list[Any]:
-        import mlflow
-
+        """Prepare what needs the pipeline's rights, then run the gates in a process of the team's (gatecheck)."""
         path = self.registry.local_copy(release.team, release.model_name, release.version)
         team = self.teams.get(release.team, TeamRelease())
         tags = self.registry.run_tags(release.run_id, release.team) if release.run_id else {}
+        request: dict[str, Any] = {
+            "model_path": str(path),
+            "tags": tags,
+            "thresholds": {name: dict(bounds) for name, bounds in team.thresholds.items()},
+            "holdout": None,
+            "holdout_error": None,
+            "pushed": self._pushed_map(release.team, tags),
+        }
         holdout_spec = dict(team.holdout) if team.holdout else None
-        if holdout_spec is not None and not holdout_spec.get("repo") and tags.get(PROJECT_TAG):
-            holdout_spec["repo"] = tags[PROJECT_TAG]
+        if holdout_spec is not None:
+            if not holdout_spec.get("repo") and tags.get(PROJECT_TAG):
+                holdout_spec["repo"] = tags[PROJECT_TAG]
+            try:
+                data = self.load_holdout(release.team, holdout_spec)
+            except Exception as error:  # the metrics gate reports it
+                request["holdout_error"] = f"{type(error).__name__}: {error}"
+            else:
+                request["holdout"] = {
+                    "csv": data.frame.to_csv(index=False),
+                    "target": data.target,
+                    "path": data.path,
+                    "version": data.version,
+                }
+        return run_isolated(request, self.endpoints.run_as.get(release.team))
 
-        def holdout() -> HoldOut:
-            assert holdout_spec is not None
-            return self.load_holdout(release.team, holdout_spec)
-
-        return run_gates(
-            load=lambda: mlflow.pyfunc.load_model(str(path)),
-            # The MLmodel file itself: get_model_info looks the logged model up in the process-wide tracking server.
-            model_info=lambda: mlflow.models.Model.load(str(path / "MLmodel")),
-            tags=tags,
-            thresholds=team.thresholds,
-            holdout=holdout if holdout_spec else None,
-            pushed=self.pushed(release.team) if self.pushed else None,
-        )
+    def _pushed_map(self, team: str, tags: Mapping[str, str]) -> dict[str, bool | str] | None:
+        """For each DVC data version on the run: pushed to the team's remote (True/False) or why it can't be told."""
+        check = self.pushed(team) if self.pushed else None
+        if check is None:
+            return None
+        answers: dict[str, bool | str] = {}
+        for key, digest in tags.items():
+            if key.startswith(DATA_TAG) and key != DATA_COUNT_TAG:
+                try:
+                    answers[key[len(DATA_TAG) :]] = bool(check(key[len(DATA_TAG) :], digest))
+                except Exception as error:  # the lineage gate reports it
+                    answers[key[len(DATA_TAG) :]] = f"{type(error).__name__}: {error}"
+        return answers
 
     async def _deploy_staging(self, release: Release) -> None:
         endpoints: dict[str, str] = {}
@@ -237,6 +268,12 @@ class ReleaseRunner:
             await self.endpoints.deploy(release.model_name, "staging", release.version, path, team=release.team)
             endpoints["staging"] = self.endpoint_url(release.model_name, "staging")
             self._audit("endpoint switched", release, stage="staging")
+        else:
+            # A batch model's staging is one scoring run that model risk can inspect; the release records its output.
+            run = await self.start_batch(release, "staging", PIPELINE)
+            if run["status"] != "succeeded":
+                raise RuntimeError(f"the staging run of the batch model failed: {run['reason']}")
+            endpoints["staging"] = str(run["output"])
         await asyncio.to_thread(self.registry.set_alias, release.team, release.model_name, "staging", release.version)
         self._audit("alias set", release, alias="staging")
         self.store.mark_staging_ready(release.id, endpoints)
@@ -248,6 +285,10 @@ class ReleaseRunner:
             await self.endpoints.deploy(release.model_name, "production", release.version, path, team=release.team)
             endpoints["production"] = self.endpoint_url(release.model_name, "production")
             self._audit("endpoint switched", release, stage="production")
+        else:
+            # Nothing to start: the scheduler runs the production release of the model, which this becomes.
+            endpoints["production"] = str(self.batch_output_dir(release.model_name, "production"))
+            self._audit("schedule active", release, schedule=_schedule_of(release))
         await asyncio.to_thread(
             self.registry.set_alias, release.team, release.model_name, "production", release.version
         )
@@ -288,6 +329,157 @@ class ReleaseRunner:
         )
         self._audit("production restored", previous, reason=f"release {release.id} failed to deploy")
 
+    # --- batch models ---
+
+    def batch_output_dir(self, model: str, stage: str) -> Path:
+        """Where runs of ``model`` at ``stage`` write: ``<pipeline data dir>/batch/<model>/<stage>``."""
+        return self.store.database.path.parent / "batch" / model / stage
+
+    @cached_property
+    def _batch_running(self) -> dict[tuple[str, str], dict[str, Any]]:
+        # (model, stage) -> the run in progress: one at a time, as a CronJob's concurrencyPolicy Forbid.
+        return {}
+
+    def batch_release(self, model: str, stage: str) -> Release:
+        """The batch release a run of ``model`` at ``stage`` scores with; :class:`Conflict` when there is none."""
+        if stage == "production":
+            release = self.store.production(model)
+        else:
+            release = self.store.in_flight(model)
+            if release is not None and release.state != State.AWAITING_APPROVAL:
+                release = None
+        if release is None:
+            waiting = "in production" if stage == "production" else "awaiting approval (in staging)"
+            raise Conflict(f"model '{model}' has no release {waiting}; there is no version to run at {stage}")
+        if release.kind != "batch" or not release.batch:
+            raise Conflict(f"model '{model}' is an online model; call its {stage} endpoint instead of running it")
+        return release
+
+    async def run_batch(self, model: str, stage: str, actor: str, wait: float) -> tuple[dict[str, Any], bool]:
+        """Run ``model``'s batch job at ``stage`` now: (the run, whether it finished within ``wait`` seconds).
+
+        :class:`Conflict` while a run of the same model and stage is in progress.
+        """
+        task = self.start_batch(self.batch_release(model, stage), stage, actor)
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if done:
+            return task.result(), True
+        return dict(self._batch_running.get((model, stage)) or {}), False
+
+    def batch_runs(self, model: str) -> list[dict[str, Any]]:
+        """Runs of ``model``, newest first: those in progress, then finished ones from the audit log."""
+        running = [dict(run) for (name, _), run in self._batch_running.items() if name == model]
+        finished = [
+            {
+                "model": entry.model,
+                "version": entry.version,
+                "release_id": entry.release_id,
+                "actor": entry.actor,
+                "reason": entry.reason,
+                **{k: v for k, v in entry.details.items() if k != "state"},
+            }
+            for entry in self.store.audit.entries()
+            if entry.action == BATCH_RUN and entry.model == model
+        ]
+        return running + finished[::-1]
+
+    def start_batch(self, release: Release, stage: str, actor: str) -> asyncio.Task[dict[str, Any]]:
+        """Start one scoring run of ``release`` at ``stage`` in a background task; the task gives the run.
+
+        :class:`Conflict` while a run of the same model and stage is in progress.
+        """
+        key = (release.model_name, stage)
+        if key in self._batch_running:
+            running = self._batch_running[key]
+            raise Conflict(
+                f"run {running['run']} of {release.model_name} at {stage} (version {running['version']}) is still "
+                "in progress; wait for it (GET .../runs) before starting another"
+            )
+        run: dict[str, Any] = {
+            "run": f"brun-{uuid.uuid4().hex[:12]}",
+            "model": release.model_name,
+            "version": release.version,
+            "release_id": release.id,
+            "stage": stage,
+            "status": "running",
+            "actor": actor,
+            "started": utc_now(),
+            "finished": None,
+            "output": None,
+            "record": None,
+            "reason": "",
+        }
+        self._batch_running[key] = run
+        task = asyncio.get_running_loop().create_task(self._run_batch(release, run))
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        return task
+
+    async def _run_batch(self, release: Release, run: dict[str, Any]) -> dict[str, Any]:
+        """Do ``run`` (from :meth:`start_batch`) in a process of its own; audit it as ``batch run``."""
+        stage = run["stage"]
+        try:
+            call = await asyncio.to_thread(self._batch_command, release, stage)
+            output = await _run_process(call, BATCH_TIMEOUT)
+            record = json.loads(output.with_suffix(".json").read_text())
+            run.update(status="succeeded", output=str(output), record=record)
+        except Exception as error:
+            log.warning("batch run of %s at %s failed: %s", release.model_name, stage, error)
+            run.update(status="failed", reason=f"{type(error).__name__}: {error}"[:1900])
+        finally:
+            run["finished"] = utc_now()
+            del self._batch_running[(release.model_name, stage)]
+        record = run["record"] or {}
+        self._audit(
+            BATCH_RUN,
+            release,
+            actor=run["actor"],
+            reason=run["reason"],
+            **{k: v for k, v in run.items() if k not in ("model", "version", "release_id", "actor", "reason")},
+            input_md5=(record.get("input") or {}).get("md5"),
+            rows=(record.get("input") or {}).get("rows"),
+        )
+        return run
+
+    def _batch_command(self, release: Release, stage: str) -> BatchCall:
+        """The scoring process for ``release`` at ``stage``: its arguments, scrubbed environment and folder.
+
+        The model is the pipeline's local copy of the version (no MLflow
+        credentials needed), recorded as ``models:/<name>/<version>``. The
+        process gets no secret of the pipeline's: model code runs in it.
+        """
+        assert release.batch is not None
+        spec = release.batch
+        repo = spec.get("repo")
+        if not repo and release.run_id:
+            repo = self.registry.run_tags(release.run_id, release.team).get(PROJECT_TAG)
+        if not repo:
+            raise ValueError(
+                f"no project to read the batch input {spec['input']} from: train in a DVC project (the sidebar's data "
+                "versioning records it on the run), or publish with batch.repo naming the project"
+            )
+        model_path = self.registry.local_copy(release.team, release.model_name, release.version)
+        run_as = self.endpoints.run_as.get(release.team)
+        output = self.batch_output_dir(release.model_name, stage)
+        output.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:  # the team's account writes the output, nobody else reads it
+            os.chown(output, 0, run_as.gid)
+            output.chmod(0o2770)
+        # The pipeline reads the input (the team's account may not read the project); the process only scores it.
+        trust_project_owners()
+        digest, frame = read_input(spec["input"], spec["rev"], repo)
+        input_file = output / f".input-{uuid.uuid4().hex[:12]}.csv"
+        frame.to_csv(input_file, index=False)
+        if run_as is not None:
+            os.chown(input_file, 0, run_as.gid)
+            input_file.chmod(0o640)
+        argv = [sys.executable, "-m", "mlopshub.serving.batch", "--model-uri", str(model_path),
+                "--record-uri", f"models:/{release.model_name}/{release.version}", f"--input={spec['input']}",
+                f"--rev={spec['rev']}", f"--repo={repo}", "--output", str(output),
+                "--input-file", str(input_file), "--input-md5", digest]  # fmt: skip
+        env = model_environment(run_as, {"DVC_NO_ANALYTICS": "1"})
+        return BatchCall(argv=argv, env=env, cwd=output, run_as=run_as, cleanup=(input_file,))
+
     # --- start ---
 
     async def resume(self) -> None:
@@ -311,6 +503,55 @@ class ReleaseRunner:
             self._audit("endpoint not restored", release, reason=f"{type(error).__name__}: {error}", stage=stage)
         else:
             self._audit("endpoint restored", release, stage=stage)
+
+
+#: Audit action of every batch scoring run (details: run, stage, status, output, input_md5, rows, record).
+BATCH_RUN = "batch run"
+#: Seconds a batch scoring run may take before it is stopped and recorded as failed.
+BATCH_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class BatchCall:
+    """A scoring process to start: argument list, environment and working folder."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    #: The team's account to run as (None: as the pipeline).
+    run_as: RunAs | None = None
+    #: Files to remove once the process is done.
+    cleanup: tuple[Path, ...] = ()
+
+
+async def _run_process(call: BatchCall, timeout: float) -> Path:
+    """Run ``call``; the output CSV it prints. Fails with the end of its error output, or after ``timeout`` s."""
+    process = await asyncio.create_subprocess_exec(
+        *call.argv,
+        env=call.env,
+        cwd=call.cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        **popen_options(call.run_as),
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise TimeoutError(f"the scoring process ran longer than {timeout:.0f} s and was stopped") from None
+    finally:
+        for path in call.cleanup:
+            path.unlink(missing_ok=True)
+    if process.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no error output)"]
+        raise RuntimeError(f"the scoring process exited with {process.returncode}: {tail[0][:1500]}")
+    return Path(out.decode().strip().splitlines()[-1])
+
+
+def _schedule_of(release: Release) -> str:
+    return str((release.batch or {}).get("schedule") or "on demand")
 
 
 def cache_dir(data_dir: str | Path) -> Path:

@@ -36,6 +36,7 @@ from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
 from .registry import Registry
 from .runner import ReleaseRunner, TeamRelease, cache_dir
+from .scheduler import start_scheduler
 
 log = logging.getLogger("mlopshub.pipeline")
 
@@ -104,9 +105,11 @@ async def serve(
     # Each team's model-server parent starts now, so a team's first release does not wait for its imports.
     await runner.endpoints.warm(*runner.teams)
     await runner.resume()
+    scheduler = start_scheduler(runner)  # batch models in production, on their cron schedules
     try:
         await asyncio.Event().wait()
     finally:
+        scheduler.cancel()
         server.stop()
         await runner.endpoints.close()
 
