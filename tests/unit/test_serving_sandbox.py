@@ -14,9 +14,9 @@ import requests
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
+from mlopshub.services.pipeline.gatecheck import run_isolated
 from mlopshub.serving import Endpoints
 from mlopshub.serving.sandbox import account_name, model_environment, team_accounts
-from mlopshub.services.pipeline.gatecheck import run_isolated
 
 TEAM = "sandbox-test"
 SECRETS = {"MLFLOW_TRACKING_PASSWORD": "admin-secret", "JUPYTERHUB_API_TOKEN": "hub-secret"}
