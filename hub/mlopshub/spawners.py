@@ -203,7 +203,13 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def _preexec(
     uid: int | None, gid: int | None, groups: list[int], home: str, mem_limit: int | None
 ) -> Callable[[], None]:
-    """Runs in the child before exec: drop to the user (with their team groups), cap memory, start in the home."""
+    """Runs in the child before exec: drop to the user (with their team groups), cap memory, start in the home.
+
+    The user's first team is the primary group and the umask is 002: what
+    they push to the team's DVC remote (folders made on first use) stays
+    writable by the next member. The home itself is 0700, so nothing in it
+    is opened to the team.
+    """
 
     def preexec() -> None:
         if mem_limit:
@@ -211,9 +217,10 @@ def _preexec(
             # the only memory limit a non-root, cgroup-less machine enforces.
             resource.setrlimit(resource.RLIMIT_DATA, (mem_limit, mem_limit))
         if uid is not None and gid is not None:
-            os.setgid(gid)
+            os.setgid(groups[0] if groups else gid)
             os.setgroups([gid, *groups])
             os.setuid(uid)
+            os.umask(0o002)
         os.chdir(home)
 
     return preexec

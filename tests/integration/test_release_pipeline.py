@@ -157,6 +157,18 @@ def test_unpushed_data_fails_the_lineage_gate_and_nothing_is_served(platform, ca
     assert pipeline.invoke("credit-unpushed", "staging", FORMATS["inputs"]).status_code == 404
 
 
+def test_a_second_member_pushes_to_the_team_remote_the_first_one_started(platform, carol):
+    # The remote's folders were made by carol's first push; erin's versions go into the same folders.
+    platform.add_user("erin", TEAM)
+    platform.start("erin", "python-cpu")
+    try:
+        token = platform.token_for("erin")
+        assert "project ready" in platform.execute("erin", token, make_project(seed=1))
+        assert "project ready" in platform.execute("erin", token, make_project(seed=7))
+    finally:
+        platform.stop("erin")
+
+
 def test_another_teams_model_and_bad_requests_are_refused(platform, carol, bob):
     _, (run_id, _) = carol
     outsider = Pipeline(platform, platform.token_for(bob))

@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from test_pipeline_service_flow import LINEAGE, Service, tracking  # noqa: F401 (tracking is a fixture)
 
 from mlopshub.pipeline.release import _release
-from mlopshub.serving.sandbox import KEEP
 from mlopshub.services.pipeline.scheduler import BatchScheduler
+from mlopshub.serving.sandbox import KEEP
 
 MODEL = "loans-batch"
 INPUT = "data/new_loans.csv"
