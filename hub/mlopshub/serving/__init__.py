@@ -4,10 +4,12 @@
 * :mod:`.zygote`: :class:`Zygotes`, one warm parent per team that forks model servers;
 * :mod:`.server`: :class:`ModelServer`, one supervised model server process (forked or spawned);
 * :mod:`.endpoints`: :class:`Endpoints`, (model, stage) -> server, switched without dropping requests;
-* :mod:`.proxy`: the tornado handler answering ``/services/models/{model}/{stage}/invocations``.
+* :mod:`.proxy`: the tornado handler answering ``/services/models/{model}/{stage}/invocations``;
+* :mod:`.kserve_endpoints`: :class:`KServeEndpoints`, the same registry in Kubernetes (KServe InferenceServices).
 """
 
 from .endpoints import STAGES, Endpoint, Endpoints, UnknownStage
+from .kserve_endpoints import KServeEndpoints, NotReady, Predictor
 from .proxy import EndpointHandler, endpoint_routes
 from .server import ModelServer, ServerFailed
 from .zygote import PRELOAD, Zygote, ZygoteFailed, Zygotes
@@ -17,8 +19,11 @@ __all__ = [
     "Endpoint",
     "EndpointHandler",
     "Endpoints",
+    "KServeEndpoints",
     "ModelServer",
+    "NotReady",
     "PRELOAD",
+    "Predictor",
     "ServerFailed",
     "UnknownStage",
     "Zygote",

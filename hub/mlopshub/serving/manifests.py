@@ -13,7 +13,8 @@ batch      Job ``<model>-v<version>-staging``       CronJob ``<model>-batch`` on
 
 :class:`ManifestDeployer` writes them as YAML to
 ``<folder>/<model>-<stage>.yaml`` and, when given a kubectl command
-(``MLOPSHUB_KUBECTL``), runs ``kubectl apply -f`` on the file.
+(``MLOPSHUB_KUBECTL``), runs ``kubectl apply -f`` on the file;
+:meth:`ManifestDeployer.delete` runs ``kubectl delete -f`` on it and removes it.
 """
 
 from __future__ import annotations
@@ -113,10 +114,23 @@ class ManifestDeployer:
             self.apply(target)
         return target
 
+    def delete(self, model: str, stage: str) -> None:
+        """Delete ``model``'s objects at ``stage`` (``kubectl delete -f``), then their file; nothing when none."""
+        target = self.path(model, stage)
+        if not target.is_file():
+            return
+        if self.kubectl and target.read_text().strip():
+            # --ignore-not-found: deleting what someone already deleted is done, not an error.
+            self._kubectl("delete", "--ignore-not-found", "-f", str(target))
+        target.unlink()
+
     def apply(self, path: Path) -> None:
         """``kubectl apply -f <path>``; :class:`RuntimeError` with kubectl's message when it fails."""
+        self._kubectl("apply", "-f", str(path))
+
+    def _kubectl(self, *arguments: str) -> None:
         assert self.kubectl is not None
-        command = [*self.kubectl, "apply", "-f", str(path)]
+        command = [*self.kubectl, *arguments]
         done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")

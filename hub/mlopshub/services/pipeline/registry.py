@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
@@ -166,6 +167,26 @@ class Registry:
                 return str(self.client.get_model_version_by_alias(name, alias).version)
             except MlflowException:
                 return None
+
+    def storage_uri(self, team: str | None, name: str, version: str, artifacts_destination: str = "") -> str:
+        """Where version ``version`` of ``name``'s files are, for a predictor to fetch (``s3://...``).
+
+        MLflow serving artifacts itself answers ``mlflow-artifacts:/<path>``,
+        which only MLflow can read; ``artifacts_destination`` (its
+        ``--artifacts-destination``, e.g. ``s3://mlopshub-mlflow/artifacts``)
+        turns that into the object store's own address.
+        """
+        with self.workspace(team):
+            source = str(self.client.get_model_version_download_uri(name, str(version)))
+        if source.startswith("mlflow-artifacts:"):
+            if not artifacts_destination:
+                raise ValueError(
+                    f"models:/{name}/{version} is stored at {source}, which only MLflow can read; set "
+                    "MLOPSHUB_ARTIFACTS_DESTINATION to MLflow's --artifacts-destination (s3://<bucket>/<path>)"
+                )
+            path = urlparse(source).path.lstrip("/")
+            return f"{artifacts_destination.rstrip('/')}/{path}"
+        return source
 
     def local_copy(self, team: str | None, name: str, version: str) -> Path:
         """A local folder with version ``version`` of ``name`` (downloaded once; versions never change)."""

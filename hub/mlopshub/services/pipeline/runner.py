@@ -29,8 +29,10 @@ from typing import Any
 from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseStore, State, validate_publish
 from mlopshub.pipeline.database import utc_now
 from mlopshub.pipeline.gates import DATA_COUNT_TAG, DATA_TAG
-from mlopshub.serving import Endpoints
+from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.batch import read_input, trust_project_owners
+from mlopshub.serving.kserve import NAMESPACE, resource_name
+from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
 from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 
 from .auth import Caller
@@ -46,6 +48,22 @@ PROJECT_TAG = "mlopshub.project"
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Kubernetes mode of the runner: where models run instead of this machine's processes.
+
+    Online versions are KServe InferenceServices (the runner's endpoints are
+    :class:`~mlopshub.serving.KServeEndpoints`, given each version's storage
+    URI); batch versions are a Job in staging and a CronJob in production,
+    written and applied by ``deployer``. ``artifacts_destination`` is MLflow's
+    ``--artifacts-destination`` (``s3://<bucket>/<path>``), to turn
+    ``mlflow-artifacts:/`` sources into addresses a predictor can fetch.
+    """
+
+    deployer: ManifestDeployer
+    artifacts_destination: str = ""
+
+
+@dataclass(frozen=True)
 class TeamRelease:
     """A team's release settings from the catalog: metric ``thresholds`` and the ``holdout`` spec."""
 
@@ -58,18 +76,20 @@ class ReleaseRunner:
 
     ``teams`` maps each team to its :class:`TeamRelease`; ``load_holdout``
     reads a team's hold-out set; ``endpoint_url(model, stage)`` is the public
-    address of an endpoint (recorded on the release).
+    address of an endpoint (recorded on the release). ``cluster`` turns on
+    Kubernetes mode (:class:`Cluster`).
     """
 
     def __init__(
         self,
         store: ReleaseStore,
         registry: Registry,
-        endpoints: Endpoints,
+        endpoints: Endpoints | KServeEndpoints,
         teams: Mapping[str, TeamRelease],
         load_holdout: HoldoutLoader,
         endpoint_url: Callable[[str, str], str],
         pushed: PushedCheck | None = None,
+        cluster: Cluster | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -78,6 +98,8 @@ class ReleaseRunner:
         self.load_holdout = load_holdout
         self.endpoint_url = endpoint_url
         self.pushed = pushed
+        #: Kubernetes mode (None: one machine); see :class:`Cluster`.
+        self.cluster = cluster
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -157,9 +179,11 @@ class ReleaseRunner:
                 # Nothing to switch: the store refuses it and says precisely why.
                 return self.store.rollback(model, caller.name, reason)
             if previous.kind == "online":
-                path = await asyncio.to_thread(self.registry.local_copy, previous.team, model, previous.version)
-                await self.endpoints.deploy(model, "production", previous.version, path, team=previous.team)
+                await self._serve(previous, "production")
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
+            elif self.cluster is not None:
+                await self._apply_batch(previous, "production")
+                self._audit("schedule switched", previous, actor=caller.name, schedule=_schedule_of(previous))
             else:
                 # The scheduler runs whatever release is in production, so the store's switch below switches it.
                 self._audit("schedule switched", previous, actor=caller.name, schedule=_schedule_of(previous))
@@ -264,10 +288,11 @@ class ReleaseRunner:
     async def _deploy_staging(self, release: Release) -> None:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
-            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, "staging", release.version, path, team=release.team)
+            await self._serve(release, "staging")
             endpoints["staging"] = self.endpoint_url(release.model_name, "staging")
             self._audit("endpoint switched", release, stage="staging")
+        elif self.cluster is not None:
+            endpoints["staging"] = await self._apply_batch(release, "staging")
         else:
             # A batch model's staging is one scoring run that model risk can inspect; the release records its output.
             run = await self.start_batch(release, "staging", PIPELINE)
@@ -281,10 +306,12 @@ class ReleaseRunner:
     async def _deploy_production(self, release: Release) -> None:
         endpoints: dict[str, str] = {}
         if release.kind == "online":
-            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, "production", release.version, path, team=release.team)
+            await self._serve(release, "production")
             endpoints["production"] = self.endpoint_url(release.model_name, "production")
             self._audit("endpoint switched", release, stage="production")
+        elif self.cluster is not None:
+            endpoints["production"] = await self._apply_batch(release, "production")
+            self._audit("schedule active", release, schedule=_schedule_of(release))
         else:
             # Nothing to start: the scheduler runs the production release of the model, which this becomes.
             endpoints["production"] = str(self.batch_output_dir(release.model_name, "production"))
@@ -320,10 +347,9 @@ class ReleaseRunner:
             self._audit("production taken down", release)
             return
         if previous.kind == "online":
-            path = await asyncio.to_thread(
-                self.registry.local_copy, previous.team, previous.model_name, previous.version
-            )
-            await self.endpoints.deploy(previous.model_name, "production", previous.version, path, team=previous.team)
+            await self._serve(previous, "production")
+        elif self.cluster is not None:
+            await self._apply_batch(previous, "production")
         await asyncio.to_thread(
             self.registry.set_alias, previous.team, previous.model_name, "production", previous.version
         )
@@ -388,6 +414,7 @@ class ReleaseRunner:
 
         :class:`Conflict` while a run of the same model and stage is in progress.
         """
+        self._refuse_local_run_in_cluster(release, stage)
         key = (release.model_name, stage)
         if key in self._batch_running:
             running = self._batch_running[key]
@@ -450,9 +477,15 @@ class ReleaseRunner:
         """
         assert release.batch is not None
         spec = release.batch
-        repo = spec.get("repo")
-        if not repo and release.run_id:
-            repo = self.registry.run_tags(release.run_id, release.team).get(PROJECT_TAG)
+        project = self.registry.run_tags(release.run_id, release.team).get(PROJECT_TAG) if release.run_id else None
+        repo = spec.get("repo") or project
+        if repo and "://" not in repo and not repo.startswith("git@") and repo != project:
+            # The pipeline reads the input with its own rights: a folder on this machine may only be the model's
+            # own project, never another team's (a git URL is read with no more rights than anyone's).
+            raise ValueError(
+                f"batch.repo {repo!r} is a folder on this machine other than the project the model was trained in "
+                f"({project or 'none recorded'}); name that project, or a git URL"
+            )
         if not repo:
             raise ValueError(
                 f"no project to read the batch input {spec['input']} from: train in a DVC project (the sidebar's data "
@@ -480,6 +513,50 @@ class ReleaseRunner:
         env = model_environment(run_as, {"DVC_NO_ANALYTICS": "1"})
         return BatchCall(argv=argv, env=env, cwd=output, run_as=run_as, cleanup=(input_file,))
 
+    # --- where models run: this machine, or Kubernetes (cluster) ---
+
+    async def _serve(self, release: Release, stage: str) -> None:
+        """Make ``release``'s version the online endpoint of its model at ``stage``.
+
+        One machine: from the pipeline's local copy. Kubernetes: the
+        predictor fetches the version from its storage URI itself.
+        """
+        model, version, team = release.model_name, release.version, release.team
+        if self.cluster is None:
+            path = await asyncio.to_thread(self.registry.local_copy, team, model, version)
+            await self.endpoints.deploy(model, stage, version, path, team=team)
+            return
+        uri = await asyncio.to_thread(
+            self.registry.storage_uri, team, model, version, self.cluster.artifacts_destination
+        )
+        await self.endpoints.deploy(model, stage, version, None, team=team, storage_uri=uri)  # type: ignore[call-arg]
+
+    async def _apply_batch(self, release: Release, stage: str) -> str:
+        """Kubernetes: apply ``release``'s Job (staging, one run) or CronJob (production); where it writes.
+
+        A production release without a schedule keeps nothing in the cluster:
+        the previous version's CronJob is deleted.
+        """
+        assert self.cluster is not None
+        deployer = self.cluster.deployer
+        if release_objects(release, stage):
+            written = await asyncio.to_thread(deployer.deploy, release, stage)
+        else:
+            await asyncio.to_thread(deployer.delete, release.model_name, stage)
+            written = None
+        self._audit("batch applied", release, stage=stage, manifest=str(written or ""))
+        return f"{OUTPUT_ROOT}/{release.model_name}/{stage}"
+
+    def _refuse_local_run_in_cluster(self, release: Release, stage: str) -> None:
+        if self.cluster is None:
+            return
+        name = resource_name(release.model_name, "batch")
+        raise Conflict(
+            f"in Kubernetes, runs of {release.model_name} are Jobs in the cluster, not processes of the pipeline: "
+            f"start one with `kubectl -n {NAMESPACE} create job --from=cronjob/{name} {name}-manual` "
+            f"(production), or publish again for a staging run"
+        )
+
     # --- start ---
 
     async def resume(self) -> None:
@@ -496,8 +573,7 @@ class ReleaseRunner:
         if release.kind != "online":
             return
         try:
-            path = await asyncio.to_thread(self.registry.local_copy, release.team, release.model_name, release.version)
-            await self.endpoints.deploy(release.model_name, stage, release.version, path, team=release.team)
+            await self._serve(release, stage)
         except Exception as error:
             log.exception("could not bring back the %s endpoint of %s", stage, release.model_name)
             self._audit("endpoint not restored", release, reason=f"{type(error).__name__}: {error}", stage=stage)

@@ -12,7 +12,12 @@ Environment (set in the hub's service definition):
 * ``MLOPSHUB_DVC_REMOTES``: one machine: the folder of the teams' DVC remotes (the lineage gate checks
   that training data was pushed there);
 * ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``: the MLflow auth store's admin;
-* ``MLOPSHUB_MLFLOW_WORKSPACES``: ``true`` (default) when MLflow runs with a workspace per team.
+* ``MLOPSHUB_MLFLOW_WORKSPACES``: ``true`` (default) when MLflow runs with a workspace per team;
+* ``MLOPSHUB_MODE``: ``kubernetes`` to serve models in the cluster (KServe InferenceServices, batch
+  Jobs and CronJobs in ``mlopshub-models``) instead of as processes of this service; then also
+  ``MLOPSHUB_KUBECTL``, the kubectl command that applies them (empty: only written, under
+  ``<MLOPSHUB_PIPELINE_DIR>/manifests``, for someone else to apply), and
+  ``MLOPSHUB_ARTIFACTS_DESTINATION``, MLflow's ``--artifacts-destination`` (``s3://<bucket>/<path>``).
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ from tornado.httpserver import HTTPServer
 
 from mlopshub import catalog
 from mlopshub.pipeline import ReleaseStore
-from mlopshub.serving import Endpoints
+from mlopshub.serving import Endpoints, KServeEndpoints
+from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, team_accounts
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
 from .registry import Registry
-from .runner import ReleaseRunner, TeamRelease, cache_dir
+from .runner import Cluster, ReleaseRunner, TeamRelease, cache_dir
 from .scheduler import start_scheduler
 
 log = logging.getLogger("mlopshub.pipeline")
@@ -60,23 +66,52 @@ def build_runner(
     pushed: PushedCheck | None = None,
     workspaces: bool = False,
     run_as: Mapping[str, RunAs] | None = None,
+    mode: str = "local",
+    env: Mapping[str, str] | None = None,
 ) -> ReleaseRunner:
-    """The release runner on ``data_dir`` (created if missing)."""
+    """The release runner on ``data_dir`` (created if missing).
+
+    ``mode`` is ``local`` (models run as processes of this service) or
+    ``kubernetes`` (:func:`cluster_endpoints`, settings from ``env``).
+    """
     data_dir = Path(data_dir)
     store = ReleaseStore(data_dir / "pipeline.sqlite")
     head = store.audit.head()
     # An anchor outside the file: a later truncation of the log shows against this line (AuditLog.verify).
     log.info("audit log head at start: %s", head)
     base = public_url.rstrip("/") + "/" + models_prefix.strip("/")
+    endpoints: Endpoints | KServeEndpoints
+    cluster: Cluster | None = None
+    if mode == "kubernetes":
+        endpoints, cluster = cluster_endpoints(data_dir, env or {})
+    elif mode == "local":
+        endpoints = Endpoints(log_dir=data_dir / "logs", run_as=run_as)
+    else:
+        raise ValueError(f"MLOPSHUB_MODE={mode!r}: expected 'local' (one machine) or 'kubernetes'")
     return ReleaseRunner(
         store=store,
         registry=Registry(tracking_uri, cache_dir(data_dir), workspaces=workspaces),
-        endpoints=Endpoints(log_dir=data_dir / "logs", run_as=run_as),
+        endpoints=endpoints,
         teams=teams,
         load_holdout=load_holdout or dvc_holdout_loader(),
         endpoint_url=lambda model, stage: f"{base}/{model}/{stage}/invocations",
         pushed=pushed,
+        cluster=cluster,
     )
+
+
+def cluster_endpoints(data_dir: Path, env: Mapping[str, str]) -> tuple[KServeEndpoints, Cluster]:
+    """Kubernetes mode: InferenceServices, Jobs and CronJobs written to ``<data_dir>/manifests`` and applied.
+
+    ``MLOPSHUB_KUBECTL`` is the command applying them,
+    ``MLOPSHUB_PREDICTOR_URL`` where a predictor answers (default
+    :data:`mlopshub.serving.kserve_endpoints.PREDICTOR_URL`),
+    ``MLOPSHUB_ARTIFACTS_DESTINATION`` MLflow's ``--artifacts-destination``.
+    """
+    deployer = ManifestDeployer.from_env(data_dir / "manifests", env)
+    options = {"url_template": env["MLOPSHUB_PREDICTOR_URL"]} if env.get("MLOPSHUB_PREDICTOR_URL") else {}
+    cluster = Cluster(deployer, artifacts_destination=env.get("MLOPSHUB_ARTIFACTS_DESTINATION", ""))
+    return KServeEndpoints(deployer, **options), cluster
 
 
 async def serve(
@@ -105,11 +140,13 @@ async def serve(
     # Each team's model-server parent starts now, so a team's first release does not wait for its imports.
     await runner.endpoints.warm(*runner.teams)
     await runner.resume()
-    scheduler = start_scheduler(runner)  # batch models in production, on their cron schedules
+    # Batch models in production, on their cron schedules; in Kubernetes their CronJobs do it.
+    scheduler = start_scheduler(runner) if runner.cluster is None else None
     try:
         await asyncio.Event().wait()
     finally:
-        scheduler.cancel()
+        if scheduler is not None:
+            scheduler.cancel()
         server.stop()
         await runner.endpoints.close()
 
@@ -135,6 +172,8 @@ def main() -> None:
         workspaces=env.get("MLOPSHUB_MLFLOW_WORKSPACES", "true") == "true",
         # As root, each team's model code runs as the team's own Unix account (mlopshub.serving.sandbox).
         run_as=team_accounts(cache_dir(data_dir), cat.teams),
+        mode=env.get("MLOPSHUB_MODE", "local"),
+        env=env,
     )
     hub_auth = HubAuth(cache_max_age=60)
     # The API needs access to this service; endpoints need access to the models service.

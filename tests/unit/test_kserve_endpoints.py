@@ -1,0 +1,297 @@
+"""Kubernetes endpoints without a cluster: real files, a real kubectl stand-in, a real model server.
+
+The cluster's API is stood in for by a small kubectl script in ``tmp_path``
+that records its arguments (and can be made to fail); the InferenceService's
+predictor is stood in for by a real local MLflow model server
+(:class:`mlopshub.serving.ModelServer`), which the URL template points at.
+What is real: the InferenceService file (validated against KServe's schema),
+the ``kubectl apply -f`` / ``delete -f`` calls, the readiness wait, the
+switch, and the proxy forwarding ``/invocations`` over HTTP.
+"""
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+import yaml
+from mlflow.models import infer_signature
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from mlopshub.services.pipeline.registry import Registry
+from mlopshub.services.pipeline.runner import Cluster
+from mlopshub.services.pipeline.service import build_runner
+from mlopshub.serving import Endpoints, KServeEndpoints, ModelServer, NotReady, endpoint_routes
+from mlopshub.serving.manifests import ManifestDeployer
+
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
+KSERVE_SCHEMA_FILE = PEERS / "kserve" / "inferenceservice-v1beta1.schema.json"
+COLUMNS = ["income", "debt", "age", "tenure"]
+STORAGE = "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"
+
+
+def strict(schema):
+    """The structural schema with unknown fields refused, as `kubectl --validate=strict` does."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def kserve_errors(document: dict) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(strict(json.loads(KSERVE_SCHEMA_FILE.read_text())))
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+class Loop:
+    """An event loop in a thread, so tests call the async API and plain ``requests`` side by side."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coroutine, timeout: float = 120):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class Kubectl:
+    """A stand-in for the cluster's API: a kubectl script recording each call; fails while ``fail`` is set."""
+
+    def __init__(self, folder: Path):
+        self.calls_file = folder / "kubectl-calls.jsonl"
+        self.fail_file = folder / "kubectl-fail"
+        self.script = folder / "kubectl.py"
+        self.script.write_text(
+            "import json, os, sys\n"
+            f"open({str(self.calls_file)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+            f"if os.path.exists({str(self.fail_file)!r}):\n"
+            "    sys.exit('error: the server could not find the requested resource')\n"
+        )
+        self.command = [sys.executable, str(self.script)]
+
+    def calls(self) -> list[list[str]]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line) for line in self.calls_file.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = Loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory, loop):
+    """A real MLflow model server standing in for the InferenceService's predictor."""
+    features, label = make_classification(n_samples=200, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    x = pd.DataFrame(features, columns=COLUMNS)
+    classifier = LogisticRegression().fit(x, label)
+    path = tmp_path_factory.mktemp("model") / "model"
+    mlflow.sklearn.save_model(
+        classifier, path, signature=infer_signature(x, classifier.predict(x)), pip_requirements=["scikit-learn"]
+    )
+    server = ModelServer(path, label="predictor", log_path=path.parent / "predictor.log", start_method="spawn")
+    loop.call(server.start())
+    yield {"url": server.url, "body": {"dataframe_split": x.head(2).to_dict(orient="split")}}
+    loop.call(server.stop())
+
+
+@pytest.fixture
+def cluster(tmp_path, loop, predictor):
+    """KServeEndpoints applying through the kubectl stand-in, predictors at the local model server, a proxy."""
+    kubectl = Kubectl(tmp_path)
+    deployer = ManifestDeployer(tmp_path / "manifests", kubectl.command)
+    endpoints = KServeEndpoints(deployer, url_template=predictor["url"], ready_timeout=20, poll_interval=0.1)
+
+    async def start_proxy() -> tuple[HTTPServer, int]:
+        sockets = bind_sockets(0, "127.0.0.1")
+        server = HTTPServer(web.Application(endpoint_routes("/services/models/", endpoints, None)))
+        server.add_sockets(sockets)
+        return server, sockets[0].getsockname()[1]
+
+    server, port = loop.call(start_proxy())
+    yield endpoints, kubectl, f"http://127.0.0.1:{port}/services/models"
+    server.stop()
+    loop.call(endpoints.close())
+
+
+def dead_url() -> str:
+    """An address nothing listens on: a predictor that never gets ready."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def score(proxy: str, model: str, stage: str, body: dict) -> requests.Response:
+    return requests.post(f"{proxy}/{model}/{stage}/invocations", json=body, timeout=60)
+
+
+def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_proxy_forwards_to_it(
+    cluster, loop, predictor
+):
+    endpoints, kubectl, proxy = cluster
+    endpoint = loop.call(
+        endpoints.deploy("Credit_Default", "staging", "3", None, team="sme-credit", storage_uri=STORAGE)
+    )
+
+    written = endpoints.deployer.path("Credit_Default", "staging")
+    (service,) = list(yaml.safe_load_all(written.read_text()))
+    assert kserve_errors(service) == []
+    assert service["metadata"]["name"] == "credit-default-staging"
+    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE
+    assert service["metadata"]["labels"]["mlopshub.io/model-version"] == "3"
+    assert kubectl.calls() == [["apply", "-f", str(written)]]
+    assert (endpoint.version, endpoint.server.url, endpoint.server.pid) == ("3", predictor["url"], None)
+    assert endpoint.to_dict() == {"model": "Credit_Default", "stage": "staging", "version": "3", "pid": None,
+                                  "restarts": 0}  # fmt: skip
+
+    response = score(proxy, "Credit_Default", "staging", predictor["body"])
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 2
+    assert response.headers["X-Mlopshub-Model-Version"] == "3"
+    assert endpoint.server.active == 0, "the proxy counts requests in flight on the predictor"
+
+    again = loop.call(endpoints.deploy("Credit_Default", "staging", "3", None, team="sme-credit", storage_uri=STORAGE))
+    assert again is endpoint and len(kubectl.calls()) == 1, "the version already served: nothing applied"
+
+
+def test_the_default_predictor_address_is_the_inference_services_cluster_service(tmp_path):
+    endpoints = KServeEndpoints(ManifestDeployer(tmp_path))
+    assert endpoints.url("Credit_Default", "production") == (
+        "http://credit-default-production-predictor.mlopshub-models.svc.cluster.local"
+    )
+    assert endpoints.run_as == {}
+
+
+def test_undeploy_drains_then_deletes_the_inference_service(cluster, loop, predictor):
+    endpoints, kubectl, proxy = cluster
+    loop.call(endpoints.deploy("loans", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
+    written = endpoints.deployer.path("loans", "production")
+
+    loop.call(endpoints.undeploy("loans", "production"))
+    assert kubectl.calls()[-1] == ["delete", "--ignore-not-found", "-f", str(written)]
+    assert not written.exists()
+    assert endpoints.get("loans", "production") is None
+    assert score(proxy, "loans", "production", predictor["body"]).status_code == 404
+
+
+def test_a_predictor_that_never_gets_ready_fails_the_deploy_and_the_previous_version_keeps_serving(
+    cluster, loop, predictor
+):
+    endpoints, kubectl, proxy = cluster
+    loop.call(endpoints.deploy("loans", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
+    written = endpoints.deployer.path("loans", "production")
+    serving = written.read_text()
+
+    # Version 2's predictor never answers (a bad model, an image that does not pull).
+    endpoints.url_template, endpoints.ready_timeout = dead_url(), 1.0
+    with pytest.raises(NotReady, match=r"loans version 2 at production .* did not answer /v2/health/ready or /ping"):
+        loop.call(endpoints.deploy("loans", "production", "2", None, team="sme-credit", storage_uri=STORAGE + "2"))
+
+    assert endpoints.get("loans", "production").version == "1"
+    assert written.read_text() == serving, "the file is version 1's again"
+    assert kubectl.calls()[-2:] == [["apply", "-f", str(written)], ["apply", "-f", str(written)]], (
+        "version 2 applied, then version 1 applied again"
+    )
+    response = score(proxy, "loans", "production", predictor["body"])
+    assert response.status_code == 200 and response.headers["X-Mlopshub-Model-Version"] == "1"
+
+
+def test_a_first_deploy_that_never_gets_ready_deletes_what_it_applied(cluster, loop):
+    endpoints, kubectl, _ = cluster
+    endpoints.url_template, endpoints.ready_timeout = dead_url(), 0.5
+    with pytest.raises(NotReady, match="describe inferenceservice cards-staging"):
+        loop.call(endpoints.deploy("cards", "staging", "1", None, team="retail-scoring", storage_uri=STORAGE))
+    written = endpoints.deployer.path("cards", "staging")
+    assert [call[0] for call in kubectl.calls()] == ["apply", "delete"]
+    assert not written.exists() and endpoints.get("cards", "staging") is None
+
+
+def test_a_refused_apply_fails_the_deploy_with_kubectls_message(cluster, loop):
+    endpoints, kubectl, _ = cluster
+    kubectl.fail_file.write_text("")
+    with pytest.raises(RuntimeError, match="apply -f .* could not find the requested resource"):
+        loop.call(endpoints.deploy("loans", "staging", "1", None, team="sme-credit", storage_uri=STORAGE))
+    assert endpoints.get("loans", "staging") is None
+
+
+def test_an_online_deploy_without_storage_uri_names_what_is_missing(cluster, loop):
+    endpoints, kubectl, _ = cluster
+    with pytest.raises(ValueError, match="storage URI of loans version 1"):
+        loop.call(endpoints.deploy("loans", "staging", "1", "/local/copy", team="sme-credit"))
+    assert kubectl.calls() == []
+
+
+# --- the service in Kubernetes mode ----------------------------------------------
+
+
+def test_build_runner_in_kubernetes_mode_serves_with_kserve_endpoints(tmp_path):
+    env = {"MLOPSHUB_KUBECTL": "kubectl --context bank", "MLOPSHUB_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"}
+    common = {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "teams": {}, "public_url": "https://hub"}
+    runner = build_runner(data_dir=tmp_path / "k8s", mode="kubernetes", env=env, **common)
+    assert isinstance(runner.endpoints, KServeEndpoints)
+    assert runner.endpoints.deployer.kubectl == ["kubectl", "--context", "bank"]
+    assert runner.endpoints.deployer.folder == tmp_path / "k8s" / "manifests"
+    assert runner.cluster == Cluster(runner.endpoints.deployer, artifacts_destination="s3://bucket/artifacts")
+
+    local = build_runner(data_dir=tmp_path / "local", **common)
+    assert isinstance(local.endpoints, Endpoints) and local.cluster is None
+    with pytest.raises(ValueError, match="MLOPSHUB_MODE='openshift'"):
+        build_runner(data_dir=tmp_path / "other", mode="openshift", **common)
+
+
+class DownloadUris:
+    """The one registry call storage_uri makes, answering what MLflow would."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def get_model_version_download_uri(self, name: str, version: str) -> str:
+        return self.uri
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("mlflow-artifacts:/1/models/m-0123/artifacts", "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"),
+        ("mlflow-artifacts://mlflow:5000/1/models/m-0123/artifacts", "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"),
+        ("s3://other-bucket/1/abc/artifacts/model", "s3://other-bucket/1/abc/artifacts/model"),
+    ],
+)  # fmt: skip
+def test_storage_uri_is_an_address_the_predictor_can_fetch(tmp_path, source, expected):
+    registry = Registry(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "cache")
+    registry.client = DownloadUris(source)
+    assert registry.storage_uri("sme-credit", "loans", "3", "s3://mlopshub-mlflow/artifacts/") == expected
+
+
+def test_storage_uri_served_by_mlflow_needs_the_artifacts_destination(tmp_path):
+    registry = Registry(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "cache")
+    registry.client = DownloadUris("mlflow-artifacts:/1/models/m-0123/artifacts")
+    with pytest.raises(ValueError, match="set MLOPSHUB_ARTIFACTS_DESTINATION"):
+        registry.storage_uri("sme-credit", "loans", "3")
