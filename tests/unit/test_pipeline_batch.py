@@ -212,6 +212,19 @@ def test_a_failed_run_is_recorded_with_its_reason(service, project):
     assert latest["status"] == "failed" and "missing.csv" in latest["reason"]
 
 
+def test_a_folder_other_than_the_models_project_is_not_read(service, project, tmp_path):
+    # The pipeline reads inputs with its own rights: another folder on the machine (say, another team's
+    # project) is refused; the model's own project, or a git URL, is what a release may name.
+    release = service.runner.store.production(MODEL)
+    elsewhere = replace(release, batch={**release.batch, "repo": str(tmp_path)})
+
+    async def run() -> dict:
+        return await service.runner.start_batch(elsewhere, "production", "val")
+
+    result = service.call(run())
+    assert result["status"] == "failed" and "other than the project the model was trained in" in result["reason"]
+
+
 def test_the_scoring_process_gets_arguments_and_no_secrets(service, project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
