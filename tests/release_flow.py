@@ -6,7 +6,17 @@ push it, and train and log a scikit-learn model in MLflow from that project
 (the run then carries its lineage: commit, data versions, project folder).
 """
 
+import pandas as pd
+
 PROJECT = "credit"
+#: Two applicants, as a scoring client sends them: one request body per MLflow input format.
+ROWS = pd.DataFrame({"amount": [10.0, 90.0], "income": [150.0, 30.0]})
+FORMATS = {
+    "dataframe_split": {"dataframe_split": ROWS.to_dict(orient="split")},
+    "dataframe_records": {"dataframe_records": ROWS.to_dict(orient="records")},
+    "instances": {"instances": ROWS.to_dict(orient="records")},
+    "inputs": {"inputs": ROWS.to_dict(orient="list")},
+}
 
 #: Creates ~/credit: git (branch main) + DVC with the team's remote, data/loans.csv and data/holdout.csv versioned.
 MAKE_PROJECT = r"""

@@ -276,6 +276,15 @@ def _validate_schema(document: dict[str, Any], origin: dict[str, str]) -> None:
     raise CatalogError(file, _key_path(path), _describe(error))
 
 
+def _check_slugs(slugs: list[str], profiles: Mapping[str, Any], file: str, where: str) -> None:
+    """Every one of ``slugs`` names a profile; else the error names the first that does not."""
+    for index, slug in enumerate(slugs):
+        if slug not in profiles:
+            raise CatalogError(
+                file, f"{where}[{index}]", f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}"
+            )
+
+
 def _check_resources(settings: Mapping[str, Any], file: str, where: str) -> None:
     cpu = settings.get("cpu") or {}
     if "guarantee" in cpu and "limit" in cpu and cpu["limit"] < cpu["guarantee"]:
@@ -322,13 +331,7 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
     teams_file = origin.get("teams", source)
     teams: dict[str, Team] = {}
     for name, raw in document["teams"].items():
-        for index, slug in enumerate(raw["profiles"]):
-            if slug not in profiles:
-                raise CatalogError(
-                    teams_file,
-                    f"teams.{name}.profiles[{index}]",
-                    f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}",
-                )
+        _check_slugs(raw["profiles"], profiles, teams_file, f"teams.{name}.profiles")
         teams[name] = Team(
             name,
             raw.get("display_name", name),
@@ -342,13 +345,7 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
     for name, raw in (document.get("role_groups") or {}).items():
         if name in teams:
             raise CatalogError(role_file, f"role_groups.{name}", "expected a name that is not also a team")
-        for index, slug in enumerate(raw.get("profiles") or []):
-            if slug not in profiles:
-                raise CatalogError(
-                    role_file,
-                    f"role_groups.{name}.profiles[{index}]",
-                    f"unknown profile slug {slug!r}; expected one of: {', '.join(profiles)}",
-                )
+        _check_slugs(raw.get("profiles") or [], profiles, role_file, f"role_groups.{name}.profiles")
         role_groups[name] = RoleGroup(
             name, raw.get("display_name", name), raw["role"], tuple(raw.get("profiles") or ())
         )

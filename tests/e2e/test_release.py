@@ -10,22 +10,14 @@ Dana rolls back and the previous version serves again.
 
 import re
 
-import pandas as pd
 import pytest
 import requests
-from release_flow import PROJECT, make_project, train
+from release_flow import FORMATS, PROJECT, make_project, train
 
 pytestmark = pytest.mark.e2e
 
 TEAM = "sme-credit"
 MODEL = "credit-scorecard"
-ROWS = pd.DataFrame({"amount": [10.0, 90.0], "income": [150.0, 30.0]})
-FORMATS = {
-    "dataframe_split": {"dataframe_split": ROWS.to_dict(orient="split")},
-    "dataframe_records": {"dataframe_records": ROWS.to_dict(orient="records")},
-    "instances": {"instances": ROWS.to_dict(orient="records")},
-    "inputs": {"inputs": ROWS.to_dict(orient="list")},
-}
 #: A release moves through registry, gates and a model server start: give it time on two cores.
 RELEASE_TIMEOUT = 240_000
 

@@ -8,21 +8,13 @@ tests/e2e/test_release.py clicks the same flow in the sidebar.)
 
 import time
 
-import pandas as pd
 import pytest
 import requests
-from release_flow import make_project, train
+from release_flow import FORMATS, make_project, train
 
 pytestmark = pytest.mark.integration
 
 TEAM = "sme-credit"
-ROWS = pd.DataFrame({"amount": [10.0, 90.0], "income": [150.0, 30.0]})
-FORMATS = {
-    "dataframe_split": {"dataframe_split": ROWS.to_dict(orient="split")},
-    "dataframe_records": {"dataframe_records": ROWS.to_dict(orient="records")},
-    "instances": {"instances": ROWS.to_dict(orient="records")},
-    "inputs": {"inputs": ROWS.to_dict(orient="list")},
-}
 WAITING = {"awaiting_approval", "gates_failed", "failed", "production", "rejected"}
 
 
