@@ -28,8 +28,9 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from mlopshub.pipeline import Conflict, Release, ReleaseStore
 from mlopshub.services.pipeline.registry import Registry
-from mlopshub.services.pipeline.runner import Cluster
+from mlopshub.services.pipeline.runner import Cluster, ReleaseRunner
 from mlopshub.services.pipeline.service import build_runner
 from mlopshub.serving import Endpoints, KServeEndpoints, ModelServer, NotReady, endpoint_routes
 from mlopshub.serving.manifests import ManifestDeployer
@@ -295,3 +296,70 @@ def test_storage_uri_served_by_mlflow_needs_the_artifacts_destination(tmp_path):
     registry.client = DownloadUris("mlflow-artifacts:/1/models/m-0123/artifacts")
     with pytest.raises(ValueError, match="set MLOPSHUB_ARTIFACTS_DESTINATION"):
         registry.storage_uri("sme-credit", "loans", "3")
+
+
+# --- the runner in Kubernetes mode ------------------------------------------------
+
+
+class StorageRegistry:
+    """The one registry call the runner makes to serve a version in Kubernetes."""
+
+    def storage_uri(self, team: str, name: str, version: str, artifacts_destination: str = "") -> str:
+        return f"{artifacts_destination}/{team}/{name}/{version}"
+
+
+def a_release(kind: str, version: str = "3", schedule: str | None = "0 6 * * 1-5") -> Release:
+    batch = {"input": "data/loans.csv", "rev": "v1", "schedule": schedule, "repo": None} if kind == "batch" else None
+    return Release(id=f"rel-{kind}{version}", model_name="loans", version=version, model_uri="runs:/r/model",
+                   run_id="r", team="sme-credit", kind=kind, description="", publisher="ana", state="approved",
+                   steps=[], batch=batch)  # fmt: skip
+
+
+@pytest.fixture
+def cluster_runner(cluster, tmp_path):
+    endpoints, kubectl, _ = cluster
+    runner = ReleaseRunner(
+        store=ReleaseStore(tmp_path / "pipeline.sqlite"),
+        registry=StorageRegistry(),
+        endpoints=endpoints,
+        teams={},
+        load_holdout=lambda team, spec: None,
+        endpoint_url=lambda model, stage: f"https://hub/services/models/{model}/{stage}/invocations",
+        cluster=Cluster(endpoints.deployer, artifacts_destination="s3://mlopshub-mlflow/artifacts"),
+    )
+    return runner, kubectl
+
+
+def kinds(path: Path) -> list[str]:
+    return [document["kind"] for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def test_runner_serves_an_online_version_from_its_storage_uri(cluster_runner, loop):
+    runner, kubectl = cluster_runner
+    loop.call(runner._serve(a_release("online"), "staging"))
+    written = runner.cluster.deployer.path("loans", "staging")
+    (service,) = yaml.safe_load_all(written.read_text())
+    assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlopshub-mlflow/artifacts/sme-credit/loans/3"
+    assert runner.endpoints.get("loans", "staging").version == "3"
+    assert kubectl.calls() == [["apply", "-f", str(written)]]
+
+
+def test_runner_applies_a_job_in_staging_and_a_cronjob_in_production_and_runs_nothing_itself(cluster_runner, loop):
+    runner, kubectl = cluster_runner
+    deployer = runner.cluster.deployer
+    assert loop.call(runner._apply_batch(a_release("batch"), "staging")) == "/scores/loans/staging"
+    assert kinds(deployer.path("loans", "staging")) == ["Job"]
+    assert loop.call(runner._apply_batch(a_release("batch"), "production")) == "/scores/loans/production"
+    assert kinds(deployer.path("loans", "production")) == ["CronJob"]
+    assert kubectl.calls() == [
+        ["apply", "-f", str(deployer.path("loans", stage))] for stage in ("staging", "production")
+    ]
+
+    # A version run on demand only keeps nothing in the cluster: the previous CronJob goes.
+    loop.call(runner._apply_batch(a_release("batch", "4", schedule=None), "production"))
+    assert kubectl.calls()[-1][:2] == ["delete", "--ignore-not-found"]
+    assert not deployer.path("loans", "production").exists()
+    assert [e.action for e in runner.store.audit.entries()] == ["batch applied"] * 3
+
+    with pytest.raises(Conflict, match="create job --from=cronjob/loans-batch"):
+        runner.start_batch(a_release("batch"), "production", "ana")
