@@ -1,6 +1,7 @@
 """Model code runs apart from the pipeline: no secrets in its environment and, as root, the team's own account."""
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -14,9 +15,10 @@ import requests
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
-from mlopshub.services.pipeline.gatecheck import run_isolated
+from mlopshub.services.pipeline.gatecheck import GATES, run_isolated
 from mlopshub.serving import Endpoints
 from mlopshub.serving.sandbox import account_name, model_environment, team_accounts
+from mlopshub.serving.zygote import Zygotes
 
 TEAM = "sandbox-test"
 SECRETS = {"MLFLOW_TRACKING_PASSWORD": "admin-secret", "JUPYTERHUB_API_TOKEN": "hub-secret"}
@@ -96,6 +98,38 @@ def test_model_servers_and_gates_run_as_the_team_account_without_the_secrets(tea
     by_name = {result.name: result for result in results}
     assert by_name["model_loads"].passed and by_name["metrics"].passed, by_name
     assert account_name(TEAM) == "mlopshub-m-sandbox-test"
+
+    # The same gates forked from the team's warm zygote (what the pipeline does on one machine), as the account.
+    request = team_folder / TEAM / "gates.json"
+    request.write_text(
+        json.dumps(
+            {
+                "model_path": str(saved["path"]),
+                "tags": {},
+                "thresholds": {"auc": {"min": 0.5}},
+                "holdout": {"csv": holdout.to_csv(index=False), "target": "default", "path": "h", "version": "v"},
+                "pushed": None,
+            }
+        )
+    )
+    request.chmod(0o644)
+
+    async def gates_in_zygote():
+        zygotes = Zygotes(run_as=accounts)
+        try:
+            answer = await zygotes.of(TEAM).call(GATES, request)
+            return answer, psutil.Process(zygotes.of(TEAM).pid).uids().real
+        finally:
+            await zygotes.close()
+
+    answer, zygote_uid = asyncio.run(gates_in_zygote())
+    assert zygote_uid == account.uid
+    assert {result["name"]: result["passed"] for result in answer} == {
+        "model_loads": True,
+        "signature_and_example": True,
+        "lineage": False,  # no lineage tags given here
+        "metrics": True,
+    }
 
 
 @as_root

@@ -1,6 +1,7 @@
 """Model servers forked from a warm parent per team: real zygotes, real forked scoring processes, real kills."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 from mlopshub.serving import Endpoints, ModelServer
+from mlopshub.serving.zygote import ZygoteFailed, Zygotes
 
 COLUMNS = ["income", "debt", "age", "tenure"]
 
@@ -179,3 +181,20 @@ def test_no_model_server_outlives_the_service(model):
         service.kill()
         service.wait(10)
     wait_until(lambda: not psutil.pid_exists(zygote) and not psutil.pid_exists(child), timeout=15)
+
+
+def test_a_call_in_the_zygote_answers_its_result_or_its_error(tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"a": 1}))
+
+    async def calls():
+        zygotes = Zygotes()
+        try:
+            ok = await zygotes.of("calls").call("json:dumps", request)
+            with pytest.raises(ZygoteFailed, match="TypeError"):
+                await zygotes.of("calls").call("os.path:getsize", request)  # a dict is not a path
+            return ok
+        finally:
+            await zygotes.close()
+
+    assert asyncio.run(calls()) == '{"a": 1}'

@@ -113,6 +113,10 @@ def _tail(path: Path | None, lines: int = 15) -> str:
 # --- the service side ---------------------------------------------------------------------------------------------
 
 
+#: Seconds a :meth:`Zygote.call` child may take (gates load and score a model on the hold-out set).
+CALL_TIMEOUT = 900.0
+
+
 class Zygote:
     """The service's handle on one team's zygote process: start it, ask it to fork, stop it."""
 
@@ -189,14 +193,7 @@ class Zygote:
         """
         request = {"model_path": str(model_path)}
         async with self._lock:
-            if not self.alive():
-                if self._process is not None:
-                    log.warning(
-                        "zygote of team %r exited (code %s); starting it again", self.team, self._process.poll()
-                    )
-                    self.restarts += 1
-                    await self.stop()
-                await self.start()
+            await self._ensure_running()
             # The service opens the server's log, so the zygote's account needs no write access to the log folder.
             fds = [listening.fileno()]
             log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640) if log_path else None
@@ -212,6 +209,47 @@ class Zygote:
                 f"zygote of team {self.team!r} could not fork a server for {model_path}: {answer['error']}"
             )
         return int(answer["pid"])
+
+    async def call(self, target: str, request_path: str | Path, timeout: float = CALL_TIMEOUT) -> Any:
+        """Run ``target`` (``"module:function"``) on the JSON in ``request_path`` in a forked child; its result.
+
+        For short jobs on a team's model code that should not pay a cold
+        Python start (the release gates): the child starts from the warm,
+        preloaded zygote, as the team's account, and writes its result, as
+        JSON, to a pipe only this process reads. :class:`ZygoteFailed` with the
+        child's error when it raised, died or took longer than ``timeout``.
+        """
+        read_end, write_end = os.pipe()
+        try:
+            async with self._lock:
+                await self._ensure_running()
+                try:
+                    answer = await asyncio.to_thread(
+                        self._ask, {"call": target, "request": str(request_path)}, [write_end]
+                    )
+                finally:
+                    os.close(write_end)
+            if "error" in answer:
+                raise ZygoteFailed(f"zygote of team {self.team!r} could not run {target}: {answer['error']}")
+            data = await asyncio.to_thread(_read_until_closed, read_end, timeout)
+        finally:
+            os.close(read_end)
+        if not data:
+            raise ZygoteFailed(f"{target} in the zygote of team {self.team!r} died before answering")
+        outcome = json.loads(data)
+        if "error" in outcome:
+            raise ZygoteFailed(f"{target} failed: {outcome['error']}\n{outcome.get('trace', '')}")
+        return outcome["result"]
+
+    async def _ensure_running(self) -> None:
+        """Start the zygote if it is not running (first use, or it died); under :attr:`_lock`."""
+        if self.alive():
+            return
+        if self._process is not None:
+            log.warning("zygote of team %r exited (code %s); starting it again", self.team, self._process.poll())
+            self.restarts += 1
+            await self.stop()
+        await self.start()
 
     async def stop(self) -> None:
         """Close the control socket (the zygote exits, its children with it); SIGKILL after :data:`STOP_TIMEOUT`."""
@@ -419,6 +457,46 @@ def _fork(control: socket.socket, request: dict[str, Any], fd: int, log_fd: int 
     return pid
 
 
+def _fork_call(control: socket.socket, request: dict[str, Any], result_fd: int) -> int:
+    """Fork a child that runs ``request["call"]`` on the JSON file ``request["request"]`` and writes the outcome."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    zygote = os.getpid()
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    control.close()
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _die_with_parent(zygote)
+        module, _, name = str(request["call"]).partition(":")
+        function = getattr(importlib.import_module(module), name)
+        result = function(json.loads(Path(request["request"]).read_text()))
+        outcome = json.dumps({"result": result})
+    except BaseException as error:  # reported to the service, which decides what it means
+        outcome = json.dumps({"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-3000:]})
+    try:
+        with os.fdopen(os.dup(result_fd), "wb") as out:
+            out.write(outcome.encode())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _read_until_closed(fd: int, timeout: float) -> bytes:
+    """Everything written to the pipe ``fd`` until its last writer closes it; TimeoutError after ``timeout`` s."""
+    chunks, deadline = [], time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise ZygoteFailed(f"no answer within {timeout:.0f} s")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def serve_forks(control: socket.socket, parent: int) -> None:
     """Answer fork requests on ``control`` until it closes or ``parent`` is gone."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
@@ -435,9 +513,13 @@ def serve_forks(control: socket.socket, parent: int) -> None:
             return  # the service closed its end
         try:
             if len(fds) not in (1, 2):
-                raise ValueError(f"a fork request carries a listening socket and a log, this one {len(fds)} fds")
-            log_fd = fds[1] if len(fds) == 2 else None
-            answer: dict[str, Any] = {"pid": _fork(control, json.loads(data), fds[0], log_fd)}
+                raise ValueError(f"a request carries one or two file descriptors, this one {len(fds)}")
+            request = json.loads(data)
+            if "call" in request:
+                answer: dict[str, Any] = {"pid": _fork_call(control, request, fds[0])}
+            else:
+                log_fd = fds[1] if len(fds) == 2 else None
+                answer = {"pid": _fork(control, request, fds[0], log_fd)}
         except Exception as error:  # answered, not fatal: the next request may be fine
             answer = {"error": f"{type(error).__name__}: {error}"}
         finally:

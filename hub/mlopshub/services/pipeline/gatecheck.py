@@ -1,5 +1,10 @@
 """The gates that run model code, in a process of their own: ``python -m mlopshub.services.pipeline.gatecheck``.
 
+On one machine the process is a child forked from the team's zygote
+(``Zygote.call(GATES, request_file)``: MLflow and scikit-learn already
+imported, so the gates cost no cold start); elsewhere (Kubernetes, or no
+zygote) a fresh ``python -m`` process (:func:`run_isolated`).
+
 Loading a model runs its author's code (unpickling), and so does scoring the
 hold-out set. The pipeline therefore prepares everything that needs its own
 rights (the run's tags from MLflow, the hold-out set from DVC, whether the
@@ -28,6 +33,8 @@ from typing import Any
 from mlopshub.pipeline.gates import GateResult, HoldOut, run_gates
 from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 
+#: What a zygote's child runs for the gates.
+GATES = "mlopshub.services.pipeline.gatecheck:check_json"
 #: Seconds the gates may take (loading and scoring a large model on a large hold-out set).
 TIMEOUT = 900.0
 
@@ -73,6 +80,11 @@ def check(request: Mapping[str, Any]) -> list[GateResult]:
         holdout=holdout if (spec or holdout_error) else None,
         pushed=pushed if pushed_map is not None else None,
     )
+
+
+def check_json(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """:func:`check` with plain-data results (what a zygote's child returns: ``Zygote.call``)."""
+    return [result.to_dict() for result in check(request)]
 
 
 def run_isolated(request: Mapping[str, Any], run_as: RunAs | None, timeout: float = TIMEOUT) -> list[GateResult]:
