@@ -51,11 +51,13 @@ class EndpointHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error_code": f"HTTP_{status_code}", "message": message}))
 
-    async def _endpoint(self, model: str, stage: str) -> Endpoint:
+    async def _authorized(self, model: str, stage: str) -> None:
         if stage not in STAGES:
             raise web.HTTPError(404, f"unknown stage {stage!r}; endpoints are {' and '.join(STAGES)}")
         if self.authorize is not None:
             await self.authorize(self, model, stage)
+
+    def _endpoint(self, model: str, stage: str) -> Endpoint:
         endpoint = self.endpoints.get(model, stage)
         if endpoint is None:
             raise web.HTTPError(404, f"model {model!r} has no {stage} endpoint; publish it or check the release")
@@ -74,12 +76,12 @@ class EndpointHandler(web.RequestHandler):
         await self._forward(model, stage, action, method="POST", body=self.request.body)
 
     async def _forward(self, model: str, stage: str, action: str, *, method: str, body: bytes | None) -> None:
-        await self._endpoint(model, stage)
+        await self._authorized(model, stage)  # once per request, before anything is looked up
         headers = {name: self.request.headers[name] for name in FORWARDED_HEADERS if name in self.request.headers}
         deadline = time.monotonic() + RETRY_FOR
         while True:
             # Looked up again on each try: after a switch the retry goes to the new server.
-            endpoint = await self._endpoint(model, stage)
+            endpoint = self._endpoint(model, stage)
             server = endpoint.server
             server.active += 1
             try:
