@@ -172,7 +172,9 @@ def pipeline_lines(pipeline: dict) -> list[str]:
         f"{direct['p99_ratio']}x its p99; behind the proxy handler {bare['throughput_ratio']}x and "
         f"{bare['p99_ratio']}x; the full path {load['throughput_ratio']}x and {load['p99_ratio']}x.",
         "The service, the model server and the load generator share the same two cores, so each hop's Python",
-        f"work is taken from the model server's CPU: {_targets_met(load)}",
+        f"work is taken from the model server's CPU: {_targets_met(load)} Runs on this machine spread by",
+        "10-15% (three runs on 2026-11-28 measured the full path at 0.90x, 0.93x and 1.03x the baseline's",
+        "throughput and 1.25x, 1.14x and 0.99x its p99), so compare ratios within one run.",
         "",
         "**Memory.** One team's zygote tree with 1 and with 4 model servers (after 20 requests each), against 1 and",
         "4 `mlflow models serve` trees; per additional model = (at 4 - at 1) / 3. PSS is compared with PSS (the",
