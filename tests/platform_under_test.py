@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,15 @@ class Platform:
         return self
 
     def down(self) -> None:
+        """Stop the platform and remove its data, keeping only ``logs/`` (to read after a failure)."""
         self.cli("down", check=False)
+        for entry in self.data_dir.iterdir() if self.data_dir.is_dir() else ():
+            if entry.name == "logs":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     # --- hub REST API -------------------------------------------------------
 
