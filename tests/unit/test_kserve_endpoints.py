@@ -80,7 +80,10 @@ class Loop:
 
 
 class Kubectl:
-    """A stand-in for the cluster's API: a kubectl script recording each call; fails while ``fail`` is set."""
+    """A stand-in for the cluster's API: a kubectl script recording each call.
+
+    While ``fail_file`` exists, calls fail: every call when it is empty, only that subcommand when it names one.
+    """
 
     def __init__(self, folder: Path):
         self.calls_file = folder / "kubectl-calls.jsonl"
@@ -89,7 +92,8 @@ class Kubectl:
         self.script.write_text(
             "import json, os, sys\n"
             f"open({str(self.calls_file)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-            f"if os.path.exists({str(self.fail_file)!r}):\n"
+            f"if os.path.exists({str(self.fail_file)!r}) and (open({str(self.fail_file)!r}).read() or sys.argv[1])"
+            " == sys.argv[1]:\n"
             "    sys.exit('error: the server could not find the requested resource')\n"
         )
         self.command = [sys.executable, str(self.script)]
@@ -167,7 +171,8 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
     assert service["metadata"]["name"] == "credit-default-staging"
     assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE
     assert service["metadata"]["labels"]["mlopshub.io/model-version"] == "3"
-    assert kubectl.calls() == [["apply", "-f", str(written)]]
+    wait = ["wait", "--for=condition=Ready", f"--timeout={int(endpoints.ready_timeout)}s", "-f", str(written)]
+    assert kubectl.calls() == [["apply", "-f", str(written)], wait], "applied, then KServe's Ready awaited"
     assert (endpoint.version, endpoint.server.url, endpoint.server.pid) == ("3", predictor["url"], None)
     assert endpoint.to_dict() == {"model": "Credit_Default", "stage": "staging", "version": "3", "pid": None,
                                   "restarts": 0}  # fmt: skip
@@ -179,7 +184,7 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
     assert endpoint.server.active == 0, "the proxy counts requests in flight on the predictor"
 
     again = loop.call(endpoints.deploy("Credit_Default", "staging", "3", None, team="sme-credit", storage_uri=STORAGE))
-    assert again is endpoint and len(kubectl.calls()) == 1, "the version already served: nothing applied"
+    assert again is endpoint and len(kubectl.calls()) == 2, "the version already served: nothing applied"
 
 
 def test_the_default_predictor_address_is_the_inference_services_cluster_service(tmp_path):
@@ -217,8 +222,8 @@ def test_a_predictor_that_never_gets_ready_fails_the_deploy_and_the_previous_ver
 
     assert endpoints.get("loans", "production").version == "1"
     assert written.read_text() == serving, "the file is version 1's again"
-    assert kubectl.calls()[-2:] == [["apply", "-f", str(written)], ["apply", "-f", str(written)]], (
-        "version 2 applied, then version 1 applied again"
+    assert [call[0] for call in kubectl.calls()[-3:]] == ["apply", "wait", "apply"], (
+        "version 2 applied and awaited, then version 1 applied again"
     )
     response = score(proxy, "loans", "production", predictor["body"])
     assert response.status_code == 200 and response.headers["X-Mlopshub-Model-Version"] == "1"
@@ -230,8 +235,21 @@ def test_a_first_deploy_that_never_gets_ready_deletes_what_it_applied(cluster, l
     with pytest.raises(NotReady, match="describe inferenceservice cards-staging"):
         loop.call(endpoints.deploy("cards", "staging", "1", None, team="retail-scoring", storage_uri=STORAGE))
     written = endpoints.deployer.path("cards", "staging")
-    assert [call[0] for call in kubectl.calls()] == ["apply", "delete"]
+    assert [call[0] for call in kubectl.calls()] == ["apply", "wait", "delete"]
     assert not written.exists() and endpoints.get("cards", "staging") is None
+
+
+def test_an_inference_service_that_never_becomes_ready_fails_the_deploy_before_any_switch(cluster, loop, predictor):
+    endpoints, kubectl, proxy = cluster
+    loop.call(endpoints.deploy("rates", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
+    kubectl.fail_file.write_text("wait")  # KServe never reports version 2's revision Ready
+    with pytest.raises(NotReady, match="rates version 2 at production did not become Ready"):
+        loop.call(endpoints.deploy("rates", "production", "2", None, team="sme-credit", storage_uri=STORAGE + "2"))
+    kubectl.fail_file.unlink()
+    assert endpoints.get("rates", "production").version == "1"
+    assert [call[0] for call in kubectl.calls()[-3:]] == ["apply", "wait", "apply"]
+    response = score(proxy, "rates", "production", predictor["body"])
+    assert response.status_code == 200 and response.headers["X-Mlopshub-Model-Version"] == "1"
 
 
 def test_a_refused_apply_fails_the_deploy_with_kubectls_message(cluster, loop):
@@ -341,7 +359,9 @@ def test_runner_serves_an_online_version_from_its_storage_uri(cluster_runner, lo
     (service,) = yaml.safe_load_all(written.read_text())
     assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlopshub-mlflow/artifacts/sme-credit/loans/3"
     assert runner.endpoints.get("loans", "staging").version == "3"
-    assert kubectl.calls() == [["apply", "-f", str(written)]]
+    timeout = int(runner.endpoints.ready_timeout)
+    wait = ["wait", "--for=condition=Ready", f"--timeout={timeout}s", "-f", str(written)]
+    assert kubectl.calls() == [["apply", "-f", str(written)], wait], "applied, then KServe's Ready awaited"
 
 
 def test_runner_applies_a_job_in_staging_and_a_cronjob_in_production_and_runs_nothing_itself(cluster_runner, loop):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,9 @@ class KServeEndpoints:
             await asyncio.to_thread(self.deployer.deploy, release, stage, storage_uri=storage_uri)
             url = self.url(model, stage)
             try:
+                if self.deployer.kubectl:
+                    # KServe's own word that the new revision serves, then the predictor's answer.
+                    await self._wait_condition(model, stage, version)
                 await self._wait_ready(url, model, stage, version)
             except NotReady:
                 await self._put_back(model, stage, previous)
@@ -149,6 +153,16 @@ class KServeEndpoints:
             self._live[key] = endpoint  # the switch: the proxy names this version from here on
             log.info("endpoint %s/%s now serves version %s (InferenceService %s)", model, stage, version, path.name)
             return endpoint
+
+    async def _wait_condition(self, model: str, stage: str, version: str) -> None:
+        try:
+            await asyncio.to_thread(self.deployer.wait_ready, model, stage, self.ready_timeout)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            raise NotReady(
+                f"the InferenceService of {model} version {version} at {stage} did not become Ready "
+                f"({error}); the previous endpoint keeps serving. Look at `kubectl -n {self.namespace} describe "
+                f"inferenceservice {resource_name(model, stage)}`"
+            ) from None
 
     async def _wait_ready(self, url: str, model: str, stage: str, version: str) -> None:
         deadline = time.monotonic() + self.ready_timeout

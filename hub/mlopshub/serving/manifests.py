@@ -124,6 +124,20 @@ class ManifestDeployer:
             self._kubectl("delete", "--ignore-not-found", "-f", str(target))
         target.unlink()
 
+    def wait_ready(self, model: str, stage: str, timeout: float) -> None:
+        """``kubectl wait --for=condition=Ready`` on the objects of ``model`` at ``stage``; RuntimeError if not.
+
+        KServe sets an InferenceService Ready once its latest revision serves,
+        so this also tells a rollout's new version from the old one that still
+        answers on the same address.
+        """
+        assert self.kubectl is not None
+        command = [*self.kubectl, "wait", "--for=condition=Ready", f"--timeout={int(timeout)}s", "-f"]
+        command.append(str(self.path(model, stage)))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+
     def apply(self, path: Path) -> None:
         """``kubectl apply -f <path>``; :class:`RuntimeError` with kubectl's message when it fails."""
         self._kubectl("apply", "-f", str(path))
