@@ -12,6 +12,11 @@ new profile or a new tag cannot be forgotten in the Helm values:
 * ``helm-values/generated/catalog-configmap.yaml``
   (:func:`render_catalog_configmap`): the ConfigMap itself, holding the
   catalog files verbatim. The hub, MLflow and the platform services mount it.
+* ``helm-values/generated/models-service-accounts.yaml``
+  (:func:`render_model_service_accounts`): per team, the ServiceAccount
+  ``models-<team>`` its InferenceServices and scoring Jobs run as, in the
+  models namespace, reading the team's models in S3 through the Secret
+  ``models-<team>-s3`` (KServe's S3 credentials; the bank creates it).
 
 Everything here is pure: the ``render_*`` functions return text and
 :func:`write_generated` is the only function that writes (``mlopshub helm
@@ -36,6 +41,9 @@ CATALOG_DIR = REPO_ROOT / "profiles"
 GENERATED_DIR = REPO_ROOT / "helm-values" / "generated"
 CATALOG_VALUES_FILE = GENERATED_DIR / "catalog.yaml"
 CATALOG_CONFIGMAP_FILE = GENERATED_DIR / "catalog-configmap.yaml"
+MODEL_ACCOUNTS_FILE = GENERATED_DIR / "models-service-accounts.yaml"
+#: Where released models run in Kubernetes (see :mod:`mlopshub.serving.kserve`).
+MODELS_NAMESPACE = "mlopshub-models"
 
 #: The ConfigMap holding the catalog; a fixed name, so that charts other than
 #: Zero to JupyterHub (MLflow) and the platform manifests can mount it too.
@@ -186,14 +194,45 @@ def render_catalog_configmap(folder: Path = CATALOG_DIR) -> str:
     )
 
 
+def model_service_accounts(catalog: catalog_module.Catalog) -> list[dict[str, Any]]:
+    """One ServiceAccount per team, ``models-<team>``, with the team's S3 Secret and no API token."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": f"models-{team}",
+                "namespace": MODELS_NAMESPACE,
+                "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
+            },
+            # A model never needs the Kubernetes API; KServe reads S3 credentials from this Secret.
+            "automountServiceAccountToken": False,
+            "secrets": [{"name": f"models-{team}-s3"}],
+        }
+        for team in catalog.teams
+    ]
+
+
+def render_model_service_accounts(folder: Path = CATALOG_DIR) -> str:
+    """The text of ``helm-values/generated/models-service-accounts.yaml`` for the catalog in ``folder``."""
+    accounts = model_service_accounts(catalog_module.load(folder))
+    body = "".join(f"---\n{_dump(account)}" for account in accounts)
+    return (
+        HEADER
+        + "# from profiles/teams.yaml; kubectl apply -f this file (each team's Secret models-<team>-s3 too)\n"
+        + body
+    )
+
+
 def write_generated(
     out_dir: Path = GENERATED_DIR, folder: Path = CATALOG_DIR, tags_file: Path = images.TAGS_FILE
 ) -> list[Path]:
-    """Write both generated files into ``out_dir``; return their paths (``mlopshub helm generate``)."""
+    """Write the generated files into ``out_dir``; return their paths (``mlopshub helm generate``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {
         out_dir / CATALOG_VALUES_FILE.name: render_catalog_values(folder, tags_file),
         out_dir / CATALOG_CONFIGMAP_FILE.name: render_catalog_configmap(folder),
+        out_dir / MODEL_ACCOUNTS_FILE.name: render_model_service_accounts(folder),
     }
     for path, text in outputs.items():
         path.write_text(text)

@@ -30,7 +30,8 @@ VALUES_DIR = REPO / "helm-values"
 HAND_WRITTEN = VALUES_DIR / "jupyterhub.yaml"
 GENERATED = VALUES_DIR / "generated" / "catalog.yaml"
 GENERATED_CONFIGMAP = VALUES_DIR / "generated" / "catalog-configmap.yaml"
-MANIFESTS = sorted((VALUES_DIR / "platform" / "manifests").glob("*.yaml")) + [GENERATED_CONFIGMAP]
+GENERATED_ACCOUNTS = VALUES_DIR / "generated" / "models-service-accounts.yaml"
+MANIFESTS = sorted((VALUES_DIR / "platform" / "manifests").glob("*.yaml")) + [GENERATED_CONFIGMAP, GENERATED_ACCOUNTS]
 KUBERNETES_VERSION = "1.33"
 
 #: The z2jh values files in the order of `helm upgrade -f a -f b`.
@@ -131,6 +132,19 @@ def test_generated_catalog_values_are_current():
     assert GENERATED.read_text() == helm.render_catalog_values(), (
         "helm-values/generated/catalog.yaml is stale: run `mlopshub helm generate`"
     )
+
+
+def test_generated_model_service_accounts_are_current_one_per_team_matching_what_releases_run_as():
+    assert GENERATED_ACCOUNTS.read_text() == helm.render_model_service_accounts(), (
+        "helm-values/generated/models-service-accounts.yaml is stale: run `mlopshub helm generate`"
+    )
+    from mlopshub.serving.kserve import NAMESPACE, inference_service
+
+    accounts = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(GENERATED_ACCOUNTS.read_text()) if doc}
+    assert set(accounts) == {"models-sme-credit", "models-retail-scoring"}
+    assert {doc["metadata"]["namespace"] for doc in accounts.values()} == {NAMESPACE}
+    served = inference_service("credit", "3", "s3://bucket/m", "sme-credit", "production")
+    assert served["spec"]["predictor"]["serviceAccountName"] in accounts
 
 
 def test_generated_catalog_configmap_is_current():
