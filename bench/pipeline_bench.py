@@ -36,8 +36,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,36 +50,21 @@ from urllib.parse import urlsplit
 import psutil
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pipeline_harness import (  # noqa: E402
+    LINEAGE,
+    TEAM,
+    PipelineService,
+    free_port,
+    stop_group,
+    tracking_server,
+    wait_for_url,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-CATALOG = ROOT / "profiles"
-TEAM = "sme-credit"
 OTHER_TEAM = "retail-scoring"
-ACCESS = "access:services!service=pipeline"
-LINEAGE = {
-    "mlopshub.team": TEAM,
-    "mlopshub.git.commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
-    "mlopshub.git.dirty": "false",
-    "mlopshub.data.data/loans.csv": "0123456789abcdef0123456789abcdef",
-    "mlopshub.data.count": "1",
-}
-#: The token table the small hub endpoint answers from: a publisher and a validator.
-TOKENS = {
-    "ann": {"name": "ann", "groups": [TEAM], "scopes": [ACCESS, f"custom:mlopshub:publish!group={TEAM}"]},
-    "val": {
-        "name": "val",
-        "groups": ["model-validators"],
-        "scopes": [ACCESS, "custom:mlopshub:approve", "custom:mlopshub:read-releases"],
-    },
-}
 COLUMNS = ["income", "debt", "age", "tenure"]
-
-
-def free_port() -> int:
-    """A free local TCP port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def median(values: list[float]) -> float:
@@ -89,51 +72,6 @@ def median(values: list[float]) -> float:
 
 
 # --- the parts under test -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tracking_server(folder: Path) -> Iterator[str]:
-    """A real MLflow tracking server (one worker, SQLite, local artifacts); yields its URI."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlopshub.services.mlflow_server", "--backend-store-uri",
-               f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", str(folder / "artifacts"), "--host",
-               "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    with open(folder / "mlflow-server.log", "wb") as output:
-        server = subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_url(f"{uri}/health", timeout=90, process=server)
-        yield uri
-    finally:
-        stop_group(server)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process's session (it and what it started), SIGKILL after 20 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-
-def wait_for_url(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[:4]} exited with {process.returncode} before {url} answered")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def log_model(tracking_uri: str, folder: Path) -> dict[str, Any]:
@@ -164,101 +102,28 @@ def log_model(tracking_uri: str, folder: Path) -> dict[str, Any]:
             "local": local, "holdout_csv": holdout_csv, "body": body}  # fmt: skip
 
 
-class Service:
-    """The pipeline service and the small hub endpoint on one event loop in a thread (as the flow test runs it)."""
+class Service(PipelineService):
+    """The pipeline service as the flow test runs it (tests/pipeline_harness.py), HubAuth cached as in production."""
 
     def __init__(self, data_dir: Path, tracking_uri: str, holdout_csv: Path):
         import pandas as pd
-        from jupyterhub.services.auth import HubAuth
-        from tornado import web
-        from tornado.httpserver import HTTPServer
-        from tornado.netutil import bind_sockets
 
-        from mlopshub import catalog
         from mlopshub.pipeline.gates import HoldOut
-        from mlopshub.services.pipeline.app import make_app
-        from mlopshub.services.pipeline.auth import hub_authenticator
-        from mlopshub.services.pipeline.service import build_runner, team_releases
-
-        class HubUserHandler(web.RequestHandler):
-            def get(self) -> None:
-                scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-                model = TOKENS.get(token.strip()) if scheme.lower() == "token" else None
-                if model is None:
-                    raise web.HTTPError(403)
-                self.finish({"kind": "user", **model})
 
         def load_holdout(team: str, spec: dict) -> HoldOut:
             frame = pd.read_csv(holdout_csv)
             return HoldOut(frame=frame, target=spec["target"], path=spec["path"], version="bench")
 
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        # The service's own cache setting (service.main): a token is checked with the hub once a minute.
+        super().__init__(data_dir, tracking_uri, load_holdout, cache_max_age=60)
 
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.runner = build_runner(
-                data_dir=data_dir,
-                tracking_uri=tracking_uri,
-                teams=team_releases(catalog.load(CATALOG)),
-                public_url=self.url,
-                load_holdout=load_holdout,
-            )
-            # The service's own cache setting (service.main): a token is checked with the hub once a minute.
-            hub_auth = HubAuth(
-                api_url=f"{self.url}/hub/api", api_token="service-token", cache_max_age=60, access_scopes={ACCESS}
-            )
-            app = make_app(self.runner, hub_authenticator(hub_auth))
-            app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
-            HTTPServer(app).add_sockets(sockets)
-            self.loop.run_until_complete(self.runner.resume())
-            started.set()
-            self.loop.run_forever()
+    def publish(self, uri: str, name: str) -> str:  # type: ignore[override]
+        """Publish as the team's data scientist."""
+        return super().publish("ann", uri, name)
 
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        if not started.wait(60):
-            raise TimeoutError("the pipeline service did not start")
-
-    def call(self, coroutine: Any, timeout: float = 300) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def api(self, method: str, path: str, token: str, body: Any = None) -> requests.Response:
-        return requests.request(
-            method,
-            f"{self.url}/services/pipeline/api/{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=120,
-        )
-
-    def endpoint(self, model: str, stage: str) -> str:
-        return f"{self.url}/services/models/{model}/{stage}/invocations"
-
-    def wait_for(self, release_id: str, state: str, timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            release = self.api("GET", f"releases/{release_id}", "val").json()
-            if release["state"] == state:
-                return release
-            if release["state"] in ("failed", "gates_failed") or time.monotonic() > deadline:
-                raise RuntimeError(f"release {release_id} is {release['state']}: {release.get('reason')}")
-            time.sleep(0.02)
-
-    def publish(self, uri: str, name: str) -> str:
-        body = {"model_uri": uri, "name": name, "kind": "online", "description": "bench"}
-        response = self.api("POST", "releases", "ann", body)
-        if response.status_code != 201:
-            raise RuntimeError(f"publish refused: {response.status_code} {response.text}")
-        return str(response.json()["id"])
-
-    def close(self) -> None:
-        self.call(self.runner.idle())
-        self.call(self.runner.endpoints.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    def wait_for(self, release_id: str, state: str) -> dict:  # type: ignore[override]
+        """Polled often: the publish figure is measured with it."""
+        return super().wait_for(release_id, state, timeout=180, poll=0.02)
 
 
 def answer_once(url: str, body: dict, token: str | None = None, timeout: float = 120) -> None:

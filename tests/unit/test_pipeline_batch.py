@@ -19,9 +19,10 @@ import mlflow
 import pandas as pd
 import pytest
 import requests
+from pipeline_harness import LINEAGE
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from test_pipeline_service_flow import LINEAGE, Service, tracking  # noqa: F401 (tracking is a fixture)
+from test_pipeline_service_flow import Service, tracking  # noqa: F401 (tracking is a fixture)
 
 from mlopshub.pipeline.release import _release
 from mlopshub.services.pipeline.scheduler import BatchScheduler

@@ -6,111 +6,29 @@ the hub does. The service runs in-process on its own event loop; requests are
 plain HTTP.
 """
 
-import asyncio
 import csv
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 import requests
-from jupyterhub.services.auth import HubAuth
 from mlflow.tracking import MlflowClient
+from pipeline_harness import LINEAGE, TEAM, PipelineService, tracking_server
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from tornado import web
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
-from mlopshub import catalog
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.gates import HoldOut
-from mlopshub.services.pipeline.app import make_app
-from mlopshub.services.pipeline.auth import hub_authenticator
-from mlopshub.services.pipeline.service import build_runner, team_releases
-
-CATALOG = Path(__file__).resolve().parents[2] / "profiles"
-TEAM = "sme-credit"
-ACCESS = "access:services!service=pipeline"
-LINEAGE = {
-    "mlopshub.team": TEAM,
-    "mlopshub.git.commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
-    "mlopshub.git.dirty": "false",
-    "mlopshub.data.data/loans.csv": "0123456789abcdef0123456789abcdef",
-    "mlopshub.data.count": "1",
-}
-#: The token table the small hub endpoint answers from.
-TOKENS = {
-    "ann": {"name": "ann", "groups": [TEAM], "scopes": [ACCESS, f"custom:mlopshub:publish!group={TEAM}"]},
-    # In the team and a validator: may approve, but never what she published.
-    "sam": {
-        "name": "sam",
-        "groups": [TEAM, "model-validators"],
-        "scopes": [ACCESS, f"custom:mlopshub:publish!group={TEAM}", "custom:mlopshub:approve"],
-    },
-    "val": {
-        "name": "val",
-        "groups": ["model-validators"],
-        "scopes": [ACCESS, "custom:mlopshub:approve", "custom:mlopshub:read-releases"],
-    },
-    "bob": {
-        "name": "bob",
-        "groups": ["retail-scoring"],
-        "scopes": [ACCESS, "custom:mlopshub:publish!group=retail-scoring"],
-    },
-    "eve": {"name": "eve", "groups": [TEAM], "scopes": [f"custom:mlopshub:publish!group={TEAM}"]},  # no access scope
-}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class HubUserHandler(web.RequestHandler):
-    """``GET /hub/api/user`` as the hub answers it: the token's owner and scopes, 403 for an unknown token."""
-
-    def get(self) -> None:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        model = TOKENS.get(token.strip()) if scheme.lower() == "token" else None
-        if model is None:
-            raise web.HTTPError(403)
-        self.finish({"kind": "user", **model})
 
 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory):
     """A real MLflow tracking server (one process, no auth, no job runner) on a free port."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlopshub.services.mlflow_server", "--backend-store-uri",
-               f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", str(folder / "artifacts"), "--host",
-               "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    with open(folder / "server.log", "wb") as output:
-        server = subprocess.Popen(command, env=env, stdout=output, stderr=output)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-2000:]
-        time.sleep(0.2)
-    yield uri
-    server.terminate()
-    server.wait(30)
+    with tracking_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")
@@ -137,71 +55,17 @@ def logged(tracking):
     return {"uris": uris, "holdout": holdout, "x": holdout.drop(columns="default")}
 
 
-class Service:
-    """The pipeline app and the small hub endpoint, on one event loop in a thread."""
+class Service(PipelineService):
+    """The pipeline service (tests/pipeline_harness.py) with a hold-out set that records how it was asked for."""
 
     def __init__(self, data_dir: Path, tracking_uri: str, holdout: pd.DataFrame):
         self.holdout_reads: list[tuple[str, dict]] = []
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
 
         def load_holdout(team: str, spec: dict) -> HoldOut:
             self.holdout_reads.append((team, dict(spec)))
             return HoldOut(frame=holdout, target=spec["target"], path=spec["path"], version="abc123")
 
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.runner = build_runner(
-                data_dir=data_dir,
-                tracking_uri=tracking_uri,
-                teams=team_releases(catalog.load(CATALOG)),
-                public_url=self.url,
-                load_holdout=load_holdout,
-            )
-            hub_auth = HubAuth(
-                api_url=f"{self.url}/hub/api", api_token="service-token", cache_max_age=0, access_scopes={ACCESS}
-            )
-            app = make_app(self.runner, hub_authenticator(hub_auth))
-            app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
-            HTTPServer(app).add_sockets(sockets)
-            self.loop.run_until_complete(self.runner.resume())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(60)
-
-    def call(self, coroutine, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def api(self, method: str, path: str, token: str | None, body=None, **params) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return requests.request(
-            method, f"{self.url}/services/pipeline/api/{path}", json=body, headers=headers, params=params, timeout=60
-        )
-
-    def wait_for(self, release_id: str, *states: str, timeout: float = 90) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            release = self.api("GET", f"releases/{release_id}", "val").json()
-            if release["state"] in states:
-                return release
-            stopped = release["state"] in ("failed", "gates_failed")
-            assert not stopped, f"release {release['state']}: {release['reason']}"
-            assert time.monotonic() < deadline, f"release still {release['state']}: {release}"
-            time.sleep(0.2)
-
-    def close(self) -> None:
-        if not self.thread.is_alive():
-            return
-        self.call(self.runner.idle())
-        self.call(self.runner.endpoints.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        super().__init__(data_dir, tracking_uri, load_holdout)
 
 
 @pytest.fixture(scope="module")
@@ -216,10 +80,7 @@ def score(url: str, token: str, body: dict) -> requests.Response:
 
 
 def publish(service: Service, token: str, uri: str, name: str = "loans") -> str:
-    body = {"model_uri": uri, "name": name, "kind": "online", "description": "logistic regression on loans"}
-    response = service.api("POST", "releases", token, body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return service.publish(token, uri, name)
 
 
 # --- refusals ----------------------------------------------------------------------------------------------------
