@@ -9,11 +9,9 @@ the ``kubectl apply -f`` / ``delete -f`` calls, the readiness wait, the
 switch, and the proxy forwarding ``/invocations`` over HTTP.
 """
 
-import asyncio
 import json
 import socket
 import sys
-import threading
 from pathlib import Path
 
 import mlflow
@@ -24,6 +22,7 @@ import yaml
 from mlflow.models import infer_signature
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from testing_support import Loop, kserve_errors
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -35,48 +34,8 @@ from mlopshub.services.pipeline.service import build_runner
 from mlopshub.serving import Endpoints, KServeEndpoints, ModelServer, NotReady, endpoint_routes
 from mlopshub.serving.manifests import ManifestDeployer
 
-PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
-KSERVE_SCHEMA_FILE = PEERS / "kserve" / "inferenceservice-v1beta1.schema.json"
 COLUMNS = ["income", "debt", "age", "tenure"]
 STORAGE = "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"
-
-
-def strict(schema):
-    """The structural schema with unknown fields refused, as `kubectl --validate=strict` does."""
-    if isinstance(schema, dict):
-        schema = {key: strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
-def kserve_errors(document: dict) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft7Validator(strict(json.loads(KSERVE_SCHEMA_FILE.read_text())))
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
-
-
-class Loop:
-    """An event loop in a thread, so tests call the async API and plain ``requests`` side by side."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coroutine, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 class Kubectl:

@@ -4,37 +4,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
+from testing_support import kserve_errors
 
 from mlopshub.serving import batch, kserve, manifests
-
-PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
-KSERVE_SCHEMA = json.loads((PEERS / "kserve" / "inferenceservice-v1beta1.schema.json").read_text())
-
-
-def strict(schema: dict) -> dict:
-    """The structural schema with unknown fields refused, as `kubectl --validate=strict` does."""
-    if isinstance(schema, dict):
-        schema = {key: strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
-def kserve_errors(document: dict) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft7Validator(strict(KSERVE_SCHEMA))
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
 
 
 @pytest.mark.parametrize("stage", ["staging", "production"])

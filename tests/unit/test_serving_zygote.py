@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import mlflow
@@ -18,27 +17,12 @@ import requests
 from mlflow.models import infer_signature
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from testing_support import Loop
 
 from mlopshub.serving import Endpoints, ModelServer
 from mlopshub.serving.zygote import ZygoteFailed, Zygotes
 
 COLUMNS = ["income", "debt", "age", "tenure"]
-
-
-class Loop:
-    """An event loop in a thread, so tests call the async API and plain ``requests`` side by side."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coroutine, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
