@@ -60,21 +60,19 @@ def open_sidebar(page, platform, user, password):
     page.locator("#mlopshub-sidebar").wait_for()
 
 
-def publish(page, run_id):
+def publish(page, run_id, name=MODEL, until="awaiting_approval"):
     row = page.locator(f"[data-testid=mlopshub-model-row][data-run='{run_id}']")
     if not row.is_visible():
         page.locator("#mlopshub-refresh-models").click()
     row.wait_for(timeout=60_000)
     row.locator("[data-testid=mlopshub-publish]").click()
     form = page.locator("[data-testid=mlopshub-publish-form]")
-    form.locator("[data-testid=mlopshub-publish-name]").fill(MODEL)
+    form.locator("[data-testid=mlopshub-publish-name]").fill(name)
     form.locator("[data-testid=mlopshub-publish-kind]").select_option("online")
     form.locator("[data-testid=mlopshub-publish-description]").fill("default probability of SME loans")
     form.locator("[data-testid=mlopshub-publish-submit]").click()
     release = page.locator("#mlopshub-release-box [data-testid=mlopshub-release]")
-    release.locator("[data-testid=mlopshub-release-state][data-state=awaiting_approval]").wait_for(
-        timeout=RELEASE_TIMEOUT
-    )
+    release.locator(f"[data-testid=mlopshub-release-state][data-state={until}]").wait_for(timeout=RELEASE_TIMEOUT)
     return release, release.get_attribute("data-release")
 
 
@@ -152,3 +150,17 @@ def test_publish_approve_serve_and_roll_back_from_the_sidebar(page, browser, pla
     assert invoke(platform, token, "production", FORMATS["dataframe_records"]).status_code == 200
     page.screenshot(path=str(artifacts / "sidebar-release-rolled-back.png"))
     validator.context.close()
+
+
+def test_unpushed_training_data_stops_the_release_at_the_lineage_gate_with_the_fix(page, platform, dana, artifacts):
+    password, token, _ = dana
+    # The data scientist versions new data but forgets `dvc push`, then trains and publishes.
+    assert "project ready" in platform.execute("dana", token, make_project(seed=11, push=False))
+    run_id = platform.execute("dana", token, train(0.5)).strip().splitlines()[-1]
+    open_sidebar(page, platform, "dana", password)
+    release, _ = publish(page, run_id, name="credit-unpushed", until="gates_failed")
+    lineage = release.locator("[data-testid=mlopshub-gate][data-gate=lineage][data-passed=false]")
+    assert "not in the team's DVC remote" in lineage.inner_text()
+    assert "dvc push" in lineage.locator(".mlopshub-gate-fix").inner_text()
+    assert release.locator("[data-testid=mlopshub-example-request]").count() == 0, "nothing was deployed"
+    page.screenshot(path=str(artifacts / "sidebar-release-gate-failed.png"))
