@@ -118,6 +118,13 @@ def has_signature_and_example(model_info: Any) -> GateResult:
     return GateResult("signature_and_example", False, f"the model has no {' and no '.join(missing)}", fix)
 
 
+def data_versions(tags: Mapping[str, str]) -> dict[str, str]:
+    """The DVC data versions a run records, path -> hash (its ``mlopshub.data.<path>`` tags)."""
+    return {
+        key[len(DATA_TAG) :]: value for key, value in tags.items() if key.startswith(DATA_TAG) and key != DATA_COUNT_TAG
+    }
+
+
 def lineage_complete(tags: Mapping[str, str], pushed: Callable[[str, str], bool] | None = None) -> GateResult:
     """Gate: the run's code is a clean git commit and its input data is versioned by DVC (and pushed).
 
@@ -138,9 +145,7 @@ def lineage_complete(tags: Mapping[str, str], pushed: Callable[[str, str], bool]
             else f"the run does not say whether the code was committed ({DIRTY_TAG} is {state!r})"
         )
         fixes.append("commit your changes (git commit) and train again")
-    data = {
-        key[len(DATA_TAG) :]: value for key, value in tags.items() if key.startswith(DATA_TAG) and key != DATA_COUNT_TAG
-    }
+    data = data_versions(tags)
     if not data:
         problems.append(f"no input dataset versioned by DVC is recorded on the run ({DATA_TAG}<path>)")
         fixes.append("version the training data with dvc add <file> (and git commit the .dvc file), then train again")

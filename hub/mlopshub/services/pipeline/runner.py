@@ -28,7 +28,7 @@ from typing import Any
 
 from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseStore, State, validate_publish
 from mlopshub.pipeline.database import utc_now
-from mlopshub.pipeline.gates import DATA_COUNT_TAG, DATA_TAG, GateResult
+from mlopshub.pipeline.gates import GateResult, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.batch import read_input, trust_project_owners
 from mlopshub.serving.kserve import NAMESPACE, resource_name
@@ -297,12 +297,11 @@ class ReleaseRunner:
         if check is None:
             return None
         answers: dict[str, bool | str] = {}
-        for key, digest in tags.items():
-            if key.startswith(DATA_TAG) and key != DATA_COUNT_TAG:
-                try:
-                    answers[key[len(DATA_TAG) :]] = bool(check(key[len(DATA_TAG) :], digest))
-                except Exception as error:  # the lineage gate reports it
-                    answers[key[len(DATA_TAG) :]] = f"{type(error).__name__}: {error}"
+        for path, digest in data_versions(tags).items():
+            try:
+                answers[path] = bool(check(path, digest))
+            except Exception as error:  # the lineage gate reports it
+                answers[path] = f"{type(error).__name__}: {error}"
         return answers
 
     async def _deploy_staging(self, release: Release) -> None:
