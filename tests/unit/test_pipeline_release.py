@@ -1,6 +1,7 @@
 """Releases: publish validation, the state machine, four eyes, rollback, the restart rule, audit entries."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -229,6 +230,17 @@ def test_publishing_while_a_release_of_the_model_is_in_flight_is_refused(store):
     store.create(request("another-model"), version=1, publisher="pat")
     store.reject(first.id, "pat", "withdrawn: wrong features")
     assert store.create(request(), version=2, publisher="pat").version == "2"
+
+
+def test_a_model_name_belongs_to_the_team_that_first_released_it(store):
+    first = to_awaiting_approval(store)
+    store.reject(first.id, "pat", "withdrawn")
+    other = replace(request(), team="retail-scoring")
+    with pytest.raises(NotAllowed, match="'credit-default' belongs to team 'sme-credit'"):
+        store.check_can_publish(other.name, other.team)
+    with pytest.raises(NotAllowed, match="belongs to team 'sme-credit'"):
+        store.create(other, version=2, publisher="bob")
+    store.check_can_publish("credit-default", "sme-credit")  # its own team may
 
 
 def test_unknown_release_is_not_found(store):

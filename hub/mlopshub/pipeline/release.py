@@ -416,10 +416,17 @@ class ReleaseStore:
     def owner(self, model_name: str) -> str | None:
         """The team whose model ``model_name`` is (its first release's team), or None for a new name."""
         with self.database.reading() as connection:
-            row = connection.execute(
-                "SELECT team FROM releases WHERE model_name = ? ORDER BY created LIMIT 1", (model_name,)
-            ).fetchone()
-        return str(row["team"]) if row else None
+            return self._owner(connection, model_name)
+
+    def check_can_publish(self, model_name: str, team: str) -> None:
+        """Refuse a new release of ``model_name`` by ``team`` now, as :meth:`create` would.
+
+        The pipeline asks before it registers a version in MLflow, so that a
+        refused publish leaves no stray version there; :meth:`create` asks
+        again in its own transaction.
+        """
+        with self.database.reading() as connection:
+            self._check_can_publish(connection, model_name, team)
 
     def production(self, model_name: str) -> Release | None:
         """The release of ``model_name`` in production, if any."""
@@ -440,7 +447,8 @@ class ReleaseStore:
 
         Raises :class:`Conflict` while another release of the same model is in
         flight: they would share its staging endpoint, and a validator could
-        approve one while testing the other.
+        approve one while testing the other; :class:`NotAllowed` when the name
+        is another team's model.
         """
         publisher = _actor(publisher, "publisher")
         now = utc_now()
@@ -462,12 +470,7 @@ class ReleaseStore:
             batch=dict(request.batch) if request.batch is not None else None,
         )
         with self.database.transaction() as connection:
-            busy = self._in_flight(connection, request.name)
-            if busy is not None:
-                raise Conflict(
-                    f"release '{busy.id}' of model '{request.name}' (version {busy.version}) is still "
-                    f"'{busy.state}'; wait until it is done, or reject it, before publishing another version"
-                )
+            self._check_can_publish(connection, request.name, request.team)
             self._save(connection, release, insert=True)
             details: dict[str, Any] = {"model_uri": request.model_uri}
             if release.batch is not None:
@@ -731,6 +734,28 @@ class ReleaseStore:
             (model_name, str(state)),
         ).fetchone()
         return _release(row["body"]) if row else None
+
+    @classmethod
+    def _check_can_publish(cls, connection: sqlite3.Connection, model_name: str, team: str) -> None:
+        owner = cls._owner(connection, model_name)
+        if owner is not None and owner != team:
+            raise NotAllowed(
+                f"the model name '{model_name}' belongs to team '{owner}' (endpoints are named after models); "
+                "choose another name"
+            )
+        busy = cls._in_flight(connection, model_name)
+        if busy is not None:
+            raise Conflict(
+                f"release '{busy.id}' of model '{model_name}' (version {busy.version}) is still "
+                f"'{busy.state}'; wait until it is done, or reject it, before publishing another version"
+            )
+
+    @staticmethod
+    def _owner(connection: sqlite3.Connection, model_name: str) -> str | None:
+        row = connection.execute(
+            "SELECT team FROM releases WHERE model_name = ? ORDER BY created LIMIT 1", (model_name,)
+        ).fetchone()
+        return str(row["team"]) if row else None
 
     @staticmethod
     def _in_flight(connection: sqlite3.Connection, model_name: str) -> Release | None:

@@ -130,19 +130,8 @@ class ReleaseRunner:
             return self.registry.team_of_run(run_id, search)
 
         request = await asyncio.to_thread(validate_publish, body, team_of_run, allowed_teams=allowed)
-        owner = self.store.owner(request.name)
-        if owner is not None and owner != request.team:
-            raise NotAllowed(
-                f"the model name '{request.name}' belongs to team '{owner}' (endpoints are named after models); "
-                "choose another name"
-            )
-        in_flight = self.store.in_flight(request.name)
-        if in_flight is not None:
-            # Checked before registering, so a refused publish leaves no stray version in MLflow.
-            raise Conflict(
-                f"release '{in_flight.id}' of model '{request.name}' (version {in_flight.version}) is still "
-                f"'{in_flight.state}'; wait until it is done, or reject it, before publishing another version"
-            )
+        # Before registering, so a refused publish leaves no stray version in MLflow.
+        self.store.check_can_publish(request.name, request.team)
         release_id = f"rel-{uuid.uuid4().hex[:12]}"
         version = await asyncio.to_thread(self.registry.register, request, caller.name, release_id)
         release = self.store.create(request, version=version, publisher=caller.name, release_id=release_id)
