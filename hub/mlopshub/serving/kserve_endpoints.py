@@ -27,6 +27,7 @@ from typing import Any
 from .endpoints import Endpoint, check_stage
 from .kserve import NAMESPACE, resource_name
 from .manifests import ManifestDeployer
+from .server import until_idle
 from .upstream import Upstream
 
 log = logging.getLogger("mlopshub.serving")
@@ -56,12 +57,7 @@ class Predictor:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until no request forwarded by this process is in flight (True), or ``timeout`` s (False)."""
-        deadline = time.monotonic() + timeout
-        while self.active > 0:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await until_idle(lambda: self.active, timeout)
 
 
 class KServeEndpoints:

@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -65,6 +66,16 @@ UNHEALTHY_AFTER = 6
 STOP_TIMEOUT = 30.0
 #: How model server processes are started (see the module docstring).
 START_METHODS = ("fork", "spawn")
+
+
+async def until_idle(active: Callable[[], int], timeout: float) -> bool:
+    """Wait until ``active()`` (requests in flight to a server) is 0 (True), or ``timeout`` s passed (False)."""
+    deadline = time.monotonic() + timeout
+    while active() > 0:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 class ServerFailed(RuntimeError):
@@ -187,12 +198,7 @@ class ModelServer:
 
     async def drain(self, timeout: float = STOP_TIMEOUT) -> bool:
         """Wait until no request is in flight through the proxy (True), or ``timeout`` passed (False)."""
-        deadline = time.monotonic() + timeout
-        while self.active > 0:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
+        return await until_idle(lambda: self.active, timeout)
 
     async def healthy(self) -> bool:
         """Whether ``/ping`` answers 200 right now."""
