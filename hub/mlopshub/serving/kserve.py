@@ -19,6 +19,11 @@ NAMESPACE = "mlopshub-models"
 STAGES = ("staging", "production")
 
 
+def _model_resources() -> dict[str, Any]:
+    """What a predictor and a scoring job may use (one small scikit-learn model; adjust per bank), a fresh copy."""
+    return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+
+
 def resource_name(model: str, suffix: str) -> str:
     """A DNS-1123 name for a model's object (lower case, '-', at most 63 characters)."""
     base = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-") or "model"
@@ -58,10 +63,7 @@ def inference_service(
                     "modelFormat": {"name": "mlflow"},
                     "protocolVersion": "v2",
                     "storageUri": storage_uri,
-                    "resources": {
-                        "requests": {"cpu": "500m", "memory": "1Gi"},
-                        "limits": {"cpu": "2", "memory": "4Gi"},
-                    },
+                    "resources": _model_resources(),
                 },
             }
         },
@@ -85,7 +87,7 @@ def _score_container(
             {"name": "MLFLOW_WORKSPACE", "value": team},
             {"name": "DVC_NO_ANALYTICS", "value": "1"},
         ],
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        "resources": _model_resources(),
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
 
