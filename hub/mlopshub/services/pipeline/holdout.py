@@ -29,16 +29,16 @@ from mlopshub.serving.batch import trust_project_owners
 HoldoutLoader = Callable[[str, Mapping[str, Any]], HoldOut]
 
 
-def dvc_holdout_loader(default_repo: Callable[[str], str | None] = lambda team: None) -> HoldoutLoader:
-    """A :data:`HoldoutLoader` reading with ``dvc.api``; ``default_repo(team)`` names a team's project when the
-    catalog does not."""
+def dvc_holdout_loader() -> HoldoutLoader:
+    """A :data:`HoldoutLoader` reading with ``dvc.api`` from the spec's ``repo`` (the runner fills in the run's
+    project when the catalog names none)."""
 
     def load(team: str, spec: Mapping[str, Any]) -> HoldOut:
         import dvc.api
 
         trust_project_owners()
         path, target = str(spec["path"]), str(spec["target"])
-        repo = spec.get("repo") or default_repo(team)
+        repo = spec.get("repo")
         if not repo:
             raise ValueError(
                 f"no project to read the hold-out set {path} from: train in a DVC project (the sidebar's data "
