@@ -154,7 +154,7 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     )
     if settings.mode == "local":
         roles += LOCAL_SERVICE_ROLES
-        roles += apply_consumers(cat, runtime)[1]
+        roles += consumer_roles(cat)
     # Add to what the chart (or an admin's config) already defined, e.g. z2jh's culler role.
     existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     c.JupyterHub.load_roles = [*existing, *roles]
@@ -258,24 +258,23 @@ def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]
     return [pipeline, models]
 
 
-def apply_consumers(cat: catalog.Catalog, runtime: Runtime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Consumer systems as hub services with a token, each allowed to reach the models service.
+def consumer_services(cat: catalog.Catalog, runtime: Runtime) -> list[dict[str, Any]]:
+    """Consumer systems as hub services, each with its token (see :func:`consumer_roles` for what it may reach)."""
+    return [{"name": name, "api_token": runtime.consumer_tokens[name], "display": False} for name in cat.consumers]
 
-    Which models a consumer may call is the pipeline's check (the catalog's
-    ``consumers.<name>.models``); the hub only lets its token through.
-    """
-    services, roles = [], []
-    for name in cat.consumers:
-        services.append({"name": name, "api_token": runtime.consumer_tokens[name], "display": False})
-        roles.append(
-            {
-                "name": f"consumer-{name}",
-                "description": f"Consumer system {name}: calls production endpoints of the models it is granted",
-                "scopes": [f"access:services!service={MODELS_SERVICE}"],
-                "services": [name],
-            }
-        )
-    return services, roles
+
+def consumer_roles(cat: catalog.Catalog) -> list[dict[str, Any]]:
+    """Each consumer system may reach the models service; which models is the pipeline's check (the catalog's
+    ``consumers.<name>.models``), the hub only lets its token through."""
+    return [
+        {
+            "name": f"consumer-{name}",
+            "description": f"Consumer system {name}: calls production endpoints of the models it is granted",
+            "scopes": [f"access:services!service={MODELS_SERVICE}"],
+            "services": [name],
+        }
+        for name in cat.consumers
+    ]
 
 
 def mlflow_auth_ini(settings: Settings, runtime: Runtime) -> str:
@@ -332,7 +331,7 @@ def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog,
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token, "display": False},
         apply_mlflow(settings, runtime),
         *apply_pipeline(settings, runtime),
-        *apply_consumers(cat, runtime)[0],
+        *consumer_services(cat, runtime),
     ]
     culler = apply_culler(settings)
     if culler:
