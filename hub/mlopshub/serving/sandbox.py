@@ -59,6 +59,17 @@ def popen_options(run_as: RunAs | None) -> dict[str, Any]:
     return {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
 
 
+def hand_over(path: str | Path, run_as: RunAs | None, mode: int) -> None:
+    """Give ``path`` to the team's group with ``mode`` (0640: it may read; 2770: its account writes there).
+
+    Nothing to do without an account: model code then runs as this process.
+    """
+    if run_as is None:
+        return
+    os.chown(path, 0, run_as.gid)
+    Path(path).chmod(mode)
+
+
 def account_name(team: str) -> str:
     """The Unix account of ``team``'s model code."""
     return f"{ACCOUNT_PREFIX}{team}"[:32]

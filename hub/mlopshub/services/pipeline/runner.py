@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.batch import read_input, trust_project_owners
 from mlopshub.serving.kserve import NAMESPACE, resource_name
 from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
-from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
+from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options
 
 from .auth import Caller
 from .gatecheck import GATES, run_isolated
@@ -241,9 +240,7 @@ class ReleaseRunner:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f".gates-{uuid.uuid4().hex[:12]}.json"
         path.write_text(json.dumps(request))
-        if run_as is not None:
-            os.chown(path, 0, run_as.gid)
-            path.chmod(0o640)
+        hand_over(path, run_as, 0o640)
         try:
             results = await zygotes.of(team).call(GATES, path)
         finally:
@@ -503,17 +500,13 @@ class ReleaseRunner:
         run_as = self.endpoints.run_as.get(release.team)
         output = self.batch_output_dir(release.model_name, stage)
         output.mkdir(parents=True, exist_ok=True)
-        if run_as is not None:  # the team's account writes the output, nobody else reads it
-            os.chown(output, 0, run_as.gid)
-            output.chmod(0o2770)
+        hand_over(output, run_as, 0o2770)  # the team's account writes the output, nobody else reads it
         # The pipeline reads the input (the team's account may not read the project); the process only scores it.
         trust_project_owners()
         digest, frame = read_input(spec["input"], spec["rev"], repo)
         input_file = output / f".input-{uuid.uuid4().hex[:12]}.csv"
         frame.to_csv(input_file, index=False)
-        if run_as is not None:
-            os.chown(input_file, 0, run_as.gid)
-            input_file.chmod(0o640)
+        hand_over(input_file, run_as, 0o640)
         argv = [sys.executable, "-m", "mlopshub.serving.batch", "--model-uri", str(model_path),
                 "--record-uri", f"models:/{release.model_name}/{release.version}", f"--input={spec['input']}",
                 f"--rev={spec['rev']}", f"--repo={repo}", "--output", str(output),
