@@ -16,7 +16,7 @@ from typing import Any
 
 from traitlets.config import Config
 
-from . import access, catalog
+from . import access, catalog, logs
 from .settings import Settings, from_env, gpu_available
 
 ADMIN_SERVICE = "mlopshub-admin"
@@ -348,6 +348,7 @@ def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
         apply_local_mode(settings, runtime, cat, c)
     apply_auth(settings, runtime, cat, c)
     apply_access(settings, runtime, cat, c)
+    logs.apply_bounded_logging(c)
     return c
 
 

@@ -38,6 +38,13 @@ async def test_wrong_parameters_answer_400_with_a_message(api):
     assert (status, body) == (400, {"message": "the request body needs a string field 'path'"})
 
 
+async def test_a_file_name_over_255_bytes_is_a_400_naming_the_path(api):
+    for method, endpoint in (("GET", "data/project"), ("GET", "data/history"), ("POST", "data/track")):
+        params, body = ({"path": "a" * 300}, None) if method == "GET" else (None, {"path": "a" * 300})
+        status, answer, _ = await api(method, endpoint, params=params, body=body)
+        assert status == 400 and "a" * 100 in answer["message"], (endpoint, status, answer)
+
+
 def documented_path(route: str) -> str:
     """A route as OpenAPI writes it: ``releases/(?P<release_id>[^/]+)`` -> ``releases/{release_id}``."""
     return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)

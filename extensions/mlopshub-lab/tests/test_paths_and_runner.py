@@ -42,6 +42,20 @@ def test_a_symlink_out_of_the_root_is_refused(home):
         resolve(home, "credit/escape/secret.csv")
 
 
+@pytest.mark.parametrize("value", ["a" * 256, "credit/" + "é" * 128 + "/x.csv", "credit/" * 600])
+def test_a_name_or_path_longer_than_the_file_system_takes_is_a_400_naming_it(home, value):
+    with pytest.raises(BadRequest) as refused:
+        resolve(home, value)
+    assert refused.value.status_code == 400
+    assert value[:40] in refused.value.message and "at most" in refused.value.message
+
+
+def test_a_path_the_file_system_cannot_encode_is_a_400(home):
+    with pytest.raises(BadRequest) as refused:
+        resolve(home, "credit/\ud800.csv")
+    assert refused.value.status_code == 400
+
+
 def test_relative_paths_use_slashes_and_the_root_is_empty(home):
     assert relative(home, home) == ""
     assert relative(home, home / "credit" / "data") == "credit/data"
