@@ -32,7 +32,8 @@ from mlopshub.launcher import free_port
 from mlopshub.pipeline.gates import HoldOut
 from mlopshub.services.pipeline.app import make_app
 from mlopshub.services.pipeline.auth import hub_authenticator
-from mlopshub.services.pipeline.service import build_runner, team_releases
+from mlopshub.services.pipeline.projects import ProjectReader
+from mlopshub.services.pipeline.service import build_runner, resume_unless_audit_broken, team_releases
 
 CATALOG = Path(__file__).resolve().parents[1] / "profiles"
 TEAM = "sme-credit"
@@ -129,7 +130,8 @@ class PipelineService:
     """The pipeline app, its runner and the small hub endpoint, on one event loop in a thread.
 
     ``load_holdout(team, spec)`` stands for the DVC read of the team's
-    hold-out set; ``cache_max_age`` is HubAuth's (the service itself uses 60).
+    hold-out set; ``cache_max_age`` is HubAuth's (the service itself uses 60); ``homes`` holds
+    the test users' homes (``<homes>/<user>``), where the projects releases read from must be.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class PipelineService:
         tracking_uri: str,
         load_holdout: Callable[[str, dict], HoldOut],
         cache_max_age: int = 0,
+        homes: Path | None = None,
     ):
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
@@ -153,6 +156,8 @@ class PipelineService:
                 teams=team_releases(catalog.load(CATALOG)),
                 public_url=self.url,
                 load_holdout=load_holdout,
+                # Projects of the test users live in <homes>/<user>; the tests' users have no Unix accounts.
+                projects=ProjectReader(homes or data_dir / "homes", as_accounts=False),
             )
             hub_auth = HubAuth(
                 api_url=f"{self.url}/hub/api",
@@ -163,7 +168,8 @@ class PipelineService:
             app = make_app(self.runner, hub_authenticator(hub_auth))
             app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
             HTTPServer(app).add_sockets(sockets)
-            self.loop.run_until_complete(self.runner.resume())
+            # As the service starts: nothing is resumed on a broken audit chain (resuming records entries).
+            self.loop.run_until_complete(resume_unless_audit_broken(self.runner))
             started.set()
             self.loop.run_forever()
 

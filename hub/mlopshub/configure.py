@@ -248,6 +248,7 @@ def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]
             "MLOPSHUB_CATALOG": str(settings.catalog_dir),
             "MLOPSHUB_PIPELINE_DIR": str(settings.pipeline_dir),
             "MLOPSHUB_DVC_REMOTES": str(settings.data_dir / "dvc-remotes"),
+            "MLOPSHUB_HOMES": str(settings.homes_dir),
             "MLOPSHUB_PUBLIC_URL": settings.public_url,
             "MLOPSHUB_MODELS_PREFIX": f"/services/{MODELS_SERVICE}/",
             "DVC_NO_ANALYTICS": "1",

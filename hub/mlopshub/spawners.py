@@ -12,12 +12,10 @@ The same three steps serve both modes:
 
 from __future__ import annotations
 
-import grp
 import html
 import os
 import pwd
 import resource
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +27,9 @@ from tornado import web
 from traitlets import Bool, Instance, Unicode
 
 from . import access
+from .accounts import ensure_team_folder, ensure_unix_user, unix_name
 from .catalog import Catalog, ProfileNotAllowed, SpawnSettings, allowed_profiles, parse_quantity, resolve
 
-UNIX_USER_PREFIX = "jupyter-"
 WORKSPACE_CONFIG = Path(__file__).resolve().parent / "workspace_config"
 
 
@@ -146,50 +144,6 @@ def workspace_environment(
         env["CPU_LIMIT"] = str(settings.cpu_limit)
     env.update(settings.environment)
     return env
-
-
-def unix_name(hub_name: str) -> str:
-    """The Unix account for a hub user, as TLJH names them (``jupyter-<name>``)."""
-    return f"{UNIX_USER_PREFIX}{hub_name}"[:32]
-
-
-def ensure_unix_user(name: str, home: Path) -> pwd.struct_passwd:
-    """Create the Unix account ``name`` if it is missing (safe to run again)."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    subprocess.run(
-        [
-            "useradd",
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--home-dir",
-            str(home),
-            "--shell",
-            "/usr/sbin/nologin",
-            "--",
-            name,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam(name)
-
-
-def ensure_team_folder(folder: Path, team: str) -> int:
-    """A folder only the team's members may use: group ``mlopshub-<team>``, mode 2770; returns the group id."""
-    name = f"mlopshub-{team}"[:32]
-    try:
-        gid = grp.getgrnam(name).gr_gid
-    except KeyError:
-        subprocess.run(["groupadd", "--system", "--", name], check=True, capture_output=True)
-        gid = grp.getgrnam(name).gr_gid
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chown(folder, 0, gid)
-    folder.chmod(0o2770)
-    return gid
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

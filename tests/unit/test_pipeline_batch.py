@@ -41,8 +41,10 @@ def project(tmp_path_factory):
         n_samples=400, n_features=4, n_informative=3, n_redundant=0, n_clusters_per_class=1, random_state=1
     )
     frame = pd.DataFrame(features, columns=["income", "debt", "age", "tenure"]).assign(default=label)
-    root = tmp_path_factory.mktemp("credit")
-    (root / "data").mkdir()
+    # In the publisher's home: the pipeline reads only its publisher's own projects.
+    homes = tmp_path_factory.mktemp("homes")
+    root = homes / "ann" / "credit"
+    (root / "data").mkdir(parents=True)
     frame.iloc[300:].drop(columns="default").to_csv(root / INPUT, index=False)
     env = {**os.environ, **GIT, "DVC_NO_ANALYTICS": "1"}
     for args in (
@@ -54,7 +56,8 @@ def project(tmp_path_factory):
     ):
         subprocess.run(args, cwd=root, env=env, check=True, capture_output=True)
     md5 = next(line.split()[-1] for line in (root / f"{INPUT}.dvc").read_text().splitlines() if "md5" in line)
-    return {"root": root, "train": frame.iloc[:300], "holdout": frame.iloc[300:].reset_index(drop=True), "md5": md5}
+    holdout = frame.iloc[300:].reset_index(drop=True)
+    return {"root": root, "homes": homes, "train": frame.iloc[:300], "holdout": holdout, "md5": md5}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,7 @@ def runs(tracking, project):  # noqa: F811 (the imported fixture)
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tracking, project):  # noqa: F811
-    running = Service(tmp_path_factory.mktemp("pipeline"), tracking, project["holdout"])
+    running = Service(tmp_path_factory.mktemp("pipeline"), tracking, project["holdout"], homes=project["homes"])
     yield running
     running.close()
 
@@ -153,9 +156,14 @@ def test_batch_release_staging_run_approval_schedule_on_demand_and_rollback(serv
     assert record["input"] == {"path": INPUT, "rev": "main", "md5": project["md5"], "rows": 100}
     assert record["repo"] == str(project["root"])
 
-    # Only the team and validators may run it; others may not even list its runs.
-    assert service.api("POST", f"models/{MODEL}/runs", "bob", {"stage": "staging"}).status_code == 403
-    assert service.api("GET", f"models/{MODEL}/runs", "bob").status_code == 403
+    # Only the team and validators may run it; to others it is a model that does not exist (no existence oracle).
+    unknown = service.api("POST", "models/no-such-model/runs", "bob", {"stage": "staging"})
+    for foreign in (
+        service.api("POST", f"models/{MODEL}/runs", "bob", {"stage": "staging"}),
+        service.api("GET", f"models/{MODEL}/runs", "bob"),
+    ):
+        assert foreign.status_code == unknown.status_code == 404
+        assert foreign.json()["message"] == unknown.json()["message"].replace("no-such-model", MODEL)
     assert service.api("POST", f"models/{MODEL}/runs", "ann", {"stage": "production"}).status_code == 409
     assert service.api("POST", f"models/{MODEL}/runs", "ann", {"stage": "canary"}).json()["field"] == "stage"
     assert service.api("POST", "models/nobody/runs", "ann", {}).status_code == 404
@@ -213,17 +221,32 @@ def test_a_failed_run_is_recorded_with_its_reason(service, project):
     assert latest["status"] == "failed" and "missing.csv" in latest["reason"]
 
 
-def test_a_folder_other_than_the_models_project_is_not_read(service, project, tmp_path):
-    # The pipeline reads inputs with its own rights: another folder on the machine (say, another team's
-    # project) is refused; the model's own project, or a git URL, is what a release may name.
+@pytest.mark.parametrize(
+    "repo",
+    [
+        "{other}",  # another user's project (say, another team's)
+        "{own}/../../bob/credit",  # a way out of the publisher's home
+        "{own}/escape",  # a symlink in the publisher's project to another user's
+        "file://{other}",  # a git URL naming a local folder
+        "credit",  # relative
+    ],
+)
+def test_only_the_publishers_own_projects_are_read(service, project, repo):
+    # A run tag or batch.repo is written by a workspace: the pipeline reads only the publisher's own home.
+    other = project["homes"] / "bob" / "credit"
+    other.mkdir(parents=True, exist_ok=True)
+    escape = project["root"] / "escape"
+    if not escape.is_symlink():
+        escape.symlink_to(other)
     release = service.runner.store.production(MODEL)
-    elsewhere = replace(release, batch={**release.batch, "repo": str(tmp_path)})
+    elsewhere = replace(release, batch={**release.batch, "repo": repo.format(other=other, own=project["root"])})
 
     async def run() -> dict:
         return await service.runner.start_batch(elsewhere, "production", "val")
 
     result = service.call(run())
-    assert result["status"] == "failed" and "other than the project the model was trained in" in result["reason"]
+    assert result["status"] == "failed", result
+    assert "ProjectRefused" in result["reason"] and "ann" in result["reason"], result["reason"]
 
 
 def test_the_scoring_process_gets_arguments_and_no_secrets(service, project, monkeypatch):

@@ -58,14 +58,14 @@ def logged(tracking):
 class Service(PipelineService):
     """The pipeline service (tests/pipeline_harness.py) with a hold-out set that records how it was asked for."""
 
-    def __init__(self, data_dir: Path, tracking_uri: str, holdout: pd.DataFrame):
+    def __init__(self, data_dir: Path, tracking_uri: str, holdout: pd.DataFrame, homes: Path | None = None):
         self.holdout_reads: list[tuple[str, dict]] = []
 
         def load_holdout(team: str, spec: dict) -> HoldOut:
             self.holdout_reads.append((team, dict(spec)))
             return HoldOut(frame=holdout, target=spec["target"], path=spec["path"], version="abc123")
 
-        super().__init__(data_dir, tracking_uri, load_holdout)
+        super().__init__(data_dir, tracking_uri, load_holdout, homes=homes)
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from .audit import AuditLog
 from .database import Database, utc_now
@@ -144,6 +145,10 @@ class Release:
     #: Batch models: what they score and when, ``{input, rev, schedule, repo}``; None for online ones
     #: (and for releases recorded before batch releases existed).
     batch: dict[str, Any] | None = None
+    #: Content digest of the pipeline's copy of the version (``sha256:<hex>``, :mod:`mlopshub.serving.integrity`),
+    #: taken at registration; every server, gate and batch run checks the copy against it before loading.
+    #: None for releases recorded before digests existed (the pipeline takes one on first use).
+    model_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The release as plain JSON-ready data (the API's shape)."""
@@ -184,8 +189,11 @@ def parse_model_uri(uri: str) -> dict[str, str]:
     runs = _RUNS_URI.match(uri)
     if runs:
         parts = runs["path"].split("/")
-        if any(part in ("", ".", "..") for part in parts):
-            raise InvalidRequest("model_uri", f"the model path in {uri!r} must be relative with no empty, '.' or '..'")
+        # Decoded too: MLflow's artifact store decodes %2e%2e into '..'.
+        if any(unquote(part) in ("", ".", "..") or unquote(part) != part for part in parts):
+            raise InvalidRequest(
+                "model_uri", f"the model path in {uri!r} must be relative, with no empty, '.', '..' or %-encoded part"
+            )
         return {"run_id": runs["run_id"], "artifact_path": runs["path"]}
     models = _MODELS_URI.match(uri)
     if models:
@@ -441,7 +449,13 @@ class ReleaseStore:
     # --- transitions ---
 
     def create(
-        self, request: PublishRequest, *, version: str | int, publisher: str, release_id: str | None = None
+        self,
+        request: PublishRequest,
+        *,
+        version: str | int,
+        publisher: str,
+        release_id: str | None = None,
+        model_digest: str | None = None,
     ) -> Release:
         """Record a release of a version just registered in MLflow (state ``registered``).
 
@@ -468,11 +482,12 @@ class ReleaseStore:
             created=now,
             updated=now,
             batch=dict(request.batch) if request.batch is not None else None,
+            model_digest=model_digest,
         )
         with self.database.transaction() as connection:
             self._check_can_publish(connection, request.name, request.team)
             self._save(connection, release, insert=True)
-            details: dict[str, Any] = {"model_uri": request.model_uri}
+            details: dict[str, Any] = {"model_uri": request.model_uri, "model_digest": model_digest}
             if release.batch is not None:
                 details["batch"] = release.batch
             self._record(connection, publisher, "registered", release, details=details)
@@ -546,9 +561,31 @@ class ReleaseStore:
                     "and a release needs a second person's approval; ask a model validator who did not publish it"
                 )
 
+        # The approval names the exact bytes approved: what production may serve.
         return self._transition(
-            release_id, "approved", actor, (State.AWAITING_APPROVAL,), change, reason=comment, check=four_eyes
+            release_id,
+            "approved",
+            actor,
+            (State.AWAITING_APPROVAL,),
+            change,
+            reason=comment,
+            check=four_eyes,
+            details=lambda release: {"model_digest": release.model_digest},
         )
+
+    def record_model_digest(self, release_id: str, digest: str, actor: str = PIPELINE) -> Release:
+        """Record the digest of a release's model copy, taken after registration (releases older than digests).
+
+        The state does not change; refused when a digest is recorded already.
+        """
+        with self.database.transaction() as connection:
+            release = self._load(connection, release_id)
+            if release.model_digest is not None:
+                raise Conflict(f"release '{release_id}' has a model digest already ({release.model_digest})")
+            changed = replace(release, model_digest=digest, updated=utc_now())
+            self._save(connection, changed)
+            self._record(connection, actor, "model digest recorded", changed, details={"model_digest": digest})
+        return changed
 
     def reject(self, release_id: str, actor: str, reason: str) -> Release:
         """``awaiting_approval`` -> ``rejected``, with the reason the publisher will read.
@@ -702,7 +739,7 @@ class ReleaseStore:
         change: Callable[[Release], Release],
         *,
         reason: str = "",
-        details: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | Callable[[Release], Mapping[str, Any]] | None = None,
         check: Callable[[Release], None] | None = None,
     ) -> Release:
         with self.database.transaction() as connection:
@@ -712,7 +749,8 @@ class ReleaseStore:
             self._check(release, action, allowed)
             changed = replace(change(release), updated=utc_now(), interruptions=0)
             self._save(connection, changed)
-            self._record(connection, actor, action, changed, reason=reason, details=details)
+            recorded = details(changed) if callable(details) else details
+            self._record(connection, actor, action, changed, reason=reason, details=recorded)
         return changed
 
     @staticmethod

@@ -10,9 +10,11 @@ on demand.
 On one machine the pipeline runs it with the model from its local copy of
 the version (``--model-uri /path/to/copy --record-uri models:/credit/3``), so
 the process needs no MLflow credentials and the record still names the
-registered version. The pipeline also reads the input itself (it may read
-the project; the team's account the scoring runs as may not) and hands it
-over as a file with its DVC hash (``--input-file``, ``--input-md5``).
+registered version, and the digest recorded at registration
+(``--model-digest``), which the copy is checked against before it is loaded.
+The pipeline has the input read as the publisher (the team's model account
+the scoring runs as may not read the project) and hands it over as a file
+with its DVC hash (``--input-file``, ``--input-md5``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def score(
     recorded_uri: str | None = None,
     input_file: str | Path | None = None,
     input_md5: str | None = None,
+    model_digest: str | None = None,
 ) -> Path:
     """Score the input at ``rev`` with ``model_uri``; return the path of the written CSV.
 
@@ -64,6 +67,10 @@ def score(
     ``model_uri`` is a local copy of that version.
     """
     recorded_uri = recorded_uri or model_uri
+    if model_digest:
+        from .integrity import verify_tree
+
+        verify_tree(model_uri, model_digest)
     import mlflow
     import pandas as pd
 
@@ -102,14 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--input-file", help="the input's rows, already read at --rev (then --input-md5 is needed)")
     parser.add_argument("--input-md5", help="the DVC hash of --input at --rev, recorded with the output")
-    parser.add_argument(
-        "--trust-project-owner",
-        action="store_true",
-        help="read a project owned by another Unix user (git refuses it by default)",
-    )
+    parser.add_argument("--model-digest", help="the digest the local model folder must have (sha256:<hex>)")
     args = parser.parse_args(argv)
-    if args.trust_project_owner:
-        trust_project_owners()
     if args.input_file and not args.input_md5:
         parser.error("--input-file needs --input-md5 (the version the output records)")
     scored = score(
@@ -121,25 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         recorded_uri=args.record_uri,
         input_file=args.input_file,
         input_md5=args.input_md5,
+        model_digest=args.model_digest,
     )
     print(scored)
-
-
-def trust_project_owners() -> None:
-    """Let git and libgit2 (which DVC uses) read projects owned by other Unix users, in this process.
-
-    On one machine the pipeline runs as root and reads data scientists'
-    projects (hold-out sets, batch inputs); git refuses a repository owned by
-    another user unless told it is safe. The pipeline only reads them.
-    """
-    import os
-
-    import pygit2
-
-    pygit2.option(pygit2.enums.Option.SET_OWNER_VALIDATION, False)
-    os.environ.setdefault("GIT_CONFIG_COUNT", "1")
-    os.environ.setdefault("GIT_CONFIG_KEY_0", "safe.directory")
-    os.environ.setdefault("GIT_CONFIG_VALUE_0", "*")
 
 
 if __name__ == "__main__":

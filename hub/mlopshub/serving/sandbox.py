@@ -8,14 +8,19 @@ machine run as root, runs as a Unix account of the model's team:
 
 * :func:`model_environment` keeps only what Python needs (:data:`KEEP`);
 * :func:`team_accounts` makes, per team, an account ``mlopshub-m-<team>``
-  and a folder ``<models dir>/<team>`` owned by root and the team's group
-  ``mlopshub-<team>`` (mode 2770: the pipeline writes model copies there,
-  the account only reads them);
+  with a group of its own (no data scientist is in it) and a folder
+  ``<models dir>/<team>`` owned by root and that group, mode 0750: the
+  pipeline writes model copies there (:func:`seal`: root's files, the
+  account may read them), the account only reads them, and the team's
+  workspaces, whose members share ``mlopshub-<team>``, cannot enter it; the
+  account's writable home is ``<models dir>/<team>/.home``;
 * :func:`popen_options` are the ``subprocess.Popen`` arguments that switch to it.
 
 One team's model processes can then neither read another team's model
-copies nor signal or trace its processes. Not enforced here: CPU and memory
-limits per team, and network access (a model server can open connections).
+copies nor signal or trace its processes, and neither a workspace nor the
+team's own model code (which a member wrote) can change a copy that is
+served. Not enforced here: CPU and memory limits per team, and network access
+(a model server can open connections).
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlopshub.accounts import ensure_unix_user
+
 #: Environment variables model processes keep; everything else (tokens, passwords) stays behind.
 KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "DVC_NO_ANALYTICS")
 #: Prefix of the Unix accounts model code runs as (``mlopshub-m-<team>``, cut to 32 characters).
 ACCOUNT_PREFIX = "mlopshub-m-"
+#: The model account's own writable folder inside its team's models folder.
+HOME = ".home"
 
 
 @dataclass(frozen=True)
@@ -60,14 +69,41 @@ def popen_options(run_as: RunAs | None) -> dict[str, Any]:
 
 
 def hand_over(path: str | Path, run_as: RunAs | None, mode: int) -> None:
-    """Give ``path`` to the team's group with ``mode`` (0640: it may read; 2770: its account writes there).
+    """Give ``path`` to the model account's group with ``mode`` (0640: it may read; 2770: it writes there).
 
     Nothing to do without an account: model code then runs as this process.
     """
     if run_as is None:
         return
-    os.chown(path, 0, run_as.gid)
+    os.chown(path, 0, run_as.gid, follow_symlinks=False)
     Path(path).chmod(mode)
+
+
+def seal(folder: str | Path, run_as: RunAs | None) -> None:
+    """Make ``folder`` (a model copy) root's and read-only to the model account: folders 0750, files 0640.
+
+    Without an account, the folder is made private to this process's user.
+    Symlinks are neither followed nor kept readable (a copy should hold none;
+    :func:`mlopshub.serving.integrity.tree_digest` refuses them).
+    """
+    gid = run_as.gid if run_as else None
+    if Path(folder).is_symlink():  # never walked into: only a workspace could have put it here, in older data dirs
+        Path(folder).unlink()
+        return
+    for path, mode in _tree(Path(folder)):
+        if gid is not None:
+            os.chown(path, 0, gid, follow_symlinks=False)
+        if not path.is_symlink():
+            path.chmod((0o750 if mode else 0o640) if gid is not None else (0o700 if mode else 0o600))
+
+
+def _tree(folder: Path) -> list[tuple[Path, bool]]:
+    """``folder`` and everything below it, as (path, is a folder), without following symlinks."""
+    found: list[tuple[Path, bool]] = [(folder, folder.is_dir())]
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        found += [(Path(root) / name, not (Path(root) / name).is_symlink()) for name in dirs]
+        found += [(Path(root) / name, False) for name in files]
+    return found
 
 
 def account_name(team: str) -> str:
@@ -79,15 +115,27 @@ def team_accounts(models_dir: str | Path, teams: Iterable[str]) -> dict[str, Run
     """As root: each team's account and model folder (created if missing); not root: none (run as this user)."""
     if os.geteuid() != 0:
         return {}
-    from mlopshub.spawners import ensure_team_folder, ensure_unix_user
-
     root = Path(models_dir)
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)  # the accounts pass through to their own team's folder only
     accounts = {}
     for team in teams:
         folder = root / team
-        gid = ensure_team_folder(folder, team)
-        account = ensure_unix_user(account_name(team), folder)
-        accounts[team] = RunAs(uid=account.pw_uid, gid=gid, home=str(folder))
+        home = folder / HOME
+        account = ensure_unix_user(account_name(team), home)
+        folder.mkdir(exist_ok=True)
+        run_as = RunAs(uid=account.pw_uid, gid=account.pw_gid, home=str(home))
+        # Read and pass, never write: copies are the pipeline's. Data dirs from before this had the members'
+        # group here, mode 2770, so whatever lies below is made root's again (not following symlinks).
+        if home.is_symlink() or (home.exists() and not home.is_dir()):
+            home.unlink()
+        for child in folder.iterdir():
+            if child.name != HOME:
+                seal(child, run_as)
+        os.chown(folder, 0, run_as.gid, follow_symlinks=False)
+        folder.chmod(0o750)
+        home.mkdir(exist_ok=True)
+        os.chown(home, account.pw_uid, account.pw_gid, follow_symlinks=False)
+        home.chmod(0o700)
+        accounts[team] = run_as
     return accounts

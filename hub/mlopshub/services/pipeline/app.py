@@ -22,7 +22,7 @@ from typing import Any
 
 from tornado import web
 
-from mlopshub.pipeline import InvalidRequest, PipelineError, State
+from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNotFound, State
 from mlopshub.serving import Endpoints, endpoint_routes
 
 from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller
@@ -109,12 +109,15 @@ class ApiHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
-    def visible(self, team: str) -> None:
-        """403 unless the caller may read releases of ``team``."""
-        if not self.caller.may_read(team):
-            raise web.HTTPError(
-                403, f"{self.caller.name} may not read releases of team {team}: needs {READ_RELEASES} or membership"
-            )
+    def readable(self, release_id: str) -> Release:
+        """The release ``release_id`` if the caller may read it; else 404, as for an id that names no release.
+
+        The same answer for both, so that a caller learns nothing of another team's releases, not even that they exist.
+        """
+        release = self.store.get(release_id)
+        if not self.caller.may_read(release.team):
+            raise ReleaseNotFound(release_id)
+        return release
 
 
 class ReleasesHandler(ApiHandler):
@@ -138,9 +141,7 @@ class ReleasesHandler(ApiHandler):
 class ReleaseHandler(ApiHandler):
     async def get(self, release_id: str) -> None:
         """One release: state, steps, gate results, endpoints, who published and approved."""
-        release = self.store.get(release_id)
-        self.visible(release.team)
-        self.reply(release.to_dict())
+        self.reply(self.readable(release_id).to_dict())
 
 
 class ApproveHandler(ApiHandler):
@@ -157,7 +158,7 @@ class ApproveHandler(ApiHandler):
 class RejectHandler(ApiHandler):
     async def post(self, release_id: str) -> None:
         """Reject ``{reason}``: a validator, or the publishing team withdrawing its release."""
-        release = self.store.get(release_id)
+        release = self.readable(release_id)
         if not (self.caller.has(APPROVE) or self.caller.has(f"{PUBLISH}!group={release.team}")):
             raise web.HTTPError(403, f"{self.caller.name} may not reject: needs {APPROVE} or membership of the team")
         release = await self.runner.reject(release_id, self.caller, self.body().get("reason", ""))
@@ -181,15 +182,15 @@ RUN_WAIT = 60.0
 
 class RunsHandler(ApiHandler):
     def model_team(self, model: str) -> str:
-        """The team of ``model``; 404 when no release ever named it."""
+        """The team of ``model``; 404 when no release ever named it, or the caller may not read its releases."""
         team = self.store.owner(model)
-        if team is None:
+        if team is None or not self.caller.may_read(team):
             raise web.HTTPError(404, f"no model '{model}' has been published; check the name in GET .../releases")
         return team
 
     async def get(self, model: str) -> None:
         """A batch model's scoring runs, newest first: in progress, then finished (from the audit log)."""
-        self.visible(self.model_team(model))
+        self.model_team(model)
         self.reply({"runs": self.runner.batch_runs(model)})
 
     async def post(self, model: str) -> None:

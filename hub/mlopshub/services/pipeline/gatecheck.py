@@ -16,7 +16,8 @@ account of the model's team (:mod:`mlopshub.serving.sandbox`): the model
 sees neither the pipeline's MLflow password nor its hub token, nor another
 team's files.
 
-Request: ``{"model_path", "tags", "thresholds", "holdout": {"csv", "target", "path", "version"} | null,
+Request (``model_digest``, optional, is checked before the model is loaded):
+``{"model_path", "model_digest", "tags", "thresholds", "holdout": {"csv", "target", "path", "version"} | null,
 "holdout_error": "<Type>: <message>" | null, "pushed": {"<path>": true | false | "<Type>: <message>"} | null}``.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlopshub.pipeline.gates import GateResult, HoldOut, run_gates
+from mlopshub.serving.integrity import verify_tree
 from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 
 #: What a zygote's child runs for the gates.
@@ -55,6 +57,9 @@ def check(request: Mapping[str, Any]) -> list[GateResult]:
     import pandas as pd
 
     path = Path(request["model_path"])
+    if request.get("model_digest"):
+        # The copy the gates judge is the one registered: checked before any of its code is loaded.
+        verify_tree(path, request["model_digest"])
     spec = request.get("holdout")
     holdout_error = request.get("holdout_error")
 

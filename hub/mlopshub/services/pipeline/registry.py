@@ -29,7 +29,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.workspace_context import ServerWorkspaceContext
 
-from mlopshub.pipeline import PublishRequest
+from mlopshub.pipeline import InvalidRequest, PublishRequest
 from mlopshub.pipeline.gates import DATA_TAG
 
 TEAM_TAG = "mlopshub.team"
@@ -99,13 +99,16 @@ class Registry:
             return self._register(request, publisher, release_id)
 
     def _register(self, request: PublishRequest, publisher: str, release_id: str) -> str:
+        # The model is found before anything is created: a request naming nothing leaves no registered model.
+        run = self.client.get_run(request.run_id)
+        source, model_id = self._source(request, run.info.experiment_id)
+        created = False
         try:
             self.client.create_registered_model(request.name, tags={TEAM_TAG: request.team})
+            created = True
         except MlflowException as error:
             if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        run = self.client.get_run(request.run_id)
-        source, model_id = self._source(request, run.info.experiment_id)
         tags = {
             TEAM_TAG: request.team,
             PUBLISHER_TAG: publisher,
@@ -114,15 +117,27 @@ class Registry:
             COMMIT_TAG: run.data.tags.get(COMMIT_TAG, ""),
             **{key: value for key, value in run.data.tags.items() if key.startswith(DATA_TAG)},
         }
-        version = self.client.create_model_version(
-            request.name,
-            source=source,
-            run_id=request.run_id,
-            tags={key: str(value)[:MAX_TAG] for key, value in tags.items()},
-            description=request.description,
-            model_id=model_id,
-        )
+        try:
+            version = self.client.create_model_version(
+                request.name,
+                source=source,
+                run_id=request.run_id,
+                tags={key: str(value)[:MAX_TAG] for key, value in tags.items()},
+                description=request.description,
+                model_id=model_id,
+            )
+        except Exception:
+            if created:
+                self.client.delete_registered_model(request.name)
+            raise
         return str(version.version)
+
+    def discard(self, team: str | None, name: str, version: str) -> None:
+        """Delete a version that was registered for a release that could not be recorded (and its model, if empty)."""
+        with self.workspace(team):
+            self.client.delete_model_version(name, str(version))
+            if not self.client.search_model_versions(f"name = '{name}'", max_results=1):
+                self.client.delete_registered_model(name)
 
     def _source(self, request: PublishRequest, experiment_id: str) -> tuple[str, str | None]:
         """Where the model's files are, and its logged-model id (MLflow 3 keeps models outside the run)."""
@@ -138,6 +153,10 @@ class Registry:
             model = found[0]
             return f"models:/{model.model_id}", model.model_id
         # A model saved into the run's artifacts (MLflow 2 style, or log_artifacts of a model folder).
+        if not any(info.path.endswith("MLmodel") for info in self.client.list_artifacts(request.run_id, path)):
+            raise InvalidRequest(
+                "model_uri", f"run {request.run_id} has no logged model named {path!r} (no MLmodel at that path)"
+            )
         return f"runs:/{request.run_id}/{path}", None
 
     def tag_version(self, team: str | None, name: str, version: str, tags: Mapping[str, Any]) -> None:
@@ -188,13 +207,22 @@ class Registry:
             return f"{artifacts_destination.rstrip('/')}/{path}"
         return source
 
-    def local_copy(self, team: str | None, name: str, version: str) -> Path:
-        """A local folder with version ``version`` of ``name`` (downloaded once; versions never change)."""
-        target = self.cache_dir / (team or "_") / name / str(version)
-        if (target / "MLmodel").is_file():
+    def local_copy(self, team: str | None, name: str, version: str, *, fresh: bool = False) -> Path:
+        """A local folder with version ``version`` of ``name``, downloaded when missing (or always, ``fresh``).
+
+        The runner seals the folder and checks it against the digest recorded
+        at registration before anything loads it; ``fresh`` replaces whatever
+        lies at the path, which is how the copy a digest is taken of is made.
+        """
+        target = self.copy_path(team, name, version)
+        if not fresh and (target / "MLmodel").is_file():
             return target
         with self.workspace(team):
             return self._download(name, version, target)
+
+    def copy_path(self, team: str | None, name: str, version: str) -> Path:
+        """Where the pipeline keeps its copy of version ``version`` of ``name``."""
+        return self.cache_dir / (team or "_") / name / str(version)
 
     def _download(self, name: str, version: str, target: Path) -> Path:
         partial = target.with_name(f"{target.name}.partial")
@@ -211,6 +239,8 @@ class Registry:
         if found is None:
             shutil.rmtree(partial, ignore_errors=True)
             raise FileNotFoundError(f"models:/{name}/{version} has no MLmodel file; was it logged as an MLflow model?")
+        if target.is_symlink():
+            target.unlink()
         shutil.rmtree(target, ignore_errors=True)
         found.parent.rename(target)
         shutil.rmtree(partial, ignore_errors=True)

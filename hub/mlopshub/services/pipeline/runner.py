@@ -25,24 +25,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseStore, State, validate_publish
+from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseNotFound, ReleaseStore, State, validate_publish
 from mlopshub.pipeline.database import utc_now
 from mlopshub.pipeline.gates import GateResult, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
-from mlopshub.serving.batch import read_input, trust_project_owners
+from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
 from mlopshub.serving.kserve import NAMESPACE, resource_name
 from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
-from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options
+from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options, seal
 
 from .auth import Caller
 from .gatecheck import GATES, run_isolated
 from .holdout import HoldoutLoader, PushedCheck
+from .projects import ProjectReader
 from .registry import APPROVER_TAG, Registry
 
 log = logging.getLogger("mlopshub.pipeline")
 
 PIPELINE = "pipeline"
-#: Run tag naming the folder of the project the model was trained in (set by the Lab extension).
+#: Run tag naming the folder of the project the model was trained in (set by the Lab extension). A workspace
+#: sets it: :class:`~mlopshub.services.pipeline.projects.ProjectReader` decides whether it may be read.
 PROJECT_TAG = "mlopshub.project"
 
 
@@ -76,7 +78,8 @@ class ReleaseRunner:
     ``teams`` maps each team to its :class:`TeamRelease`; ``load_holdout``
     reads a team's hold-out set; ``endpoint_url(model, stage)`` is the public
     address of an endpoint (recorded on the release). ``cluster`` turns on
-    Kubernetes mode (:class:`Cluster`).
+    Kubernetes mode (:class:`Cluster`). ``projects`` reads publishers'
+    projects (batch inputs) with their rights; without one, no project is read.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class ReleaseRunner:
         endpoint_url: Callable[[str, str], str],
         pushed: PushedCheck | None = None,
         cluster: Cluster | None = None,
+        projects: ProjectReader | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -99,7 +103,10 @@ class ReleaseRunner:
         self.pushed = pushed
         #: Kubernetes mode (None: one machine); see :class:`Cluster`.
         self.cluster = cluster
+        self.projects = projects
         self._locks: dict[str, asyncio.Lock] = {}
+        # One publish of a model at a time (apart from _locks, which a release holds while it advances).
+        self._publishing: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _lock(self, model: str) -> asyncio.Lock:
@@ -129,13 +136,63 @@ class ReleaseRunner:
             return self.registry.team_of_run(run_id, search)
 
         request = await asyncio.to_thread(validate_publish, body, team_of_run, allowed_teams=allowed)
-        # Before registering, so a refused publish leaves no stray version in MLflow.
-        self.store.check_can_publish(request.name, request.team)
-        release_id = f"rel-{uuid.uuid4().hex[:12]}"
-        version = await asyncio.to_thread(self.registry.register, request, caller.name, release_id)
-        release = self.store.create(request, version=version, publisher=caller.name, release_id=release_id)
+        # The check, the registration and the record as one step per model name: concurrent publishes make one
+        # MLflow version; the others are refused by the check, before they register anything.
+        async with self._publishing.setdefault(request.name, asyncio.Lock()):
+            self.store.check_can_publish(request.name, request.team)
+            release_id = f"rel-{uuid.uuid4().hex[:12]}"
+            version = await asyncio.to_thread(self.registry.register, request, caller.name, release_id)
+            try:
+                digest = await asyncio.to_thread(self._take_copy, request.team, request.name, version)
+                release = self.store.create(
+                    request, version=version, publisher=caller.name, release_id=release_id, model_digest=digest
+                )
+            except Exception:
+                await asyncio.to_thread(self.registry.discard, request.team, request.name, version)
+                raise
         self.schedule(release.id)
         return release
+
+    # --- the model copy: taken once, sealed, checked before every load ---
+
+    def _run_as(self, team: str) -> RunAs | None:
+        return self.endpoints.run_as.get(team)
+
+    def _take_copy(self, team: str, model: str, version: str) -> str:
+        """Download a fresh copy of the version, seal it (root's, read-only to the team's model account); its digest.
+
+        The digest is what the release records: every later load is checked against it.
+        """
+        path = self.registry.local_copy(team, model, version, fresh=True)
+        run_as = self._run_as(team)
+        seal(path, run_as)
+        hand_over(path.parent, run_as, 0o750)
+        return tree_digest(path)
+
+    def _model_copy(self, release: Release) -> tuple[Path, str]:
+        """The pipeline's copy of ``release``'s version and its recorded digest, checked to agree.
+
+        A missing copy is downloaded again; one that differs from the digest
+        recorded at registration raises :class:`IntegrityError`, recorded in
+        the audit log, and nothing loads it. Releases recorded before digests
+        existed get one now, from a fresh download.
+        """
+        team, model, version = release.team, release.model_name, release.version
+        if release.model_digest is None:
+            digest = self._take_copy(team, model, version)
+            self.store.record_model_digest(release.id, digest)
+            return self.registry.copy_path(team, model, version), digest
+        path = self.registry.copy_path(team, model, version)
+        if not path.exists() and not path.is_symlink():
+            path = self.registry.local_copy(team, model, version)
+            seal(path, self._run_as(team))
+            hand_over(path.parent, self._run_as(team), 0o750)
+        try:
+            verify_tree(path, release.model_digest)
+        except IntegrityError as error:
+            self._audit("model digest mismatch", release, reason=str(error), model_digest=release.model_digest)
+            raise
+        return path, release.model_digest
 
     async def approve(self, release_id: str, caller: Caller, comment: str) -> Release:
         """Record a validator's approval (four eyes checked by the store) and start the promotion."""
@@ -148,8 +205,17 @@ class ReleaseRunner:
         return release
 
     def refuse_approval(self, release_id: str, caller: Caller, reason: str) -> None:
-        """Record a refused approval (model risk reviews who tried), then let the caller answer 403."""
-        self._audit("approval refused", self.store.get(release_id), actor=caller.name, reason=reason)
+        """Record a refused approval (model risk reviews who tried), then let the caller answer 403.
+
+        An id that names no release is recorded too, and answered the same: the
+        refusal must not tell a caller which release ids exist.
+        """
+        try:
+            release = self.store.get(release_id)
+        except ReleaseNotFound:
+            self.store.audit.record(caller.name, "approval refused", release_id=release_id[:100], reason=reason)
+            return
+        self._audit("approval refused", release, actor=caller.name, reason=reason)
 
     async def reject(self, release_id: str, caller: Caller, reason: str) -> Release:
         """Record the rejection and take the staging endpoint and alias down."""
@@ -249,11 +315,12 @@ class ReleaseRunner:
 
     def _gate_request(self, release: Release) -> dict[str, Any]:
         """What the gates need that takes the pipeline's rights: the model copy, the run's tags, the hold-out set."""
-        path = self.registry.local_copy(release.team, release.model_name, release.version)
+        path, digest = self._model_copy(release)
         team = self.teams.get(release.team, TeamRelease())
         tags = self.registry.run_tags(release.run_id, release.team) if release.run_id else {}
         request: dict[str, Any] = {
             "model_path": str(path),
+            "model_digest": digest,
             "tags": tags,
             "thresholds": {name: dict(bounds) for name, bounds in team.thresholds.items()},
             "holdout": None,
@@ -264,6 +331,8 @@ class ReleaseRunner:
         if holdout_spec is not None:
             if not holdout_spec.get("repo") and tags.get(PROJECT_TAG):
                 holdout_spec["repo"] = tags[PROJECT_TAG]
+            # Read as the publisher, from their own projects (HoldoutLoader).
+            holdout_spec["publisher"] = release.publisher
             try:
                 data = self.load_holdout(release.team, holdout_spec)
             except Exception as error:  # the metrics gate reports it
@@ -482,35 +551,33 @@ class ReleaseRunner:
         """
         assert release.batch is not None
         spec = release.batch
-        project = self.registry.run_tags(release.run_id, release.team).get(PROJECT_TAG) if release.run_id else None
-        repo = spec.get("repo") or project
-        if repo and "://" not in repo and not repo.startswith("git@") and repo != project:
-            # The pipeline reads the input with its own rights: a folder on this machine may only be the model's
-            # own project, never another team's (a git URL is read with no more rights than anyone's).
+        if self.projects is None:
+            raise RuntimeError("this pipeline reads no projects (no project reader configured); batch runs need one")
+        tags = self.registry.run_tags(release.run_id, release.team) if release.run_id else {}
+        # The publisher's own project, read with their rights (ProjectReader): never the pipeline's.
+        project = self.projects.resolve(release.publisher, spec.get("repo") or tags.get(PROJECT_TAG), release.team)
+        data = self.projects.read(project, spec["input"], spec["rev"])
+        if not data.md5:
             raise ValueError(
-                f"batch.repo {repo!r} is a folder on this machine other than the project the model was trained in "
-                f"({project or 'none recorded'}); name that project, or a git URL"
+                f"input '{spec['input']}' at revision '{spec['rev']}' is not versioned by DVC; track it and save a "
+                "version"
             )
-        if not repo:
-            raise ValueError(
-                f"no project to read the batch input {spec['input']} from: train in a DVC project (the sidebar's data "
-                "versioning records it on the run), or publish with batch.repo naming the project"
-            )
-        model_path = self.registry.local_copy(release.team, release.model_name, release.version)
-        run_as = self.endpoints.run_as.get(release.team)
+        digest, repo = data.md5, project.repo
+        model_path, model_digest = self._model_copy(release)
+        run_as = self._run_as(release.team)
         output = self.batch_output_dir(release.model_name, stage)
         output.mkdir(parents=True, exist_ok=True)
-        hand_over(output, run_as, 0o2770)  # the team's account writes the output, nobody else reads it
-        # The pipeline reads the input (the team's account may not read the project); the process only scores it.
-        trust_project_owners()
-        digest, frame = read_input(spec["input"], spec["rev"], repo)
+        for folder in (output.parent, output.parent.parent):
+            folder.chmod(0o711)  # passable to the model account on the way to its output, not listable
+        hand_over(output, run_as, 0o2770)  # the team's model account writes the output, no workspace reads it
         input_file = output / f".input-{uuid.uuid4().hex[:12]}.csv"
-        frame.to_csv(input_file, index=False)
+        input_file.write_text(data.csv)
         hand_over(input_file, run_as, 0o640)
         argv = [sys.executable, "-m", "mlopshub.serving.batch", "--model-uri", str(model_path),
                 "--record-uri", f"models:/{release.model_name}/{release.version}", f"--input={spec['input']}",
                 f"--rev={spec['rev']}", f"--repo={repo}", "--output", str(output),
-                "--input-file", str(input_file), "--input-md5", digest]  # fmt: skip
+                "--input-file", str(input_file), "--input-md5", digest,
+                "--model-digest", model_digest]  # fmt: skip
         env = model_environment(run_as, {"DVC_NO_ANALYTICS": "1"})
         return BatchCall(argv=argv, env=env, cwd=output, run_as=run_as, cleanup=(input_file,))
 
@@ -524,8 +591,8 @@ class ReleaseRunner:
         """
         model, version, team = release.model_name, release.version, release.team
         if self.cluster is None:
-            path = await asyncio.to_thread(self.registry.local_copy, team, model, version)
-            await self.endpoints.deploy(model, stage, version, path, team=team)
+            path, digest = await asyncio.to_thread(self._model_copy, release)
+            await self.endpoints.deploy(model, stage, version, path, team=team, digest=digest)
             return
         uri = await asyncio.to_thread(
             self.registry.storage_uri, team, model, version, self.cluster.artifacts_destination

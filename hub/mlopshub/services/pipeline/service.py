@@ -9,6 +9,8 @@ Environment (set in the hub's service definition):
 * ``MLOPSHUB_PIPELINE_DIR``: the pipeline's data (releases and audit SQLite file, model copies, server logs);
 * ``MLOPSHUB_PUBLIC_URL``: the hub's public address, for endpoint addresses shown on releases;
 * ``MLOPSHUB_MODELS_PREFIX``: where model endpoints are routed (default ``/services/models/``);
+* ``MLOPSHUB_HOMES``: one machine: the folder of the users' homes (``<folder>/<user>``); a release reads
+  its hold-out set and batch input only from its publisher's projects there, as the publisher;
 * ``MLOPSHUB_DVC_REMOTES``: one machine: the folder of the teams' DVC remotes (the lineage gate checks
   that training data was pushed there);
 * ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``: the MLflow auth store's admin;
@@ -40,6 +42,7 @@ from mlopshub.serving.sandbox import RunAs, team_accounts
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
+from .projects import ProjectReader
 from .registry import Registry
 from .runner import Cluster, ReleaseRunner, TeamRelease, cache_dir
 from .scheduler import start_scheduler
@@ -68,12 +71,16 @@ def build_runner(
     run_as: Mapping[str, RunAs] | None = None,
     mode: str = "local",
     env: Mapping[str, str] | None = None,
+    projects: ProjectReader | None = None,
 ) -> ReleaseRunner:
     """The release runner on ``data_dir`` (created if missing).
 
     ``mode`` is ``local`` (models run as processes of this service) or
     ``kubernetes`` (:func:`cluster_endpoints`, settings from ``env``).
+    ``projects`` reads publishers' projects (hold-out sets, batch inputs);
+    by default from ``<data_dir>/homes``, as their Unix accounts when root.
     """
+    projects = projects or ProjectReader(Path(data_dir) / "homes")
     data_dir = Path(data_dir)
     store = ReleaseStore(data_dir / "pipeline.sqlite")
     head = store.audit.head()
@@ -93,10 +100,11 @@ def build_runner(
         registry=Registry(tracking_uri, cache_dir(data_dir), workspaces=workspaces),
         endpoints=endpoints,
         teams=teams,
-        load_holdout=load_holdout or dvc_holdout_loader(),
+        load_holdout=load_holdout or dvc_holdout_loader(projects),
         endpoint_url=lambda model, stage: f"{base}/{model}/{stage}/invocations",
         pushed=pushed,
         cluster=cluster,
+        projects=projects,
     )
 
 
@@ -174,6 +182,7 @@ def main() -> None:
         run_as=team_accounts(cache_dir(data_dir), cat.teams),
         mode=env.get("MLOPSHUB_MODE", "local"),
         env=env,
+        projects=ProjectReader(env["MLOPSHUB_HOMES"]) if env.get("MLOPSHUB_HOMES") else None,
     )
     hub_auth = HubAuth(cache_max_age=60)
     # The API needs access to this service; endpoints need access to the models service.
