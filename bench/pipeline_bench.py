@@ -18,8 +18,9 @@ baseline. Four figures, each beside its baseline measured in the same run:
    separate load process (so it takes no CPU or GIL from the service): ours
    through the service's ``/services/models/{model}/staging/invocations``
    (tornado proxy, HubAuth token check with the service's 60 s cache, the
-   endpoint authorisation, then the forked model server), the baseline
-   straight to ``mlflow models serve``; same model, one worker each.
+   endpoint authorisation, then the forked model server over its Unix
+   socket), the baseline straight to ``mlflow models serve``; same model, one
+   worker each.
 3. memory per additional served model: PSS (and RSS, USS) of a team's zygote
    tree with 1 and with 4 model servers, against 1 and 4 ``mlflow models
    serve`` trees; per additional model = (at 4 - at 1) / 3, PSS against PSS.
@@ -49,6 +50,8 @@ from urllib.parse import urlsplit
 
 import psutil
 import requests
+
+from mlopshub.serving.upstream import Upstream, split_unix_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pipeline_harness import (  # noqa: E402
@@ -217,11 +220,13 @@ def load(url: str, body: dict, seconds: float, concurrency: int, token: str | No
     A minimal HTTP/1.1 client on asyncio streams, run in a process of its own
     (:func:`load_process`): ``requests`` in threads spent as much CPU as the
     server under test, and on two cores the client's cost would decide the figure.
+    An ``http+unix://`` URL (a model server's own socket) is reached over that socket.
     """
     return asyncio.run(_load(url, body, seconds, concurrency, token))
 
 
 async def _load(url: str, body: dict, seconds: float, concurrency: int, token: str | None) -> dict:
+    socket_path, url = split_unix_url(url)
     parsed = urlsplit(url)
     payload = json.dumps(body).encode()
     head = [f"POST {parsed.path} HTTP/1.1", f"Host: {parsed.netloc}", "Content-Type: application/json",
@@ -240,7 +245,10 @@ async def _load(url: str, body: dict, seconds: float, concurrency: int, token: s
         while time.monotonic() < stop:
             try:
                 if writer is None:
-                    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+                    if socket_path is not None:
+                        reader, writer = await asyncio.open_unix_connection(socket_path)
+                    else:
+                        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
                 sent = time.perf_counter()
                 writer.write(request)
                 status_line, _, header_text = (await reader.readuntil(b"\r\n\r\n")).decode().partition("\r\n")
@@ -391,9 +399,21 @@ def per_additional(one: dict, four: dict) -> dict:
 
 
 def warm_requests(url: str, body: dict, count: int = 20) -> None:
-    with requests.Session() as session:
-        for _ in range(count):
-            session.post(url, json=body, timeout=60).raise_for_status()
+    """``count`` requests to ``url`` (a model server's own ``http+unix://`` URL too), each answering 200."""
+
+    payload, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
+
+    async def send() -> None:
+        upstream = Upstream()
+        try:
+            for _ in range(count):
+                answer = await upstream.fetch(url, "POST", headers, payload)
+                if answer is None or answer.code != 200:
+                    raise RuntimeError(f"{url} did not answer 200: {answer}")
+        finally:
+            await upstream.close()
+
+    asyncio.run(send())
 
 
 def bench_memory_ours(model: dict, folder: Path) -> dict:

@@ -11,7 +11,6 @@ import mlflow
 import pandas as pd
 import psutil
 import pytest
-import requests
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
@@ -68,12 +67,11 @@ def test_model_servers_and_gates_run_as_the_team_account_without_the_secrets(tea
             endpoint = await endpoints.deploy("credit", "staging", "1", saved["path"], team=TEAM)
             server = psutil.Process(endpoint.server.pid)
             zygote = server.parent()
-            answer = await asyncio.to_thread(
-                requests.post,
-                f"{endpoint.server.url}/invocations",
-                json={"dataframe_split": saved["frame"].head(2).to_dict(orient="split")},
-                timeout=30,
-            )
+            body = {"dataframe_split": saved["frame"].head(2).to_dict(orient="split")}
+            answer = await endpoints.upstream.fetch(
+                f"{endpoint.server.url}/invocations", "POST", {"Content-Type": "application/json"},
+                json.dumps(body).encode(),
+            )  # fmt: skip
             return server.uids().real, zygote.uids().real, server.environ(), answer
         finally:
             await endpoints.close()
@@ -81,7 +79,7 @@ def test_model_servers_and_gates_run_as_the_team_account_without_the_secrets(tea
     server_uid, zygote_uid, environ, answer = asyncio.run(serve_and_inspect())
     assert server_uid == zygote_uid == account.uid
     assert not set(SECRETS) & set(environ), "the service's secrets reached the model server"
-    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+    assert answer is not None and answer.code == 200 and len(json.loads(answer.body)["predictions"]) == 2
 
     holdout = saved["frame"].assign(default=saved["label"])
     results = run_isolated(

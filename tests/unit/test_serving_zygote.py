@@ -13,13 +13,13 @@ import mlflow
 import pandas as pd
 import psutil
 import pytest
-import requests
 from mlflow.models import infer_signature
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from testing_support import Loop
 
 from mlopshub.serving import Endpoints, ModelServer
+from mlopshub.serving.upstream import Upstream
 from mlopshub.serving.zygote import ZygoteFailed, Zygotes
 
 COLUMNS = ["income", "debt", "age", "tenure"]
@@ -57,10 +57,16 @@ def served(tmp_path_factory, before):
     loop.close()
 
 
-def answer(server: ModelServer, body: dict, timeout: float = 60) -> list:
-    response = requests.post(f"{server.url}/invocations", json=body, timeout=timeout)
-    assert response.status_code == 200, response.text
-    return response.json()["predictions"]
+def answer(loop: Loop, server: ModelServer, body: dict, timeout: float = 60) -> list:
+    """The server's predictions for ``body``, asked over its Unix socket as the proxy asks."""
+    upstream = Upstream()
+    headers = {"Content-Type": "application/json"}
+    try:
+        response = loop.call(upstream.fetch(f"{server.url}/invocations", "POST", headers, json.dumps(body).encode()))
+    finally:
+        loop.call(upstream.close())
+    assert response is not None and response.code == 200, response
+    return json.loads(response.body)["predictions"]
 
 
 def wait_until(condition, timeout: float = 60) -> None:
@@ -76,7 +82,7 @@ def test_forked_server_answers_and_its_parent_is_the_teams_zygote(served, model)
     started = time.monotonic()
     second = loop.call(endpoints.deploy("cards", "staging", "1", model["path"], team="sme-credit")).server
     assert time.monotonic() - started < 3, "a warm zygote forks a server in well under the ~4 s of a cold start"
-    assert len(answer(first, model["body"])) == 2 and len(answer(second, model["body"])) == 2
+    assert len(answer(loop, first, model["body"])) == 2 and len(answer(loop, second, model["body"])) == 2
     zygote = endpoints.zygotes.of("sme-credit").pid
     assert psutil.Process(first.pid).ppid() == zygote == psutil.Process(second.pid).ppid()
     assert first.pid != second.pid, "one process per model version"
@@ -90,7 +96,7 @@ def test_two_teams_never_share_a_zygote(served, model):
     assert zygotes["sme-credit"] != zygotes["retail-scoring"]
     assert psutil.Process(ours.pid).ppid() == zygotes["sme-credit"]
     assert psutil.Process(theirs.pid).ppid() == zygotes["retail-scoring"]
-    assert len(answer(theirs, model["body"])) == 2
+    assert len(answer(loop, theirs, model["body"])) == 2
 
 
 def test_killed_child_is_forked_again_and_answers(served, model):
@@ -99,11 +105,11 @@ def test_killed_child_is_forked_again_and_answers(served, model):
     pid, restarts = server.pid, server.restarts
     os.kill(pid, signal.SIGKILL)
     # The request waits in the kept socket's backlog while the supervisor forks a new child.
-    assert len(answer(server, model["body"])) == 2
+    assert len(answer(loop, server, model["body"])) == 2
     wait_until(lambda: server.restarts == restarts + 1)
     assert server.pid not in (None, pid)
     other = endpoints.get("churn", "staging").server
-    assert len(answer(other, model["body"])) == 2, "another endpoint never noticed"
+    assert len(answer(loop, other, model["body"])) == 2, "another endpoint never noticed"
 
 
 def test_killed_zygote_takes_its_children_and_both_come_back(served, model):
@@ -112,7 +118,7 @@ def test_killed_zygote_takes_its_children_and_both_come_back(served, model):
     zygote, child = endpoints.zygotes.of("sme-credit").pid, server.pid
     os.kill(zygote, signal.SIGKILL)
     wait_until(lambda: not psutil.pid_exists(child), timeout=10)  # no orphan keeps serving
-    assert len(answer(server, model["body"], timeout=90)) == 2
+    assert len(answer(loop, server, model["body"], timeout=90)) == 2
     assert endpoints.zygotes.of("sme-credit").pid not in (None, zygote)
     later = loop.call(endpoints.deploy("loans", "production", "1", model["path"], team="sme-credit")).server
     assert psutil.Process(later.pid).ppid() == endpoints.zygotes.of("sme-credit").pid
@@ -124,7 +130,7 @@ def test_spawn_is_kept_as_a_fallback(served, model, tmp_path):
     loop.call(server.start())
     try:
         assert psutil.Process(server.pid).ppid() == os.getpid()
-        assert len(answer(server, model["body"])) == 2
+        assert len(answer(loop, server, model["body"])) == 2
     finally:
         loop.call(server.stop())
     assert server.pid is None

@@ -8,8 +8,12 @@ again until :data:`RETRY_FOR` seconds have passed: scoring has no side effects,
 so repeating it is safe, and a crash then costs latency instead of errors.
 
 Requests go to the model servers over the endpoints' kept-alive connections
-(:class:`mlopshub.serving.upstream.Upstream`); one the server has closed
-fails fast and is retried like any other.
+(:class:`mlopshub.serving.upstream.Upstream`, over each server's Unix
+socket); one the server has closed fails fast and is retried like any other.
+
+A request's path and body are the caller's: nothing here logs them whole
+(:func:`bounded`); a body nested too deeply for MLflow's parser is answered
+400 by the model server (:func:`mlopshub.serving.scoring.refuse_deep_json`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tornado import web
+from tornado.log import app_log
 
 from .endpoints import STAGES, Endpoint, Endpoints
 
@@ -28,6 +33,14 @@ from .endpoints import STAGES, Endpoint, Endpoints
 RETRY_FOR = 60.0
 #: Headers passed to the model server.
 FORWARDED_HEADERS = ("Content-Type", "Accept")
+#: Characters of anything a caller sent (path, model name) that go into a log line or a message.
+LOGGED_CHARS = 200
+
+
+def bounded(text: str, limit: int = LOGGED_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with its full length said."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
 
 #: ``authorize(handler, model, stage)``: return to allow, raise ``tornado.web.HTTPError(401/403)`` to refuse.
 Authorize = Callable[[web.RequestHandler, str, str], Awaitable[None]]
@@ -44,6 +57,17 @@ class EndpointHandler(web.RequestHandler):
     def check_xsrf_cookie(self) -> None:
         """Callers are programs with tokens, not browsers with cookies: no XSRF check."""
 
+    def _request_summary(self) -> str:
+        # Tornado's access log and error logs use this; the path is the caller's and may be megabytes long.
+        return f"{self.request.method} {bounded(self.request.uri or '')} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """As tornado's, without the whole request (its ``repr`` holds the path) for an unexpected error."""
+        if isinstance(value, web.HTTPError):
+            super().log_exception(typ, value, tb)
+        else:
+            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors as JSON in MLflow's shape (``error_code``, ``message``)."""
         error = kwargs.get("exc_info", (None, None, None))[1]
@@ -53,14 +77,16 @@ class EndpointHandler(web.RequestHandler):
 
     async def _authorized(self, model: str, stage: str) -> None:
         if stage not in STAGES:
-            raise web.HTTPError(404, f"unknown stage {stage!r}; endpoints are {' and '.join(STAGES)}")
+            raise web.HTTPError(404, f"unknown stage {bounded(stage)!r}; endpoints are {' and '.join(STAGES)}")
         if self.authorize is not None:
             await self.authorize(self, model, stage)
 
     def _endpoint(self, model: str, stage: str) -> Endpoint:
         endpoint = self.endpoints.get(model, stage)
         if endpoint is None:
-            raise web.HTTPError(404, f"model {model!r} has no {stage} endpoint; publish it or check the release")
+            raise web.HTTPError(
+                404, f"model {bounded(model)!r} has no {stage} endpoint; publish it or check the release"
+            )
         return endpoint
 
     async def get(self, model: str, stage: str, action: str) -> None:
@@ -91,7 +117,7 @@ class EndpointHandler(web.RequestHandler):
             if response is not None:
                 break
             if time.monotonic() > deadline:
-                raise web.HTTPError(503, f"the {stage} server of {model} did not answer for {RETRY_FOR:.0f} s")
+                raise web.HTTPError(503, f"the {stage} server of {bounded(model)} did not answer for {RETRY_FOR:.0f} s")
             await asyncio.sleep(0.1)
         self.set_status(response.code, response.reason)
         self.set_header("Content-Type", response.content_type)

@@ -32,26 +32,53 @@ team): ours 27 MB PSS against 369 MB for one more ``mlflow models serve``
 (0.07x); a second team pays its own zygote once (~250 MB PSS with its first
 server). Publishing to a staging endpoint that answers takes 0.25 s median
 against 4.7 s by hand (registry + ``mlflow models serve``).
+
+Where a server listens: a Unix stream socket, ``<socket_dir>/<16 hex>.sock``,
+in a folder that belongs to the service's user and has mode 0700
+(:func:`private_folder`), so only the service (and root) can connect; the
+model server itself only gets the listening descriptor. No TCP port is
+opened, so nothing on the machine's loopback answers for a model.
+``socket_dir`` is the pipeline's ``<data dir>/sockets`` (see
+``mlopshub.services.pipeline.service``), or a private temporary folder of
+this process. A Unix socket's path has at most 107 bytes (``sun_path``):
+a longer folder is refused when it is given, naming the limit.
+
+What is served is what was registered: with ``digest``, every start (and so
+every restart by the supervisor) has the process check the model folder
+before it loads it (:func:`mlopshub.serving.scoring.serve`); a mismatch
+raises :class:`~mlopshub.serving.integrity.IntegrityError` from
+:meth:`ModelServer.start`, and a restart that meets one stops the server for
+good (:attr:`ModelServer.refused`, :attr:`ModelServer.on_refused`) instead
+of serving something else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import inspect
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import psutil
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from .integrity import IntegrityError, verify_tree
 from .sandbox import RunAs, model_environment, popen_options
+from .upstream import unix_url
 from .zygote import ZygoteFailed, Zygotes, shared_zygotes
 
 log = logging.getLogger("mlopshub.serving")
@@ -66,6 +93,10 @@ UNHEALTHY_AFTER = 6
 STOP_TIMEOUT = 30.0
 #: How model server processes are started (see the module docstring).
 START_METHODS = ("fork", "spawn")
+#: Longest path of a Unix socket: ``sun_path`` holds 108 bytes, the last one a NUL.
+MAX_SOCKET_PATH = 107
+#: A socket's file name: 16 hex digits (random, so a replaced server never meets its predecessor's path) and ``.sock``.
+SOCKET_NAME_LENGTH = 16 + len(".sock")
 
 
 async def until_idle(active: Callable[[], int], timeout: float) -> bool:
@@ -80,6 +111,60 @@ async def until_idle(active: Callable[[], int], timeout: float) -> bool:
 
 class ServerFailed(RuntimeError):
     """A model server did not start (or start again): names the model and the end of its log."""
+
+
+def private_folder(folder: str | Path) -> Path:
+    """``folder`` (made if missing) as a folder of this process's user that only it can enter (mode 0700).
+
+    :class:`ServerFailed` when it is a symlink or not a folder, or belongs to
+    another user (someone else made it first: it cannot be trusted).
+    """
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise ServerFailed(f"socket folder {folder} is not a folder (a symlink is refused); remove it")
+    if info.st_uid != os.geteuid():
+        raise ServerFailed(
+            f"socket folder {folder} belongs to uid {info.st_uid}, not to this service (uid {os.geteuid()}); "
+            "remove it, the service makes it again"
+        )
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def check_socket_folder(folder: str | Path) -> None:
+    """ValueError when the sockets in ``folder`` would have paths longer than :data:`MAX_SOCKET_PATH` bytes."""
+    longest = len(os.fsencode(str(folder))) + 1 + SOCKET_NAME_LENGTH
+    if longest > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"socket folder {folder} is too long for Unix sockets: a socket there has a {longest}-byte path, the "
+            f"limit is {MAX_SOCKET_PATH} (sun_path); give a folder of at most "
+            f"{MAX_SOCKET_PATH - 1 - SOCKET_NAME_LENGTH} bytes (socket_dir=)"
+        )
+
+
+def remove_stale_sockets(folder: str | Path) -> list[str]:
+    """Remove the socket files left in ``folder`` (by a service that died); their names."""
+    removed = []
+    for entry in Path(folder).glob("*.sock"):
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(entry.lstat().st_mode):
+                entry.unlink()
+                removed.append(entry.name)
+    return removed
+
+
+_default_socket_dir: Path | None = None
+
+
+def default_socket_dir() -> Path:
+    """This process's private socket folder for servers not given one (``mkdtemp``: 0700), removed at exit."""
+    global _default_socket_dir
+    if _default_socket_dir is None or not _default_socket_dir.is_dir():
+        _default_socket_dir = Path(tempfile.mkdtemp(prefix="mlopshub-"))
+        atexit.register(shutil.rmtree, _default_socket_dir, ignore_errors=True)
+    return _default_socket_dir
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -100,15 +185,18 @@ def _running(process: psutil.Process | None) -> bool:
 
 
 class ModelServer:
-    """One model version served by one process on a fixed local address.
+    """One model version served by one process on a fixed Unix socket.
 
-    :meth:`start` opens the listening socket, starts the process (forked from
-    ``team``'s zygote, or spawned, per ``start_method``) and returns once
-    ``/ping`` answers; a supervisor task then restarts the process whenever
-    it exits or stops answering, on the same socket, so the address never
-    changes. :attr:`active` counts requests the proxy has in flight to this
-    server (see :meth:`drain`). ``zygotes`` is the pool forking servers
-    (the process-wide one by default; :class:`Endpoints` passes its own).
+    :meth:`start` opens the listening socket in ``socket_dir`` (see the
+    module docstring), starts the process (forked from ``team``'s zygote,
+    or spawned, per ``start_method``) and returns once ``/ping`` answers; a
+    supervisor task then restarts the process whenever it exits or stops
+    answering, on the same socket, so the address never changes.
+    :attr:`active` counts requests the proxy has in flight to this server
+    (see :meth:`drain`). ``zygotes`` is the pool forking servers (the
+    process-wide one by default; :class:`Endpoints` passes its own).
+    ``digest`` (``sha256:<hex>``, see :mod:`.integrity`) is checked by the
+    process before it loads the model, at every start; None: not checked.
     """
 
     def __init__(
@@ -124,6 +212,8 @@ class ModelServer:
         start_timeout: float = START_TIMEOUT,
         poll_interval: float = POLL_INTERVAL,
         run_as: RunAs | None = None,
+        socket_dir: str | Path | None = None,
+        digest: str | None = None,
     ):
         if start_method not in START_METHODS:
             raise ValueError(f"start_method {start_method!r}: use one of {', '.join(START_METHODS)}")
@@ -138,28 +228,32 @@ class ModelServer:
         self.python = python
         self.start_timeout = start_timeout
         self.poll_interval = poll_interval
+        #: The folder of the listening socket (None: :func:`default_socket_dir`).
+        self.socket_dir = Path(socket_dir) if socket_dir else None
+        #: The digest the model folder must have when the process loads it (None: not checked).
+        self.digest = digest
         self.active = 0
         self.restarts = 0
+        #: Why the supervisor stopped this server for good (the model folder no longer matches its digest).
+        self.refused: str | None = None
+        #: Called (``on_refused(server)``, may be a coroutine function) when the supervisor sets :attr:`refused`.
+        self.on_refused: Callable[[ModelServer], Any] | None = None
+        self.socket_path: Path | None = None
         self._socket: socket.socket | None = None
         self._process: psutil.Process | None = None
         self._popen: subprocess.Popen[bytes] | None = None  # only when spawned: we are its parent and reap it
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
-        self._client = AsyncHTTPClient(force_instance=True)
+        self._health: aiohttp.ClientSession | None = None
 
     # --- state ---
 
     @property
-    def port(self) -> int:
-        """The local port the server listens on (fixed for its whole life)."""
-        if self._socket is None:
-            raise RuntimeError(f"model server {self.label} is not started")
-        return int(self._socket.getsockname()[1])
-
-    @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http+unix://<socket path, percent-encoded>`` (see :func:`mlopshub.serving.upstream.unix_url`)."""
+        if self.socket_path is None:
+            raise RuntimeError(f"model server {self.label} is not started")
+        return unix_url(self.socket_path)
 
     @property
     def pid(self) -> int | None:
@@ -169,12 +263,15 @@ class ModelServer:
     # --- life cycle ---
 
     async def start(self) -> None:
-        """Start the server process and wait until it answers; :class:`ServerFailed` if it does not."""
+        """Start the server process and wait until it answers.
+
+        :class:`ServerFailed` if it does not;
+        :class:`~mlopshub.serving.integrity.IntegrityError` if the model
+        folder does not have :attr:`digest` (nothing was served).
+        """
         if not (self.model_path / "MLmodel").is_file():
             raise ServerFailed(f"{self.model_path} is not an MLflow model (no MLmodel file); download the model first")
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(256)
+        self._listen()
         try:
             await self._start_until_healthy()
         except BaseException:
@@ -191,10 +288,10 @@ class ModelServer:
                 await self._supervisor
             self._supervisor = None
         await self._terminate()
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-        self._client.close()
+        self._close_socket()
+        if self._health is not None:
+            await self._health.close()
+            self._health = None
 
     async def drain(self, timeout: float = STOP_TIMEOUT) -> bool:
         """Wait until no request is in flight through the proxy (True), or ``timeout`` passed (False)."""
@@ -202,13 +299,51 @@ class ModelServer:
 
     async def healthy(self) -> bool:
         """Whether ``/ping`` answers 200 right now."""
-        try:
-            response = await self._client.fetch(f"{self.url}/ping", request_timeout=5, raise_error=False)
-        except (OSError, HTTPClientError):
+        if self.socket_path is None:
             return False
-        return response.code == 200
+        if self._health is None or self._health.closed:
+            connector = aiohttp.UnixConnector(str(self.socket_path), limit=1)
+            self._health = aiohttp.ClientSession(connector=connector, trust_env=False)
+        try:
+            async with self._health.get("http://localhost/ping", timeout=aiohttp.ClientTimeout(total=5)) as response:
+                await response.read()
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
 
     # --- inside ---
+
+    def _listen(self) -> None:
+        folder = self.socket_dir or default_socket_dir()
+        check_socket_folder(folder)
+        private_folder(folder)
+        path = folder / f"{secrets.token_hex(8)}.sock"
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(str(path))
+            os.chmod(path, 0o600)  # the folder already keeps others out; this says so twice
+            listening.listen(256)
+        except OSError as error:
+            listening.close()
+            raise ServerFailed(f"model server {self.label}: cannot listen on {path}: {error}") from error
+        self._socket, self.socket_path = listening, path
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+
+    async def _check_digest(self) -> None:
+        """:class:`IntegrityError` naming this server when the model folder does not have :attr:`digest`."""
+        if not self.digest:
+            return
+        try:
+            await asyncio.to_thread(verify_tree, self.model_path, self.digest)
+        except IntegrityError as error:
+            raise IntegrityError(f"model server {self.label}: {error}") from error
 
     def _alive(self) -> bool:
         if self._popen is not None:
@@ -222,7 +357,7 @@ class ModelServer:
         else:
             zygotes = self.zygotes or shared_zygotes()
             try:
-                pid = await zygotes.of(self.team).fork(self._socket, self.model_path, self.log_path)
+                pid = await zygotes.of(self.team).fork(self._socket, self.model_path, self.log_path, self.digest)
             except ZygoteFailed as error:
                 raise ServerFailed(f"model server {self.label}: {error}") from error
             try:
@@ -244,6 +379,7 @@ class ModelServer:
             str(self.model_path),
             "--parent",
             str(os.getpid()),
+            *(["--digest", self.digest] if self.digest else []),
         ]
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
@@ -266,6 +402,7 @@ class ModelServer:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if not self._alive():
+                await self._check_digest()  # the process refused its model: say why, as the exception's type
                 code = self._popen.returncode if self._popen is not None else "unknown: it was forked"
                 log_text = _tail(self.log_path) if self.log_path else "(no log kept)"
                 raise ServerFailed(
@@ -314,7 +451,24 @@ class ModelServer:
                 await self._terminate()  # reaps a spawned child; nothing to do for a forked one
                 await self._start_until_healthy()
                 self.restarts += 1
+            except IntegrityError as error:
+                await self._refuse(error)
+                return
             except ServerFailed as error:
                 log.error("%s; trying again", error)
                 await self._terminate()
                 await asyncio.sleep(min(30.0, self.poll_interval * 10))
+
+    async def _refuse(self, error: IntegrityError) -> None:
+        """Stop for good: the model folder changed. The socket goes too, so callers fail fast instead of waiting."""
+        self.refused = str(error)
+        log.error("%s; it is no longer served", error)
+        await self._terminate()
+        self._close_socket()
+        if self._health is not None:
+            await self._health.close()
+            self._health = None
+        if self.on_refused is not None:
+            outcome = self.on_refused(self)
+            if inspect.isawaitable(outcome):
+                await outcome

@@ -18,15 +18,23 @@ another team's model touched. A zygote only imports libraries (the
 :data:`PRELOAD` list); it never loads a model itself.
 
 How sockets travel: the service (:class:`ModelServer`) opens each model's
-listening socket, as before, and hands it to the zygote over a Unix
+listening socket, a Unix stream socket bound in a folder only the service's
+own user can enter (mode 0700), and hands it to the zygote over a Unix
 ``SOCK_SEQPACKET`` socketpair with ``socket.send_fds``; the zygote forks, the
 child serves on it, the zygote closes its copy and answers with the child's
-pid. Keeping the socket in the service (rather than letting the zygote open
-one and report its port) keeps the address fixed for the endpoint's whole
-life, through child restarts and zygote restarts alike, and requests that
-arrive while a child is being replaced wait in the socket's backlog instead
-of being refused. ``SOCK_SEQPACKET`` keeps one message per request, so no
-framing is needed.
+pid. The zygote and its children run as the team's model account and never
+need the socket's path, only the descriptor; a workspace, running as another
+user, cannot reach the path, and no TCP port is open for it to find.
+Keeping the socket in the service (rather than letting the zygote open one)
+keeps the address fixed for the endpoint's whole life, through child
+restarts and zygote restarts alike, and requests that arrive while a child
+is being replaced wait in the socket's backlog instead of being refused.
+``SOCK_SEQPACKET`` keeps one message per request, so no framing is needed.
+
+What is served is what was registered: a fork request may carry the model
+folder's recorded digest; the child checks it
+(:func:`mlopshub.serving.integrity.verify_tree`) before it loads the model,
+and exits on a mismatch, at every fork (so at every supervised restart too).
 
 Lifetimes: the zygote exits when its control socket closes (the service
 stopped it or died) or its parent is gone; a child gets ``SIGKILL`` when the
@@ -58,7 +66,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .integrity import IntegrityError
 from .sandbox import RunAs, model_environment, popen_options
+from .scoring import REFUSED, exit_with_parent, serve
 
 log = logging.getLogger("mlopshub.serving")
 
@@ -186,12 +196,22 @@ class Zygote:
             raise
         log.info("zygote of team %r: pid %s ready (%s)", self.team, self._process.pid, ready)
 
-    async def fork(self, listening: socket.socket, model_path: str | Path, log_path: str | Path | None) -> int:
+    async def fork(
+        self,
+        listening: socket.socket,
+        model_path: str | Path,
+        log_path: str | Path | None,
+        digest: str | None = None,
+    ) -> int:
         """Fork a model server for ``model_path`` serving on ``listening``; return its pid.
 
-        Starts the zygote first if it is not running (first use, or it died).
+        With ``digest``, the child checks the folder against it before loading
+        and exits on a mismatch. Starts the zygote first if it is not running
+        (first use, or it died).
         """
-        request = {"model_path": str(model_path)}
+        request: dict[str, Any] = {"model_path": str(model_path)}
+        if digest:
+            request["digest"] = digest
         async with self._lock:
             await self._ensure_running()
             # The service opens the server's log, so the zygote's account needs no write access to the log folder.
@@ -417,12 +437,10 @@ def _die_with_parent(parent: int) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the zygote died before prctl took effect
         os._exit(0)
-    from .scoring import exit_with_parent
-
     exit_with_parent(parent)
 
 
-def _run_child(fd: int, model_path: str, log_fd: int | None, zygote: int) -> None:
+def _run_child(fd: int, model_path: str, log_fd: int | None, zygote: int, digest: str | None = None) -> None:
     """The forked model server: never returns into the zygote's loop."""
     code = 1
     try:
@@ -432,10 +450,11 @@ def _run_child(fd: int, model_path: str, log_fd: int | None, zygote: int) -> Non
             os.dup2(log_fd, 2)
             os.close(log_fd)
         _die_with_parent(zygote)
-        from .scoring import serve
-
-        serve(fd, model_path)
+        serve(fd, model_path, digest=digest)  # checks the digest before it loads anything
         code = 0
+    except IntegrityError as error:
+        print(f"refused: {error}", flush=True)
+        code = REFUSED
     except KeyboardInterrupt:
         code = 0
     except BaseException:
@@ -453,7 +472,7 @@ def _fork(control: socket.socket, request: dict[str, Any], fd: int, log_fd: int 
     pid = os.fork()
     if pid == 0:
         control.close()
-        _run_child(fd, request["model_path"], log_fd, zygote)
+        _run_child(fd, request["model_path"], log_fd, zygote, request.get("digest"))
     return pid
 
 

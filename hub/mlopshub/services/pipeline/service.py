@@ -92,7 +92,7 @@ def build_runner(
     if mode == "kubernetes":
         endpoints, cluster = cluster_endpoints(data_dir, env or {})
     elif mode == "local":
-        endpoints = Endpoints(log_dir=data_dir / "logs", run_as=run_as)
+        endpoints = Endpoints(log_dir=data_dir / "logs", socket_dir=data_dir / "sockets", run_as=run_as)
     else:
         raise ValueError(f"MLOPSHUB_MODE={mode!r}: expected 'local' (one machine) or 'kubernetes'")
     return ReleaseRunner(
