@@ -346,6 +346,9 @@ async def history(server_root: Path, path: Path, limit: int = HISTORY_LIMIT) -> 
     """Versions of a dataset, newest first: the commits that changed its ``.dvc`` file, with its hash then."""
     project = await require_project(server_root, path, git=True)
     _, dvcfile = dataset_files(path)
+    if project.root not in dvcfile.parents:
+        # The project's own folder (or one above it) is no dataset; git would refuse the path as outside the repo.
+        raise NotFound(f"'{shown(server_root, path)}' is not a tracked dataset: pick a file or folder in the project")
     rel = os.path.relpath(dvcfile, project.root)
     fields = ["%H", "%h", "%s", "%an", "%aI"]
     log = await _run(

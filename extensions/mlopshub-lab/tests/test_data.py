@@ -185,6 +185,11 @@ async def test_history_of_an_untracked_file_is_404(api, project):
     assert status == 404 and "not a tracked dataset" in body["message"]
 
 
+async def test_history_of_the_project_folder_itself_is_404_not_a_git_failure(api, project):
+    status, body, _ = await api("GET", "data/history", params={"path": "credit"})
+    assert status == 404 and "'credit' is not a tracked dataset" in body["message"], (status, body)
+
+
 @pytest.mark.parametrize(
     ("method", "endpoint", "key"),
     [("GET", "data/project", None), ("GET", "data/datasets", None), ("POST", "data/track", "path")],
