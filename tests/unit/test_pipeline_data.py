@@ -2,13 +2,17 @@
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from mlopshub.accounts import ensure_unix_user, unix_name
 from mlopshub.services.pipeline.holdout import dvc_holdout_loader, local_remote_check
+from mlopshub.services.pipeline.projects import ProjectReader, ProjectRefused
 
 DVC = [sys.executable, "-m", "dvc"]
 LOAN_ROWS = "amount,default\n1,0\n"
@@ -26,8 +30,8 @@ def md5_of(dvc_file: Path) -> str:
 
 @pytest.fixture
 def project(tmp_path):
-    """A git + DVC project of team sme-credit with its remote at <remotes>/sme-credit."""
-    remotes, root = tmp_path / "remotes", tmp_path / "project"
+    """A git + DVC project of ann's, team sme-credit, in <homes>/ann/project, its remote at <remotes>/sme-credit."""
+    remotes, root = tmp_path / "remotes", tmp_path / "homes" / "ann" / "project"
     (remotes / "sme-credit").mkdir(parents=True)
     (root / "data").mkdir(parents=True)
     run(["git", "init", "-q", "-b", "main"], root)
@@ -65,13 +69,83 @@ def test_holdout_is_read_at_the_named_revision_with_its_dvc_version(project):
     (root / "data" / "holdout.csv").write_text("amount,default\n100,0\n900,1\n50,0\n")
     run([*DVC, "add", "-q", "data/holdout.csv"], root)
     run(["git", "commit", "-qam", "more hold-out rows"], root)
-    load = dvc_holdout_loader()
-    old = load("sme-credit", {"path": "data/holdout.csv", "target": "default", "rev": "v1", "repo": str(root)})
-    new = load("sme-credit", {"path": "data/holdout.csv", "target": "default", "rev": "main", "repo": str(root)})
+    load = dvc_holdout_loader(ProjectReader(root.parents[1], as_accounts=False))
+    spec = {"path": "data/holdout.csv", "target": "default", "repo": str(root), "publisher": "ann"}
+    old = load("sme-credit", {**spec, "rev": "v1"})
+    new = load("sme-credit", {**spec, "rev": "main"})
     assert (len(old.frame), old.version, old.target) == (2, first, "default")
     assert len(new.frame) == 3 and new.version == md5_of(root / "data" / "holdout.csv.dvc")
 
 
 def test_holdout_without_a_project_names_the_catalog_key(project):
+    load = dvc_holdout_loader(ProjectReader(project[0].parents[1], as_accounts=False))
     with pytest.raises(ValueError, match=r"teams\.sme-credit\.release\.holdout\.repo"):
-        dvc_holdout_loader()("sme-credit", {"path": "data/holdout.csv", "target": "default", "rev": "main"})
+        load("sme-credit", {"path": "data/holdout.csv", "target": "default", "rev": "main", "publisher": "ann"})
+
+
+def test_holdout_of_another_users_project_is_refused(project):
+    root, _ = project
+    other = root.parents[1] / "bob" / "project"
+    other.mkdir(parents=True)
+    load = dvc_holdout_loader(ProjectReader(root.parents[1], as_accounts=False))
+    spec = {"path": "data/holdout.csv", "target": "default", "rev": "main", "publisher": "ann"}
+    with pytest.raises(ProjectRefused, match="not in the home of ann"):
+        load("sme-credit", {**spec, "repo": str(other)})
+    (root / "link").symlink_to(other)
+    with pytest.raises(ProjectRefused, match="not in the home of ann"):
+        load("sme-credit", {**spec, "repo": str(root / "link")})
+
+
+def test_a_member_symlink_in_the_team_remote_is_not_followed(project, tmp_path):
+    root, remotes = project
+    run([*DVC, "push", "-q"], root)
+    folder = md5_of(root / "data" / "loans.dvc")
+    listing = remotes / "sme-credit" / "files" / "md5" / folder[:2] / folder[2:]
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(listing.read_text())
+    listing.unlink()
+    listing.symlink_to(elsewhere)
+    pushed = local_remote_check(remotes)("sme-credit")
+    assert not pushed("data/loans", folder), "a symlink is not a pushed listing"
+    with pytest.raises(ValueError, match="not a DVC content hash"):
+        pushed("data/loans", "../../../../etc/passwd")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading as another Unix account needs root (CI runs as root)")
+def test_a_cache_symlink_to_a_root_secret_gives_permission_denied_not_the_secret():
+    # The attack of issue 10: the DVC cache object of a tracked file replaced by a symlink to a platform secret.
+    tmp_path = Path(tempfile.mkdtemp(prefix="mlopshub-reader-", dir="/tmp"))  # pytest's own is private to root
+    homes = tmp_path / "homes"
+    name = "mlopshub-test-reader"
+    root = homes / name / "project"
+    (root / "data").mkdir(parents=True)
+    secret = tmp_path / "secrets" / "admin-token"
+    secret.parent.mkdir(mode=0o700)
+    secret.write_text("s3cr3t-admin-token\n")
+    secret.chmod(0o600)
+    run(["git", "init", "-q", "-b", "main"], root)
+    run([*DVC, "init", "-q"], root)
+    (root / "data" / "x.csv").write_text("a,b\n1,2\n")
+    run([*DVC, "add", "-q", "data/x.csv"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "x"], root)
+    digest = md5_of(root / "data" / "x.csv.dvc")
+    cached = root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]
+    cached.unlink()
+    cached.symlink_to(secret)
+    (root / "data" / "x.csv").unlink()
+    account = ensure_unix_user(unix_name(name), homes / name)
+    for path in [homes / name, *(homes / name).rglob("*")]:
+        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    tmp_path.chmod(0o711)
+    homes.chmod(0o711)
+    (homes / name).chmod(0o700)
+    reader = ProjectReader(homes, as_accounts=True)
+    project = reader.resolve(name, str(root))
+    try:
+        with pytest.raises(OSError) as refused:
+            reader.read(project, "data/x.csv", "main")
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert "s3cr3t" not in str(refused.value)
+    assert "Permission denied" in str(refused.value) or "PermissionError" in str(refused.value), refused.value

@@ -143,7 +143,9 @@ def test_publish_gates_staging_approval_production_rollback(service, logged, tra
     ]
     metrics = release["gate_results"][3]["details"]
     assert metrics["thresholds"] == {"auc": {"min": 0.75}} and metrics["holdout"]["version"] == "abc123"
-    assert service.holdout_reads[-1] == (TEAM, {"path": "data/holdout.csv", "target": "default", "rev": "main"})
+    # Read as the publisher (the loader's ProjectReader reads with their rights, from their own projects).
+    read = {"path": "data/holdout.csv", "target": "default", "rev": "main", "publisher": "ann"}
+    assert service.holdout_reads[-1] == (TEAM, read)
 
     staging = release["endpoints"]["staging"]
     assert staging == f"{service.url}/services/models/loans/staging/invocations"
