@@ -109,6 +109,26 @@ def _cmd_serving_render(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit status of ``mlopshub audit verify`` on a broken chain (1 is "could not check").
+AUDIT_BROKEN = 3
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .pipeline.audit import verify_file
+
+    database = Path(args.database) if args.database else from_env().pipeline_dir / "pipeline.sqlite"
+    report = verify_file(database)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+        for problem in sorted(report.problems, key=lambda p: p.seq)[1:]:
+            print(f"  also entry {problem.seq}: {problem.kind}: {problem.message}")
+        for note in report.notes:
+            print(f"  note: {note}")
+    return 0 if report.intact else AUDIT_BROKEN
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     if args.what == "check":
         drifted = environment.drift()
@@ -183,6 +203,16 @@ def parser() -> argparse.ArgumentParser:
     )
     images_check.add_argument("--fix", action="store_true", help="first rewrite the Dockerfiles' build-arg defaults")
     images_check.set_defaults(func=_cmd_images_check)
+
+    audit = commands.add_parser("audit", help="the release pipeline's audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help=f"check the whole hash chain and its head file; exit {AUDIT_BROKEN} naming the first bad entry if broken",
+    )
+    verify.add_argument("--database", help="the pipeline's SQLite file (default: <data dir>/pipeline/pipeline.sqlite)")
+    verify.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    verify.set_defaults(func=_cmd_audit_verify)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
     env.add_argument(

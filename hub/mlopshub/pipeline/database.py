@@ -8,13 +8,17 @@ then SQLite's write lock with ``BEGIN IMMEDIATE`` (other processes queue there).
 Taking the write lock at BEGIN, not at the first write, means a
 read-check-write sequence (read the state, check it, write the next one) cannot
 interleave with another writer.
+
+Something to do once a transaction ends goes in :meth:`Connection.at_end`:
+the audit log writes its chain head file there, after the commit (see
+:mod:`.audit`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +47,18 @@ def as_utc_iso(moment: datetime | str) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+class Connection(sqlite3.Connection):
+    """A connection of :class:`Database`: callbacks run once its transaction ends (:meth:`at_end`)."""
+
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.ended: list[Callable[[bool], None]] = []
+
+    def at_end(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(committed)`` after this transaction's COMMIT (True) or rollback (False)."""
+        self.ended.append(callback)
+
+
 def _lock_for(path: Path) -> threading.RLock:
     with _locks_guard:
         return _locks.setdefault(path, threading.RLock())
@@ -67,15 +83,18 @@ class Database:
             ) from error
         self._lock = _lock_for(self.path)
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self) -> Connection:
         """A new connection in autocommit mode (transactions are begun explicitly)."""
         try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=Connection)
         except sqlite3.OperationalError as error:
             raise OSError(
                 f"cannot open the pipeline database {self.path}: {error}; check that the file is writable"
             ) from error
         connection.row_factory = sqlite3.Row
+        # A commit is on disk when COMMIT returns (WAL's default, NORMAL, may lose the last ones on power loss):
+        # the audit head file is written after it and must never name an entry the database lost.
+        connection.execute("PRAGMA synchronous=FULL")
         return connection
 
     def ensure_schema(self, statements: Sequence[str]) -> None:
@@ -92,10 +111,16 @@ class Database:
                 connection.execute(statement)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on any exception."""
+    def transaction(self) -> Iterator[Connection]:
+        """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on any exception.
+
+        Its :meth:`Connection.at_end` callbacks run after COMMIT or ROLLBACK,
+        still under the per-file lock, so no other thread of the process
+        writes in between.
+        """
         with self._lock:
             connection = self.connect()
+            committed = False
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
@@ -104,11 +129,16 @@ class Database:
                     connection.execute("ROLLBACK")
                     raise
                 connection.execute("COMMIT")
+                committed = True
             finally:
-                connection.close()
+                try:
+                    for callback in connection.ended:
+                        callback(committed)
+                finally:
+                    connection.close()
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Connection]:
         """A connection for reads only, in one read transaction so that every statement sees the same snapshot."""
         connection = self.connect()
         try:

@@ -23,6 +23,7 @@ from typing import Any
 from tornado import web
 
 from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNotFound, State
+from mlopshub.pipeline.audit import AuditLog
 from mlopshub.serving import Endpoints, endpoint_routes
 
 from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller
@@ -312,9 +313,28 @@ class IndexHandler(web.RequestHandler):
 
 
 class HealthHandler(web.RequestHandler):
+    def initialize(self, audit: AuditLog) -> None:
+        self.audit = audit
+
     def get(self) -> None:
-        """Liveness for ``mlopshub up`` and the hub (public: it says nothing but ok)."""
-        self.finish({"status": "ok"})
+        """Health for ``mlopshub up`` and the hub (public): 200 ok, or 503 when the audit log's chain is broken.
+
+        The 503 names the first bad entry and what is wrong with it, not its
+        content (anyone may ask): ``mlopshub audit verify`` gives the rest.
+        """
+        problem = self.audit.broken
+        if problem is None:
+            self.finish({"status": "ok"})
+            return
+        self.set_status(503)
+        self.finish(
+            {
+                "status": "audit log broken",
+                "audit": {"first_bad_entry": problem.seq, "problem": problem.kind},
+                "message": f"the audit log is broken at entry {problem.seq} ({problem.kind}); nothing new is "
+                "recorded; run `mlopshub audit verify` on the hub machine",
+            }
+        )
 
 
 def make_app(
@@ -346,7 +366,7 @@ def make_app(
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
-        (rf"{prefix.rstrip('/')}/health", HealthHandler),
+        (rf"{prefix.rstrip('/')}/health", HealthHandler, {"audit": runner.store.audit}),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
     ]
     authorize = endpoint_authorizer(runner, models_authenticate or authenticate, consumers)

@@ -35,6 +35,7 @@ from tornado.httpserver import HTTPServer
 
 from mlopshub import catalog
 from mlopshub.pipeline import ReleaseStore
+from mlopshub.pipeline.audit import AuditLog, Verification
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, team_accounts
@@ -83,9 +84,7 @@ def build_runner(
     projects = projects or ProjectReader(Path(data_dir) / "homes")
     data_dir = Path(data_dir)
     store = ReleaseStore(data_dir / "pipeline.sqlite")
-    head = store.audit.head()
-    # An anchor outside the file: a later truncation of the log shows against this line (AuditLog.verify).
-    log.info("audit log head at start: %s", head)
+    check_audit_at_start(store.audit)
     base = public_url.rstrip("/") + "/" + models_prefix.strip("/")
     endpoints: Endpoints | KServeEndpoints
     cluster: Cluster | None = None
@@ -106,6 +105,43 @@ def build_runner(
         cluster=cluster,
         projects=projects,
     )
+
+
+def check_audit_at_start(audit: AuditLog) -> Verification:
+    """Check the whole audit chain and its head file; on a broken chain the log refuses to record (and says why).
+
+    Also writes the head file when a data dir from before it has none, or a
+    crash left it one entry behind (:meth:`AuditLog.start`).
+    """
+    report = audit.start()
+    # The head in the service log too: one more copy outside the database to compare with later.
+    log.info("%s (checked in %.2f s)", report.summary(), report.seconds)
+    for note in report.notes:
+        log.warning("audit: %s", note)
+    if not report.intact:
+        for problem in sorted(report.problems, key=lambda p: p.seq):
+            log.error("audit: entry %d: %s: %s", problem.seq, problem.kind, problem.message)
+        log.error("audit: the chain is broken; the pipeline records nothing new and resumes nothing until it is fixed")
+    return report
+
+
+async def resume_unless_audit_broken(runner: ReleaseRunner) -> None:
+    """Resume what a restart interrupted, unless the audit log is broken (resuming records entries)."""
+    if runner.store.audit.broken is None:
+        await runner.resume()
+
+
+#: Seconds between full checks of the audit log while the service runs (each append checks the tail).
+AUDIT_CHECK_SECONDS = 3600.0
+
+
+async def check_audit_periodically(audit: AuditLog, every: float = AUDIT_CHECK_SECONDS) -> None:
+    """A full check every ``every`` s, in a thread: catches an old entry changed while nothing is appended."""
+    while audit.broken is None:
+        await asyncio.sleep(every)
+        report = await asyncio.to_thread(audit.check)
+        if not report.intact:
+            log.error("audit: %s; recording stops", report.summary())
 
 
 def cluster_endpoints(data_dir: Path, env: Mapping[str, str]) -> tuple[KServeEndpoints, Cluster]:
@@ -147,12 +183,14 @@ async def serve(
     log.info("pipeline service on http://%s:%d%s", host, port, prefix)
     # Each team's model-server parent starts now, so a team's first release does not wait for its imports.
     await runner.endpoints.warm(*runner.teams)
-    await runner.resume()
+    await resume_unless_audit_broken(runner)
+    audit_check = asyncio.ensure_future(check_audit_periodically(runner.store.audit))
     # Batch models in production, on their cron schedules; in Kubernetes their CronJobs do it.
     scheduler = start_scheduler(runner) if runner.cluster is None else None
     try:
         await asyncio.Event().wait()
     finally:
+        audit_check.cancel()
         if scheduler is not None:
             scheduler.cancel()
         server.stop()
