@@ -25,6 +25,8 @@ PIPELINE_SERVICE = "pipeline"
 #: Online model endpoints: answered by the pipeline's process, which switches them.
 MODELS_SERVICE = "models"
 CULLER_SERVICE = "idle-culler"
+#: Stops a running workspace whose user left a team it started with (mlopshub.services.membership).
+MEMBERSHIP_SERVICE = "membership"
 #: The MLflow auth store's own admin: a name no hub user can have (it holds a space).
 MLFLOW_ADMIN_NAME = "mlopshub admin"
 
@@ -152,6 +154,7 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     roles.append(
         {"name": "pipeline-service", "scopes": ["read:users:groups", "read:users:name"], "services": [PIPELINE_SERVICE]}
     )
+    roles.append(MEMBERSHIP_ROLE)
     if settings.mode == "local":
         roles += LOCAL_SERVICE_ROLES
         roles += consumer_roles(cat)
@@ -311,6 +314,31 @@ def apply_culler(settings: Settings) -> dict[str, Any] | None:
     }
 
 
+#: What the membership service may do: see who runs which server with which teams, and stop a server.
+MEMBERSHIP_ROLE: dict[str, Any] = {
+    "name": "membership-service",
+    "scopes": ["list:users", "read:users:groups", "read:servers", "admin:server_state", "delete:servers"],
+    "services": [MEMBERSHIP_SERVICE],
+}
+
+
+def apply_membership(settings: Settings) -> dict[str, Any]:
+    """The membership service: a member removed from a team loses the team's Unix group (or volume) within
+    about a second, by having the workspaces that started with it stopped. In both modes, inside the hub."""
+    environment = {
+        "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    if settings.mode == "local":
+        environment["MLOPSHUB_MEMBERSHIP_LOG"] = str(settings.logs_dir / "membership.log")
+    return {
+        "name": MEMBERSHIP_SERVICE,
+        "command": [sys.executable, "-m", "mlopshub.services.membership"],
+        "environment": environment,
+        "display": False,
+    }
+
+
 def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
     """On the Zero to JupyterHub chart: the chart owns addresses, database, proxy and culling."""
     from .kubernetes import apply_kubernetes
@@ -321,7 +349,7 @@ def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Cat
     mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, "display": True, "oauth_no_confirm": True}
     if runtime.mlflow_service_token:
         mlflow["api_token"] = runtime.mlflow_service_token
-    c.JupyterHub.services = [*existing, mlflow]
+    c.JupyterHub.services = [*existing, mlflow, apply_membership(settings)]
 
 
 def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
@@ -333,6 +361,7 @@ def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog,
         apply_mlflow(settings, runtime),
         *apply_pipeline(settings, runtime),
         *consumer_services(cat, runtime),
+        apply_membership(settings),
     ]
     culler = apply_culler(settings)
     if culler:

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -50,21 +51,118 @@ def port_in_use(ip: str, port: int) -> bool:
     return False
 
 
+#: The data dir itself: workspaces pass through it to their home and their team's DVC remote, but cannot list it.
+DATA_DIR_MODE = 0o711
+#: Entries of the data dir that workspaces (or the teams' model accounts) pass through; everything else in the
+#: data dir is the platform's alone (files 0600, folders 0700).
+PASSABLE = {
+    "homes": 0o711,  # to <user>/, 0700, owned by the user
+    "dvc-remotes": 0o711,  # to <team>/, group mlopshub-<team>, 2770
+    # Each team's model account passes through to its own folder of model copies (pipeline/models/<team>/,
+    # set up by mlopshub.serving.sandbox); the rest of pipeline/ is private.
+    "pipeline": 0o711,
+}
+#: Entries of the pipeline's folder that the teams' model accounts pass through (to their model copies, to a batch
+#: run's output folder); the pipeline service sets their modes.
+PIPELINE_PASSABLE = frozenset({"models", "batch"})
+#: The hub and everything it starts create files for the platform only; what a workspace or a model account
+#: must reach gets an explicit mode (homes, team remotes, model copies).
+HUB_UMASK = 0o077
+
+
 def ensure_dirs(settings: Settings) -> None:
-    """Data dir layout: secrets only for the owner; homes traversable so each user reaches theirs."""
-    for path, mode in (
-        (settings.data_dir, 0o755),
-        (settings.secrets_dir, 0o700),
-        (settings.run_dir, 0o755),
-        (settings.logs_dir, 0o700),
-        (settings.homes_dir, 0o711),
-        (settings.data_dir / "dvc-remotes", 0o711),
-        (settings.mlflow_dir, 0o700),
-        # Passable, not readable: each team's model account reaches its own folder of model copies only.
-        (settings.pipeline_dir, 0o711),
-    ):
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(mode)
+    """Data dir layout and modes: only traversable itself, private inside, except the folders workspaces pass."""
+    missing = [folder for folder in [settings.data_dir, *settings.data_dir.parents] if not folder.exists()]
+    for folder in reversed(missing):
+        # Made here, not by mkdir -p: under the hub's umask the parents would shut workspaces out of their homes.
+        folder.mkdir(exist_ok=True)
+        folder.chmod(DATA_DIR_MODE)
+    settings.data_dir.chmod(DATA_DIR_MODE)
+    for path in (settings.secrets_dir, settings.run_dir, settings.logs_dir, settings.mlflow_dir):
+        path.mkdir(exist_ok=True)
+    for name, mode in PASSABLE.items():
+        (settings.data_dir / name).mkdir(exist_ok=True)
+        (settings.data_dir / name).chmod(mode)
+    make_private(settings)
+
+
+def private_mode(mode: int) -> int:
+    """``mode`` (of ``os.lstat``) without group and other permissions, nor setuid/setgid/sticky: 0600 or 0700."""
+    return stat.S_IMODE(mode) & 0o700
+
+
+def make_private(settings: Settings) -> list[Path]:
+    """Take group and other permissions off every entry of the data dir but the passable ones; return what changed.
+
+    An older data dir may hold a ``jupyterhub.sqlite`` of 0644 or a ``run/`` of 0755. Entries inside a private
+    folder are not walked: the folder already keeps them. Homes are made 0700 again. Symlinks are never followed
+    (:func:`check_data_dir` refuses them).
+    """
+    entries = [entry for entry in settings.data_dir.iterdir() if entry.name not in PASSABLE]
+    pipeline = settings.pipeline_dir
+    entries += [entry for entry in pipeline.iterdir() if entry.name not in PIPELINE_PASSABLE]
+    entries += list(settings.homes_dir.iterdir())
+    changed = []
+    for entry in entries:
+        mode = entry.lstat().st_mode
+        if stat.S_ISLNK(mode) or stat.S_IMODE(mode) == private_mode(mode):
+            continue
+        entry.chmod(private_mode(mode))
+        changed.append(entry)
+    return changed
+
+
+def open_folder_problem(folder: Path, st: os.stat_result, euid: int, egid: int) -> str | None:
+    """Why ``folder`` (the data dir or one of its parents) lets someone else replace what is in it, or None.
+
+    Pure: it reads only ``st``. Whoever owns a folder on the way, or may write it (without the sticky bit, as
+    /tmp has), can move the data dir away and put their own in its place: `up` cannot fix that by itself.
+    """
+    mode = st.st_mode
+    sticky = bool(mode & stat.S_ISVTX)
+    if st.st_uid not in (0, euid):
+        return f"{folder} belongs to uid {st.st_uid}, not to the platform's user (uid {euid}) or root"
+    if mode & stat.S_IWOTH and not sticky:
+        return f"{folder} is writable by every user (mode {oct(stat.S_IMODE(mode))}); chmod o-w {folder}"
+    if mode & stat.S_IWGRP and not sticky and st.st_gid not in (0, egid):
+        return f"{folder} is writable by group {st.st_gid} (mode {oct(stat.S_IMODE(mode))}); chmod g-w {folder}"
+    return None
+
+
+def check_data_dir(settings: Settings) -> None:
+    """Refuse a data dir that others could swap or that holds what `up` must not silently fix.
+
+    The data dir and every parent must belong to root or the platform's user and be writable by no one else
+    (unless sticky); the data dir and its top-level entries (and the pipeline's) must belong to the platform's
+    user and must not be symlinks.
+    """
+    euid, egid = os.geteuid(), os.getegid()
+    for folder in [settings.data_dir, *settings.data_dir.parents]:
+        if not folder.exists():
+            continue
+        problem = open_folder_problem(folder, folder.stat(), euid, egid)
+        if problem:
+            raise LaunchError(
+                f"the data dir is not safe: {problem}; fix it, or set MLOPSHUB_DATA_DIR to a folder only the "
+                "platform's user can change"
+            )
+    if not settings.data_dir.exists():
+        return
+    entries = [settings.data_dir, *settings.data_dir.iterdir()]
+    if settings.pipeline_dir.is_dir() and not settings.pipeline_dir.is_symlink():
+        entries += list(settings.pipeline_dir.iterdir())
+    for entry in entries:
+        st = entry.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            raise LaunchError(
+                f"{entry} is a symlink; the data dir holds the platform's files itself. Move what it points to "
+                "into its place (or remove it), then start again"
+            )
+        if st.st_uid != euid:
+            raise LaunchError(
+                f"{entry} belongs to uid {st.st_uid}, not to the platform's user (uid {euid}); "
+                f"chown -R {euid} {entry} if it is the platform's, or remove it"
+            )
 
 
 def ensure_secret(path: Path, value: str | None = None) -> str:
@@ -159,6 +257,7 @@ def hub_command() -> list[str]:
 def check_can_start(settings: Settings) -> None:
     """Refuse to start with a clear message on a bad catalog or a taken port."""
     catalog.load(settings.catalog_dir)
+    check_data_dir(settings)
     check_homes_reachable(settings)
     if port_in_use(settings.ip, settings.port):
         raise LaunchError(
@@ -182,8 +281,17 @@ def admin_token(settings: Settings) -> str:
     return (settings.secrets_dir / "admin-token").read_text().strip()
 
 
-def wait_healthy(settings: Settings, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    """Wait until the hub answers through the proxy, and MLflow and the pipeline through the hub."""
+def wait_healthy(
+    settings: Settings,
+    process: subprocess.Popen[bytes],
+    timeout: float = 180,
+    started: set[psutil.Process] | None = None,
+) -> None:
+    """Wait until the hub answers through the proxy, and MLflow and the pipeline through the hub.
+
+    ``started`` collects what the hub starts meanwhile: when the hub exits on its own (a service too slow to
+    answer), its proxy and services are no longer its children, and only this list finds them.
+    """
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {admin_token(settings)}"}
     checks = [
@@ -192,6 +300,8 @@ def wait_healthy(settings: Settings, process: subprocess.Popen[bytes], timeout: 
         f"{settings.public_url}/services/pipeline/health",
     ]
     while checks:
+        if started is not None:
+            started.update(_descendants(process.pid))
         if process.poll() is not None:
             raise LaunchError(f"the hub exited with code {process.returncode}; see {settings.logs_dir / 'hub.log'}")
         if time.monotonic() > deadline:
@@ -211,6 +321,8 @@ def up(settings: Settings, foreground: bool = False) -> int:
     if pid:
         print(f"mlopshub is already running at {settings.public_url} (hub pid {pid}); `make down` stops it.")
         return 0
+    # Before anything is written: the data dir, the hub and its services make files for the platform only.
+    os.umask(HUB_UMASK)
     check_can_start(settings)
     ensure_runtime(settings)
     env = {
@@ -233,10 +345,12 @@ def up(settings: Settings, foreground: bool = False) -> int:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    started: set[psutil.Process] = set()
     try:
-        wait_healthy(settings, process)
+        wait_healthy(settings, process, started=started)
     except LaunchError:
         _stop_process_group(process.pid)
+        _stop_processes([child for child in started if child.is_running()])
         raise
     print(f"mlopshub is running at {settings.public_url}/")
     print(f"  Sign in: first sign up as '{settings.admin_user}' at {settings.public_url}/hub/signup to set the")
@@ -253,10 +367,7 @@ def _stop_process_group(pid: int, timeout: float = 60) -> None:
     stop them itself (killed, or failed while starting), they are found among
     its descendants, noted before it stops.
     """
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
+    descendants = _descendants(pid)
     try:
         # `up` starts the hub as a group leader; a foreground hub shares its shell's group.
         signal_hub = os.killpg if os.getpgid(pid) == pid else os.kill
@@ -272,12 +383,29 @@ def _stop_process_group(pid: int, timeout: float = 60) -> None:
         time.sleep(0.2)
     else:
         signal_hub(pid, signal.SIGKILL)
-    leftover = [process for process in descendants if process.is_running()]
-    for process in leftover:
-        process.terminate()
-    _, alive = psutil.wait_procs(leftover, timeout=10)
+    _stop_processes([process for process in descendants if process.is_running()])
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _stop_processes(processes: list[psutil.Process]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=10)
     for process in alive:
-        process.kill()
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def down(settings: Settings) -> int:

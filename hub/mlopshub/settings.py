@@ -13,6 +13,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Seconds MLflow, the pipeline and the model endpoints trust what the hub said about a token (who it is, its
+#: scopes, the owner's groups) before asking again. This is the revocation bound: a revoked or expired token, or a
+#: member removed from a team, is refused at most this long (plus one request to the hub) after the hub knows.
+#: One cache layer per service holds it (HubAuth's own cache is bypassed: it counts whole seconds and would add
+#: its age to ours). At one hub request per token per second, the hub's load stays small; the endpoints' hot path
+#: keeps a per-token answer, so a scoring client does not wait on the hub more than once a second.
+TRUST_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -31,6 +31,9 @@ from .accounts import ensure_team_folder, ensure_unix_user, unix_name
 from .catalog import Catalog, ProfileNotAllowed, SpawnSettings, allowed_profiles, parse_quantity, resolve
 
 WORKSPACE_CONFIG = Path(__file__).resolve().parent / "workspace_config"
+#: Key of the spawner's state (``GET /hub/api/users`` with ``admin:server_state``) that lists the teams a running
+#: workspace was started with: their Unix groups and remotes stay with it until it stops (see services/membership).
+TEAMS_STATE = "mlopshub_teams"
 
 
 def user_group_properties(user: Any) -> dict[str, dict[str, Any]]:
@@ -205,6 +208,8 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     ).tag(config=True)
 
     resolved: SpawnSettings | None = None
+    #: The teams the running workspace was started with (their groups cannot be taken from a running process).
+    started_teams: list[str] = []
 
     @property
     def home(self) -> Path:
@@ -223,7 +228,7 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         """The home (mode 0700) and, as root, the Unix account and its team groups."""
         home = self.home
         home.mkdir(parents=True, exist_ok=True)
-        teams = self._teams()
+        teams = self.started_teams  # the teams recorded in the state are exactly those whose groups it gets
         if not self.run_as_unix_users:
             home.chmod(0o700)
             for team in teams:
@@ -277,11 +282,27 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         """Resolve (again, in case options came without the hook), prepare the home, start."""
         if self.resolved is None:
             raise web.HTTPError(500, "no profile was resolved for this spawn")
+        self.started_teams = self._teams()
         uid, gid, groups = self._prepare_home()
         mem_limit = parse_quantity(self.resolved.mem_limit) if self.resolved.mem_limit else None
         self._preexec_fn = _preexec(uid, gid, groups, str(self.home), mem_limit)
         self.notebook_dir = str(self.home)
         return await super().start()
+
+    def get_state(self) -> dict[str, Any]:
+        """JupyterHub's state, and the teams this workspace was started with."""
+        state = super().get_state()
+        if self.started_teams:
+            state[TEAMS_STATE] = list(self.started_teams)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.started_teams = list(state.get(TEAMS_STATE, []))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.started_teams = []
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         return self._preexec_fn

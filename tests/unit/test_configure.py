@@ -140,11 +140,12 @@ def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_an
     c.JupyterHub.load_roles = [{"name": "jupyterhub-idle-culler", "services": ["jupyterhub-idle-culler"]}]
     apply(s, configure.kubernetes_runtime(s, {}), c)
     role_services = {svc for role in c.JupyterHub.load_roles for svc in role.get("services", [])}
-    assert role_services == {"jupyterhub-idle-culler", "mlflow", "pipeline"}  # only services that exist there
+    # Only services that exist there.
+    assert role_services == {"jupyterhub-idle-culler", "mlflow", "pipeline", "membership"}
     assert c.JupyterHub.spawner_class == "mlopshub.kubernetes.CatalogKubeSpawner"
     assert callable(c.KubeSpawner.profile_list)
     assert "hub_port" not in c.JupyterHub and "db_url" not in c.JupyterHub
-    assert [svc["name"] for svc in c.JupyterHub.services] == ["pipeline", "models", "mlflow"]
+    assert [svc["name"] for svc in c.JupyterHub.services] == ["pipeline", "models", "mlflow", "membership"]
     assert services(c)["mlflow"]["url"] == "http://mlflow.mlopshub.svc:5000"
     assert c.CatalogKubeSpawner.mlflow_url == "https://mlops.bank.test/services/mlflow"
 
@@ -206,4 +207,27 @@ def test_consumer_systems_are_services_that_may_reach_the_models_service_only(lo
         "description": role["description"],
         "scopes": ["access:services!service=models"],
         "services": ["loan-origination"],
+    }
+
+
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_membership_service_runs_in_the_hub_in_both_modes(tmp_path, mode):
+    s = settings.from_env({"MLOPSHUB_DATA_DIR": str(tmp_path), "MLOPSHUB_MODE": mode})
+    runtime = RUNTIME if mode == "local" else configure.kubernetes_runtime(s, {})
+    membership = services(apply(s, runtime))["membership"]
+    assert membership["command"][1:] == ["-m", "mlopshub.services.membership"]
+    assert "url" not in membership  # it only calls the hub
+    assert membership["environment"]["MLOPSHUB_CATALOG"] == str(s.catalog_dir)
+    assert ("MLOPSHUB_MEMBERSHIP_LOG" in membership["environment"]) == (mode == "local")
+
+
+def test_membership_service_may_read_servers_and_stop_them_and_nothing_else(local):
+    role = next(role for role in apply(local).JupyterHub.load_roles if role["name"] == "membership-service")
+    assert role["services"] == ["membership"]
+    assert set(role["scopes"]) == {
+        "list:users",
+        "read:users:groups",
+        "read:servers",
+        "admin:server_state",
+        "delete:servers",
     }

@@ -16,14 +16,17 @@ import logging
 import os
 import secrets
 import threading
-import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import requests
+from cachetools import TTLCache
 from flask import Response, request
 from jupyterhub.services.auth import HubAuth
 from werkzeug.datastructures import Authorization
+
+from mlopshub.settings import TRUST_SECONDS
 
 log = logging.getLogger("mlopshub.mlflow")
 
@@ -36,12 +39,21 @@ MEMBER_GRANTS = (
     ("experiment", "*", "MANAGE"),
     ("registered_model", "*", "MANAGE"),
 )
-#: How long a user's team assignments stay trusted before they are synced again.
-SYNC_SECONDS = 30.0
+#: Tokens and users remembered at most (the oldest go first).
+MAX_ENTRIES = 10_000
 
 _hub_auth: HubAuth | None = None
 _teams: frozenset[str] | None = None
-_synced: dict[str, tuple[float, frozenset[str]]] = {}
+#: Token -> the hub's answer (None: not accepted), trusted for TRUST_SECONDS, the revocation bound.
+_answers: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
+#: User -> their groups, when a token's answer does not carry them (asked with the service's own token).
+_groups: TTLCache[str, list[str]] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
+#: User -> the teams last written to MLflow's auth store; a change is written at once, and the store is
+#: checked again when the entry expires.
+_synced: TTLCache[str, frozenset[str]] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
+_MISSING = object()
+#: TTLCache is not thread-safe and MLflow answers requests in threads.
+_cache_lock = threading.Lock()
 _lock = threading.Lock()
 
 
@@ -49,8 +61,28 @@ def hub_auth() -> HubAuth:
     """The service's HubAuth client (env set by the hub for a managed service)."""
     global _hub_auth
     if _hub_auth is None:
-        _hub_auth = HubAuth(cache_max_age=int(SYNC_SECONDS))
+        # hub_answer keeps each answer for TRUST_SECONDS itself: HubAuth's cache is written, never read.
+        _hub_auth = HubAuth(cache_max_age=1)
     return _hub_auth
+
+
+def _cached(cache: TTLCache, key: str) -> Any:
+    with _cache_lock:
+        return cache.get(key, _MISSING)
+
+
+def _remember(cache: TTLCache, key: str, value: Any) -> None:
+    with _cache_lock:
+        cache[key] = value
+
+
+def hub_answer(token: str) -> dict[str, Any] | None:
+    """The hub's model of ``token``'s owner (with the token's scopes), or None; asked at most once per TRUST_SECONDS."""
+    answer = _cached(_answers, token)
+    if answer is _MISSING:
+        answer = hub_auth().user_for_token(token, use_cache=False, sync=True)
+        _remember(_answers, token, answer)
+    return answer
 
 
 def catalog_teams() -> frozenset[str]:
@@ -81,12 +113,18 @@ def _groups_of(model: dict) -> list[str]:
     if "groups" in model:
         return list(model["groups"])
     # The token may not carry read:users:groups; ask with the service's own token.
-    auth = hub_auth()
-    response = requests.get(
-        f"{auth.api_url}/users/{quote(model['name'])}", headers={"Authorization": f"token {auth.api_token}"}, timeout=10
-    )
-    response.raise_for_status()
-    return list(response.json().get("groups", []))
+    groups = _cached(_groups, model["name"])
+    if groups is _MISSING:
+        auth = hub_auth()
+        response = requests.get(
+            f"{auth.api_url}/users/{quote(model['name'])}",
+            headers={"Authorization": f"token {auth.api_token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        groups = list(response.json().get("groups", []))
+        _remember(_groups, model["name"], groups)
+    return groups
 
 
 def ensure_user(username: str) -> None:
@@ -176,21 +214,18 @@ def authenticate() -> Authorization | Response:
     if token is None:
         return _unauthorized("A hub token is required: Authorization: Bearer <token>")
     auth = hub_auth()
-    model = auth.user_for_token(token, sync=True)
+    model = hub_answer(token)
     if not model or model.get("kind", "user") != "user":
         return _unauthorized("The hub does not accept this token")
     if not auth.check_scopes(auth.access_scopes, model):
         return Response(f"This token may not use MLflow (needs {', '.join(sorted(auth.access_scopes))})\n", status=403)
     username = model["name"]
-    now = time.monotonic()
+    teams = frozenset(_groups_of(model)) & catalog_teams()
     with _lock:
-        synced_at, synced_teams = _synced.get(username, (0.0, frozenset()))
-        if now - synced_at > SYNC_SECONDS:
-            teams = frozenset(_groups_of(model)) & catalog_teams()
+        if _cached(_synced, username) != teams:
             ensure_user(username)
-            if teams != synced_teams or synced_at == 0.0:
-                sync_teams(username, teams)
-            _synced[username] = (now, teams)
+            sync_teams(username, teams)
+            _remember(_synced, username, teams)
     return Authorization("basic", {"username": username, "password": ""})
 
 

@@ -16,15 +16,17 @@ import io
 import json
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from cachetools import TTLCache
 from tornado import web
 
 from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNotFound, State
 from mlopshub.pipeline.audit import AuditLog
 from mlopshub.serving import Endpoints, endpoint_routes
+from mlopshub.settings import TRUST_SECONDS
 
 from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller
 from .runner import ReleaseRunner
@@ -250,14 +252,16 @@ class OpenApiHandler(web.RequestHandler):
 
 
 MODELS_ACCESS = "access:services!service=models"
-#: Seconds an endpoint caller's "yes" is kept (no longer than the service's HubAuth keeps a token's scopes).
-DECISION_SECONDS = 30.0
-#: Decisions kept at most (then forgotten all at once).
+#: Endpoint decisions kept at most (the oldest go first).
 MAX_DECISIONS = 10_000
 
 
 def endpoint_authorizer(  # type: ignore[no-untyped-def]
-    runner: ReleaseRunner, authenticate: Authenticate, consumers: Mapping[str, Collection[str]] | None = None
+    runner: ReleaseRunner,
+    authenticate: Authenticate,
+    consumers: Mapping[str, Collection[str]] | None = None,
+    *,
+    timer: Callable[[], float] = time.monotonic,
 ):
     """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
 
@@ -279,16 +283,16 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
             owners[model] = team
         return owners[model]
 
-    # (token, model, stage) -> when the yes expires: a scoring client sends many requests with one token, and
-    # HubAuth already trusts a token's scopes this long, so the decision is kept as long.
-    allowed: dict[tuple[str, str, str], float] = {}
+    # (token, model, stage) -> the Caller a yes was given to. A scoring client sends many requests with one token;
+    # ``authenticate`` returns the same Caller for a token while it trusts the hub's answer (TRUST_SECONDS), so a
+    # yes is reused only while the answer it rests on is: it never outlives a revocation by more than that.
+    allowed: TTLCache[tuple[str, str, str], Caller] = TTLCache(maxsize=MAX_DECISIONS, ttl=TRUST_SECONDS, timer=timer)
 
     async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
-        token = token_of(handler) or ""
-        key = (token, model, stage)
-        if allowed.get(key, 0.0) > time.monotonic():
-            return
         caller = await authenticated(handler, authenticate)
+        key = (token_of(handler) or "", model, stage)
+        if allowed.get(key) is caller:
+            return
         team = owner(model)
         if (team and caller.may_read(team)) or (
             stage == "production"
@@ -296,9 +300,7 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
             and caller.has(MODELS_ACCESS)
             and model in granted.get(caller.name, ())
         ):
-            if len(allowed) > MAX_DECISIONS:
-                allowed.clear()
-            allowed[key] = time.monotonic() + DECISION_SECONDS
+            allowed[key] = caller
             return
         raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
 

@@ -1,8 +1,9 @@
 """Who is calling the pipeline, and what their hub token lets them do.
 
 The service trusts only hub tokens: :func:`hub_authenticator` asks the hub
-about each token with :class:`jupyterhub.services.auth.HubAuth` (cached for
-its ``cache_max_age``) and requires the service's access scope. Scope checks
+about each token with :class:`jupyterhub.services.auth.HubAuth` and keeps the
+answer for :data:`mlopshub.settings.TRUST_SECONDS` (the revocation bound), and
+requires the service's access scope. Scope checks
 use JupyterHub's own ``check_scopes``, so filters such as
 ``custom:mlopshub:publish!group=sme-credit`` mean what they mean in the hub.
 
@@ -13,10 +14,14 @@ a hub.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
+from cachetools import TTLCache
 from jupyterhub.services.auth import HubAuth, check_scopes
+
+from mlopshub.settings import TRUST_SECONDS
 
 PUBLISH = "custom:mlopshub:publish"
 APPROVE = "custom:mlopshub:approve"
@@ -59,20 +64,38 @@ def caller_from_model(model: dict) -> Caller:
     )
 
 
-def hub_authenticator(hub_auth: HubAuth, access_scopes: Collection[str] | None = None) -> Authenticate:
-    """An :data:`Authenticate` that asks the hub (``HubAuth.user_for_token``).
+#: Tokens whose answers are kept at most (the oldest go first).
+MAX_TOKENS = 10_000
+
+
+def hub_authenticator(
+    hub_auth: HubAuth,
+    access_scopes: Collection[str] | None = None,
+    *,
+    trust_seconds: float = TRUST_SECONDS,
+    timer: Callable[[], float] = time.monotonic,
+) -> Authenticate:
+    """An :data:`Authenticate` that asks the hub (``HubAuth.user_for_token``), at most once per ``trust_seconds``.
 
     A token must carry one of ``access_scopes`` (by default HubAuth's own,
-    ``access:services!service=<this service>``); others are not accepted.
+    ``access:services!service=<this service>``); others are not accepted. The
+    answer, a :class:`Caller` or None, is the same object for a token until
+    it expires, so callers may key their own decisions on it. HubAuth's own
+    cache is bypassed: one cache, one bound.
     """
     required = set(access_scopes if access_scopes is not None else hub_auth.access_scopes)
+    answers: TTLCache[str, Caller | None] = TTLCache(maxsize=MAX_TOKENS, ttl=trust_seconds, timer=timer)
 
     async def authenticate(token: str) -> Caller | None:
-        model = await hub_auth.user_for_token(token, sync=False)
-        if not model:
-            return None
-        if required and not hub_auth.check_scopes(required, model):
-            return None
-        return caller_from_model(model)
+        try:
+            return answers[token]
+        except KeyError:
+            pass
+        model = await hub_auth.user_for_token(token, use_cache=False, sync=False)
+        caller = None
+        if model and (not required or hub_auth.check_scopes(required, model)):
+            caller = caller_from_model(model)
+        answers[token] = caller
+        return caller
 
     return authenticate

@@ -202,6 +202,10 @@ def main() -> None:
     from jupyterhub.services.auth import HubAuth
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The hub runs with umask 077 (its data dir is private). Here files are group-readable and folders passable:
+    # model copies and gate requests land in each team's setgid folder (group mlopshub-<team>) for the team's
+    # model account to read, and batch outputs in folders it passes through. Other files keep group root.
+    os.umask(0o026)
     env = os.environ
     url = urlparse(env.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipeline/")
@@ -222,7 +226,8 @@ def main() -> None:
         env=env,
         projects=ProjectReader(env["MLOPSHUB_HOMES"]) if env.get("MLOPSHUB_HOMES") else None,
     )
-    hub_auth = HubAuth(cache_max_age=60)
+    # hub_authenticator keeps each answer for TRUST_SECONDS itself: HubAuth's cache is written, never read.
+    hub_auth = HubAuth(cache_max_age=1)
     # The API needs access to this service; endpoints need access to the models service.
     authenticate = hub_authenticator(hub_auth)
     models_authenticate = hub_authenticator(hub_auth, {"access:services!service=models"})
