@@ -193,7 +193,8 @@ def test_batch_release_staging_run_approval_schedule_on_demand_and_rollback(serv
     assert scheduler_tick(service, scheduler, six.replace(minute=1)) == []
 
     # A second version, then a rollback: the schedule runs version 1 again.
-    second = service.api("POST", "releases", "sam", batch_body(runs[1]))
+    # By the project's owner: the pipeline reads a release's input from its publisher's own projects only.
+    second = service.api("POST", "releases", "ann", batch_body(runs[1]))
     assert second.status_code == 201, second.text
     service.wait_for(second.json()["id"], "awaiting_approval", timeout=180)
     assert service.api("POST", f"releases/{second.json()['id']}/approve", "val", {}).ok
