@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from test_pipeline_service_flow import Service, tracking  # noqa: F401 (tracking is a fixture)
 
 from mlopshub.pipeline.release import _release
+from mlopshub.services.pipeline.runner import _output_name, read_output
 from mlopshub.services.pipeline.scheduler import BatchScheduler
 from mlopshub.serving.sandbox import KEEP
 
@@ -183,6 +184,12 @@ def test_batch_release_staging_run_approval_schedule_on_demand_and_rollback(serv
     listed = service.api("GET", f"models/{MODEL}/runs", "val").json()["runs"]
     assert [(r["stage"], r["status"]) for r in listed] == [("production", "succeeded"), ("staging", "succeeded")]
     assert listed[0]["input_md5"] == project["md5"] and listed[0]["rows"] == 100
+    # The scored rows through the API (the output folder is the team's model account's, not the workspaces').
+    scored = service.api("GET", f"models/{MODEL}/runs/{run['run']}/output", "ann")
+    assert scored.status_code == 200 and scored.headers["Content-Type"] == "text/csv"
+    assert scored.content == output.read_bytes()
+    assert service.api("GET", f"models/{MODEL}/runs/{run['run']}/output", "bob").status_code == 404
+    assert service.api("GET", f"models/{MODEL}/runs/brun-000000000000/output", "ann").status_code == 404
 
     # The schedule: due at 06:00 UTC, once per minute, not at 06:01.
     scheduler = BatchScheduler(service.runner)
@@ -274,3 +281,21 @@ def test_every_route_of_the_api_is_in_the_openapi_document(service):
     for path in ("/api/models/x/runs", "/api/models/x/rollback", "/api/releases/x/approve"):
         assert path in documented
     assert spec["components"]["schemas"]["PublishRequest"]["properties"]["batch"]
+
+
+def test_a_scoring_process_cannot_make_the_pipeline_read_outside_its_output_folder(tmp_path):
+    # The scoring process runs model code as the team's model account, which writes the output folder.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    secret = tmp_path / "admin-token"
+    secret.write_text("s3cr3t")
+    (folder / "x.json").symlink_to(secret)
+    (folder / "y.json").write_text("{}")
+    with pytest.raises(FileNotFoundError):
+        read_output(folder, "x.json", limit=100)
+    with pytest.raises(FileNotFoundError):
+        read_output(folder, "../admin-token", limit=100)
+    assert read_output(folder, "y.json", limit=100) == b"{}"
+    with pytest.raises(RuntimeError, match="not a CSV in its output folder"):
+        _output_name(tmp_path / "elsewhere.csv", folder)
+    assert _output_name(folder / "y-model-1.csv", folder) == "y-model-1.csv"

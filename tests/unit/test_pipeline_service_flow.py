@@ -9,6 +9,8 @@ plain HTTP.
 import csv
 import io
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -22,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.gates import HoldOut
+from mlopshub.serving.integrity import IntegrityError
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +206,46 @@ def test_model_without_signature_fails_the_gate_with_the_fix_and_is_not_served(s
     assert service.runner.endpoints.get("loans-bare", "staging") is None
     assert score(f"{service.url}/services/models/loans-bare/staging/invocations", "val", {}).status_code == 404
     assert MlflowClient(tracking_uri=tracking).get_registered_model("loans-bare").aliases == {}
+
+
+def test_concurrent_publishes_of_one_model_make_one_version(service, logged, tracking):
+    body = {"model_uri": logged["uris"]["v1"], "name": "loans-race", "kind": "online", "description": "race"}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: service.api("POST", "releases", "ann", body), range(6)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409, 409, 409], [a.text for a in answers]
+    versions = MlflowClient(tracking_uri=tracking).search_model_versions("name = 'loans-race'")
+    assert len(versions) == 1, "one MLflow version for the one release"
+    created = next(a.json()["id"] for a in answers if a.status_code == 201)
+    service.wait_for(created, "awaiting_approval")
+    assert service.api("POST", f"releases/{created}/reject", "ann", {"reason": "race test done"}).ok
+
+
+def test_a_model_copy_changed_after_registration_is_never_loaded(service, logged):
+    release_id = publish(service, "ann", logged["uris"]["v1"], name="loans-tamper")
+    release = service.wait_for(release_id, "awaiting_approval")
+    digest = release["model_digest"]
+    assert digest.startswith("sha256:")
+    registered = next(e for e in service.runner.store.audit.entries(release_id=release_id) if e.action == "registered")
+    assert registered.details["model_digest"] == digest
+    copy = service.runner.registry.copy_path(TEAM, "loans-tamper", release["version"])
+    # A stronger attacker than a workspace (which cannot write there: the copy is root's) swaps the weights.
+    (copy / "MLmodel").write_text((copy / "MLmodel").read_text() + "\n# swapped\n")
+    stored = service.runner.store.get(release_id)
+    with pytest.raises(IntegrityError, match="changed after registration"):
+        service.call(service.runner._serve(stored, "staging"))
+    actions = [e.action for e in service.runner.store.audit.entries(release_id=release_id)]
+    assert actions[-1] == "model digest mismatch"
+    # The approval names the digest; what production would load is checked against it, so it fails.
+    assert service.api("POST", f"releases/{release_id}/approve", "val", {"comment": "ok"}).ok
+    failed = service.api("GET", f"releases/{release_id}", "val").json()
+    deadline = time.monotonic() + 120
+    while failed["state"] not in ("failed", "production") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        failed = service.api("GET", f"releases/{release_id}", "val").json()
+    assert failed["state"] == "failed" and "IntegrityError" in failed["reason"], failed
+    approved = next(e for e in service.runner.store.audit.entries(release_id=release_id) if e.action == "approved")
+    assert approved.details["model_digest"] == digest
+    assert service.runner.endpoints.get("loans-tamper", "production") is None, "nothing served in its place"
 
 
 def test_audit_holds_every_step(service):

@@ -112,6 +112,13 @@ class ApiHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    def model_team(self, model: str) -> str:
+        """The team of ``model``; 404 when no release ever named it, or the caller may not read its releases."""
+        team = self.store.owner(model)
+        if team is None or not self.caller.may_read(team):
+            raise web.HTTPError(404, f"no model '{model}' has been published; check the name in GET .../releases")
+        return team
+
     def readable(self, release_id: str) -> Release:
         """The release ``release_id`` if the caller may read it; else 404, as for an id that names no release.
 
@@ -184,13 +191,6 @@ RUN_WAIT = 60.0
 
 
 class RunsHandler(ApiHandler):
-    def model_team(self, model: str) -> str:
-        """The team of ``model``; 404 when no release ever named it, or the caller may not read its releases."""
-        team = self.store.owner(model)
-        if team is None or not self.caller.may_read(team):
-            raise web.HTTPError(404, f"no model '{model}' has been published; check the name in GET .../releases")
-        return team
-
     async def get(self, model: str) -> None:
         """A batch model's scoring runs, newest first: in progress, then finished (from the audit log)."""
         self.model_team(model)
@@ -212,6 +212,23 @@ class RunsHandler(ApiHandler):
         if not finished:
             self.set_header("Location", self.request.path)
         self.reply({"run": run}, 200 if finished else 202)
+
+
+class RunOutputHandler(ApiHandler):
+    async def get(self, model: str, run_id: str) -> None:
+        """The scored CSV of a finished batch run, for the model's team and validators (text/csv)."""
+        self.model_team(model)
+        try:
+            fd, name = self.runner.run_output(model, run_id)
+        except LookupError as error:
+            raise web.HTTPError(404, str(error)) from None
+        self.set_header("Content-Type", "text/csv")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        with open(fd, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
 
 
 class AuditHandler(ApiHandler):
@@ -365,6 +382,7 @@ def make_app(
         (rf"{api}/releases/{release_id}/reject/?", RejectHandler, args),
         (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/rollback/?", RollbackHandler, args),
         (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/?", RunsHandler, args),
+        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/(brun-[0-9a-f]{{12}})/output", RunOutputHandler, args),
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -466,6 +468,17 @@ class ReleaseRunner:
             return task.result(), True
         return dict(self._batch_running.get((model, stage)) or {}), False
 
+    def run_output(self, model: str, run_id: str) -> tuple[int, str]:
+        """A read-only descriptor of the CSV run ``run_id`` of ``model`` wrote, and its file name.
+
+        :class:`LookupError` when there is no such finished run or its output is gone.
+        """
+        run = next((r for r in self.batch_runs(model) if r.get("run") == run_id), None)
+        if run is None or run.get("status") != "succeeded" or not run.get("output"):
+            raise LookupError(f"no finished run {run_id!r} of model '{model}'; list its runs with GET .../runs")
+        name = Path(str(run["output"])).name
+        return open_output(self.batch_output_dir(model, str(run["stage"])), name), name
+
     def batch_runs(self, model: str) -> list[dict[str, Any]]:
         """Runs of ``model``, newest first: those in progress, then finished ones from the audit log."""
         running = [dict(run) for (name, _), run in self._batch_running.items() if name == model]
@@ -521,11 +534,13 @@ class ReleaseRunner:
         stage = run["stage"]
         try:
             call = await asyncio.to_thread(self._batch_command, release, stage)
-            output = await _run_process(call, BATCH_TIMEOUT)
-            record = json.loads(output.with_suffix(".json").read_text())
+            printed = await _run_process(call, BATCH_TIMEOUT)
+            # The process runs model code: what it printed names a file in its output folder, or nothing.
+            output = call.cwd / _output_name(printed, call.cwd)
+            record = json.loads(read_output(call.cwd, output.with_suffix(".json").name, limit=MAX_RECORD))
             run.update(status="succeeded", output=str(output), record=record)
         except Exception as error:
-            log.warning("batch run of %s at %s failed: %s", release.model_name, stage, error)
+            log.warning("batch run of %s at %s failed: %s", release.model_name, stage, str(error)[:500])
             run.update(status="failed", reason=f"{type(error).__name__}: {error}"[:1900])
         finally:
             run["finished"] = utc_now()
@@ -692,6 +707,50 @@ async def _run_process(call: BatchCall, timeout: float) -> Path:
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no error output)"]
         raise RuntimeError(f"the scoring process exited with {process.returncode}: {tail[0][:1500]}")
     return Path(out.decode().strip().splitlines()[-1])
+
+
+#: The largest run record (``<output>.json``) the pipeline reads.
+MAX_RECORD = 1 << 20
+
+
+def _output_name(printed: Path, folder: Path) -> str:
+    name = printed.name
+    if printed.parent != folder or not name.endswith(".csv") or name.startswith("."):
+        shown = str(printed)[:200]
+        raise RuntimeError(f"the scoring process named {shown!r} as its output, not a CSV in its output folder")
+    return name
+
+
+def open_output(folder: Path, name: str) -> int:
+    """A read-only descriptor of the regular file ``name`` directly in ``folder``, never through a symlink.
+
+    A batch output folder is written by the team's model account, which runs
+    model code: a symlink or a path out of the folder there is hostile, and
+    the pipeline (root) must not follow it. :class:`FileNotFoundError` otherwise.
+    """
+    if "/" in name or name in ("", ".", ".."):
+        raise FileNotFoundError(f"{name!r} is not a file name in {folder}")
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    except OSError as error:
+        raise FileNotFoundError(f"no output {name} in {folder} ({error.strerror})") from None
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(f"output {name} in {folder} is not a regular file")
+    return fd
+
+
+def read_output(folder: Path, name: str, limit: int) -> bytes:
+    """The bytes of ``name`` in ``folder`` (:func:`open_output`), refused when larger than ``limit``."""
+    fd = open_output(folder, name)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"output {name} in {folder} is larger than {limit} bytes")
+    return data
 
 
 def _schedule_of(release: Release) -> str:
