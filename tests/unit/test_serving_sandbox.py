@@ -1,6 +1,7 @@
 """Model code runs apart from the pipeline: no secrets in its environment and, as root, the team's own account."""
 
 import asyncio
+import grp
 import json
 import os
 import shutil
@@ -58,7 +59,9 @@ def test_model_servers_and_gates_run_as_the_team_account_without_the_secrets(tea
     accounts = team_accounts(team_folder, [TEAM])
     account = accounts[TEAM]
     assert account.uid != 0 and psutil.Process().uids().real == 0
-    assert oct((team_folder / TEAM).stat().st_mode & 0o7777) == "0o2770"
+    # Read and pass for the model account's own group, never write; no workspace (team group) may enter.
+    assert oct((team_folder / TEAM).stat().st_mode & 0o7777) == "0o750"
+    assert grp.getgrgid((team_folder / TEAM).stat().st_gid).gr_name == account_name(TEAM), "the account's own group"
     saved = save_model(team_folder / TEAM, "1")
 
     async def serve_and_inspect():

@@ -109,6 +109,9 @@ class ReleaseRunner:
         self._locks: dict[str, asyncio.Lock] = {}
         # One publish of a model at a time (apart from _locks, which a release holds while it advances).
         self._publishing: dict[str, asyncio.Lock] = {}
+        if isinstance(endpoints, Endpoints):
+            # A model server's restart that finds its copy changed stops serving; the audit log says so.
+            endpoints.on_refused = self._endpoint_refused
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _lock(self, model: str) -> asyncio.Lock:
@@ -124,6 +127,17 @@ class ReleaseRunner:
             reason=reason,
             details=details,
         )
+
+    def _endpoint_refused(self, endpoint: Any, reason: str) -> None:
+        """Record that ``endpoint`` stopped serving because its model copy no longer has the recorded digest."""
+        release = self.store.production(endpoint.model) if endpoint.stage == "production" else None
+        release = release or self.store.in_flight(endpoint.model)
+        if release is None or release.version != endpoint.version:
+            self.store.audit.record(
+                PIPELINE, "model digest mismatch", model=endpoint.model, version=endpoint.version, reason=reason
+            )
+            return
+        self._audit("model digest mismatch", release, reason=reason, stage=endpoint.stage)
 
     # --- requests ---
 
