@@ -27,7 +27,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     elif not report["running"]:
         print(f"mlopshub is not running (data dir {report['data_dir']}).")
     else:
-        print(f"mlopshub is running at {report['url']}/ (hub pid {report['hub_pid']}, data dir {report['data_dir']})")
+        print(
+            f"mlopshub is running at {report['url']}/ (supervisor pid {report['supervisor_pid']}, "
+            f"data dir {report['data_dir']})"
+        )
+        for name, part in report.get("parts", {}).items():
+            health = "healthy" if part["healthy"] else ("not answering" if part["alive"] else "not running")
+            restarts = f", restarted {part['restarts']}x" if part["restarts"] else ""
+            print(f"  {name + ':':<11} pid {part['pid']}, {health}{restarts}")
         if "error" in report:
             print(f"  {report['error']}")
         else:
@@ -148,7 +155,11 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start the platform (in the background) and wait until it is healthy")
-    up.add_argument("--foreground", action="store_true", help="run the hub in the foreground (for debugging)")
+    up.add_argument(
+        "--foreground",
+        action="store_true",
+        help="run the supervisor in the foreground, its log lines on the terminal; Ctrl-C stops the platform",
+    )
     up.set_defaults(func=_cmd_up)
     commands.add_parser("down", help="stop the platform and every workspace").set_defaults(func=_cmd_down)
     status = commands.add_parser("status", help="say what runs")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,11 @@ class Runtime:
     mlflow_admin_password: str
     mlflow_secret_key: str
     crypt_key: str
+    #: The hub token of MLflow (one machine: generated into the secrets; Kubernetes: the chart's).
     mlflow_service_token: str = ""
     pipeline_port: int = 0
+    #: One machine: the pipeline's hub token (generated into the secrets).
+    pipeline_service_token: str = ""
     existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Consumer system name -> its hub API token (one machine; on Kubernetes the chart's services).
     consumer_tokens: dict[str, str] = field(default_factory=dict)
@@ -184,16 +188,100 @@ def apply_local_spawner(settings: Settings, cat: catalog.Catalog, c: Config) -> 
     c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "R_LIBS_USER"]
 
 
-def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
-    """MLflow as a hub-managed service at /services/mlflow/, one workspace per team."""
+#: What JupyterHub passes on from its own environment to a service it runs (``LocalProcessSpawner.env_keep``).
+SERVICE_ENV_KEEP = (
+    "CONDA_DEFAULT_ENV",
+    "CONDA_ROOT",
+    "JUPYTERHUB_SINGLEUSER_APP",
+    "LANG",
+    "LC_ALL",
+    "LD_LIBRARY_PATH",
+    "PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+)
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A hub service that the platform runs itself (mlopshub.supervisor), not the hub: how to run it.
+
+    The hub sees it as an external service (a ``url`` and an ``api_token``, no ``command``), so a slow start
+    (MLflow's migrations) or a restart never makes the hub give up; :func:`service_environment` gives it what
+    JupyterHub would have given a managed service.
+    """
+
+    name: str
+    url: str
+    api_token: str
+    command: list[str]
+    #: The service's own variables (JupyterHub's ``environment`` of a service spec).
+    environment: dict[str, str]
+
+    @property
+    def prefix(self) -> str:
+        return f"/services/{self.name}/"
+
+    @property
+    def health_url(self) -> str:
+        """Where the service says it is up, on its own address (not through the proxy)."""
+        return f"{self.url}{self.prefix}health"
+
+    def spec(self) -> dict[str, Any]:
+        """The hub's service spec: the proxy routes ``prefix`` to ``url``; the token authenticates the service."""
+        return {"name": self.name, "url": self.url, "api_token": self.api_token}
+
+
+def hub_api_url(runtime: Runtime) -> str:
+    """The hub's REST API on its internal address, as services reach it."""
+    return f"http://127.0.0.1:{runtime.hub_port}/hub/api"
+
+
+def service_environment(service: ServiceProcess, runtime: Runtime, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The environment JupyterHub 5 gives a managed service (``Service.start``, ``Spawner.get_env``).
+
+    Only ``SERVICE_ENV_KEEP`` of ``inherited`` (the platform's own environment) is passed on, then the
+    ``JUPYTERHUB_*`` variables ``HubAuth``/``HubOAuth`` read, then the service's own variables, last.
+    """
+    access_scopes = json.dumps(["access:services", f"access:services!service={service.name}"])
+    env = {key: inherited[key] for key in SERVICE_ENV_KEEP if key in inherited}
+    env.update(
+        {
+            "JUPYTERHUB_API_TOKEN": service.api_token,
+            "JUPYTERHUB_API_URL": hub_api_url(runtime),
+            "JUPYTERHUB_BASE_URL": "/",
+            "JUPYTERHUB_CLIENT_ID": f"service-{service.name}",
+            "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "0",
+            "JUPYTERHUB_HOST": "",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{service.prefix}oauth_callback",
+            "JUPYTERHUB_OAUTH_SCOPES": access_scopes,
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": access_scopes,
+            "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+            "JUPYTERHUB_SERVICE_NAME": service.name,
+            "JUPYTERHUB_SERVICE_URL": service.url,
+            "JUPYTERHUB_SERVICE_PREFIX": service.prefix,
+            "JUPYTERHUB_USER": "",
+            "JUPYTERHUB_SERVER_NAME": "",
+        }
+    )
+    env.update(service.environment)
+    return env
+
+
+def mlflow_backend_uri(settings: Settings) -> str:
+    """MLflow's tracking database (its migrations run before it starts: mlopshub.supervisor)."""
+    return f"sqlite:///{settings.mlflow_dir / 'mlflow.sqlite'}"
+
+
+def mlflow_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
+    """MLflow at /services/mlflow/, one workspace per team, run by the platform (see :class:`ServiceProcess`)."""
     store = settings.mlflow_dir
     auth_ini = settings.secrets_dir / "mlflow-auth.ini"
-    service = {
-        "name": MLFLOW_SERVICE,
-        "url": f"http://127.0.0.1:{runtime.mlflow_port}",
-        "display": True,
-        "oauth_no_confirm": True,
-        "command": [
+    return ServiceProcess(
+        name=MLFLOW_SERVICE,
+        url=f"http://127.0.0.1:{runtime.mlflow_port}",
+        api_token=runtime.mlflow_service_token,
+        command=[
             sys.executable,
             "-m",
             "mlopshub.services.mlflow_server",
@@ -201,7 +289,7 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
             "mlopshub",
             "--enable-workspaces",
             "--backend-store-uri",
-            f"sqlite:///{store / 'mlflow.sqlite'}",
+            mlflow_backend_uri(settings),
             "--artifacts-destination",
             str(store / "artifacts"),
             "--serve-artifacts",
@@ -217,33 +305,33 @@ def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
             f"127.0.0.1:{runtime.mlflow_port},localhost:{runtime.mlflow_port},"
             f"{settings.ip}:{settings.port},localhost:{settings.port},127.0.0.1:{settings.port}",
         ],
-        "environment": {
+        environment={
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": runtime.mlflow_secret_key,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLOPSHUB_CATALOG": str(settings.catalog_dir),
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         },
-    }
-    return service
+    )
 
 
-def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
-    """The release pipeline as a hub-managed service, and the model endpoints it answers.
+def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
+    """MLflow's hub service spec: external to the hub (the platform runs it, :func:`mlflow_process`)."""
+    return {**mlflow_process(settings, runtime).spec(), "display": True, "oauth_no_confirm": True}
 
-    ``models`` has no command of its own: it is the pipeline's process under a
-    second prefix, so that the hub's proxy routes ``/services/models/`` there
-    and consumer systems can be granted ``access:services!service=models``
-    alone. The pipeline reaches MLflow directly (not through the proxy) as the
-    MLflow auth store's admin: it registers versions in every team's workspace.
+
+def pipeline_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
+    """The release pipeline, run by the platform (see :class:`ServiceProcess`).
+
+    The pipeline reaches MLflow directly (not through the proxy) as the MLflow auth store's admin: it
+    registers versions in every team's workspace.
     """
-    url = f"http://127.0.0.1:{runtime.pipeline_port}"
-    pipeline = {
-        "name": PIPELINE_SERVICE,
-        "url": url,
-        "display": False,
-        "command": [sys.executable, "-m", "mlopshub.services.pipeline"],
-        "environment": {
+    return ServiceProcess(
+        name=PIPELINE_SERVICE,
+        url=f"http://127.0.0.1:{runtime.pipeline_port}",
+        api_token=runtime.pipeline_service_token,
+        command=[sys.executable, "-m", "mlopshub.services.pipeline"],
+        environment={
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{runtime.mlflow_port}/services/{MLFLOW_SERVICE}",
             "MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN_NAME,
             "MLFLOW_TRACKING_PASSWORD": runtime.mlflow_admin_password,
@@ -257,8 +345,18 @@ def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]
             "DVC_NO_ANALYTICS": "1",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         },
-    }
-    models = {"name": MODELS_SERVICE, "url": url, "display": False}
+    )
+
+
+def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
+    """The release pipeline's hub service spec (external: :func:`pipeline_process`), and the model endpoints.
+
+    ``models`` is the pipeline's process under a second prefix, so that the hub's proxy routes
+    ``/services/models/`` there and consumer systems can be granted ``access:services!service=models``
+    alone.
+    """
+    pipeline = {**pipeline_process(settings, runtime).spec(), "display": False}
+    models = {"name": MODELS_SERVICE, "url": pipeline["url"], "display": False}
     return [pipeline, models]
 
 
@@ -353,7 +451,8 @@ def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Cat
 
 
 def apply_local_mode(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
-    """One machine: addresses, local spawner, MLflow and the culler as hub-managed services."""
+    """One machine: addresses, local spawner; MLflow and the pipeline as external services (the platform runs
+    them, mlopshub.supervisor), the membership service and the culler as hub-managed ones."""
     apply_hub(settings, runtime, c)
     apply_local_spawner(settings, cat, c)
     services = [
@@ -426,4 +525,14 @@ def configure(c: Config) -> Config:
     return apply(settings, load_runtime(settings, existing_group_properties(db_url)), c)
 
 
-__all__ = ["Runtime", "apply", "configure", "existing_group_properties", "mlflow_auth_ini"]
+__all__ = [
+    "Runtime",
+    "ServiceProcess",
+    "apply",
+    "mlflow_process",
+    "pipeline_process",
+    "service_environment",
+    "configure",
+    "existing_group_properties",
+    "mlflow_auth_ini",
+]

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import secrets
-import signal
 import socket
 import stat
 import subprocess
@@ -26,6 +25,7 @@ import requests
 from . import catalog
 from .configure import ADMIN_SERVICE, Runtime, mlflow_auth_ini
 from .settings import Settings
+from .supervisor import PART_NAMES, log_tail, stop_processes
 
 HUB_CONFIG = Path(__file__).resolve().parents[1] / "jupyterhub_config.py"
 
@@ -222,6 +222,9 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
         mlflow_admin_password=ensure_secret(settings.secrets_dir / "mlflow-admin-password"),
         mlflow_secret_key=ensure_secret(settings.secrets_dir / "mlflow-secret-key"),
         crypt_key=ensure_secret(settings.secrets_dir / "auth-state-key"),
+        # MLflow and the pipeline are external services (the supervisor runs them): their hub tokens are ours.
+        mlflow_service_token=ensure_secret(settings.secrets_dir / "mlflow-service-token"),
+        pipeline_service_token=ensure_secret(settings.secrets_dir / "pipeline-service-token"),
         existing_group_properties=existing_group_properties or {},
         consumer_tokens={
             name: ensure_secret(consumer_token_path(settings, name))
@@ -237,17 +240,39 @@ def consumer_token_path(settings: Settings, consumer: str) -> Path:
     return settings.secrets_dir / "consumers" / f"{consumer}.token"
 
 
+def _pid_from(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def supervisor_pid(settings: Settings) -> int | None:
+    """The pid of this data dir's running supervisor (mlopshub.supervisor), or None."""
+    pid = _pid_from(settings.run_dir / "supervisor.pid")
+    if not _alive(pid):
+        return None
+    try:
+        if "mlopshub.supervisor" not in " ".join(psutil.Process(pid).cmdline()):
+            return None  # the pid was reused since
+    except psutil.Error:
+        return None
+    return pid
+
+
 def hub_pid(settings: Settings) -> int | None:
     """The pid of this data dir's running hub, or None."""
-    path = settings.run_dir / "hub.pid"
-    try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    pid = _pid_from(settings.run_dir / "hub.pid")
+    return pid if _alive(pid) else None
 
 
 def hub_command() -> list[str]:
@@ -281,170 +306,222 @@ def admin_token(settings: Settings) -> str:
     return (settings.secrets_dir / "admin-token").read_text().strip()
 
 
-def wait_healthy(
-    settings: Settings,
-    process: subprocess.Popen[bytes],
-    timeout: float = 180,
-    started: set[psutil.Process] | None = None,
-) -> None:
-    """Wait until the hub answers through the proxy, and MLflow and the pipeline through the hub.
-
-    ``started`` collects what the hub starts meanwhile: when the hub exits on its own (a service too slow to
-    answer), its proxy and services are no longer its children, and only this list finds them.
-    """
-    deadline = time.monotonic() + timeout
-    headers = {"Authorization": f"token {admin_token(settings)}"}
-    checks = [
-        f"{settings.public_url}/hub/health",
-        f"{settings.public_url}/services/mlflow/health",
-        f"{settings.public_url}/services/pipeline/health",
-    ]
-    while checks:
-        if started is not None:
-            started.update(_descendants(process.pid))
-        if process.poll() is not None:
-            raise LaunchError(f"the hub exited with code {process.returncode}; see {settings.logs_dir / 'hub.log'}")
-        if time.monotonic() > deadline:
-            raise LaunchError(f"not healthy after {timeout:.0f}s ({checks[0]}); see {settings.logs_dir / 'hub.log'}")
-        try:
-            if requests.get(checks[0], headers=headers, timeout=5).status_code == 200:
-                checks.pop(0)
-                continue
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
+#: What `up` waits for beyond the parts' own timeouts (the supervisor's start and stop).
+UP_MARGIN = 120.0
 
 
-def up(settings: Settings, foreground: bool = False) -> int:
-    """Start the platform (in the background unless ``foreground``); return an exit code."""
-    pid = hub_pid(settings)
-    if pid:
-        print(f"mlopshub is already running at {settings.public_url} (hub pid {pid}); `make down` stops it.")
-        return 0
-    # Before anything is written: the data dir, the hub and its services make files for the platform only.
-    os.umask(HUB_UMASK)
-    check_can_start(settings)
-    ensure_runtime(settings)
+def supervisor_command() -> list[str]:
+    return [sys.executable, "-m", "mlopshub.supervisor"]
+
+
+def platform_environment(settings: Settings) -> dict[str, str]:
+    """The supervisor's environment: ours, with the settings resolved (parts get what they need of it)."""
     env = {
         **os.environ,
         "MLOPSHUB_DATA_DIR": str(settings.data_dir),
         "MLOPSHUB_PORT": str(settings.port),
         "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+        "MLOPSHUB_START_TIMEOUT": str(settings.start_timeout),
     }
     env.pop("MLOPSHUB_ADMIN_TOKEN", None)  # now in <data dir>/secrets; keep it out of child environments
+    return env
+
+
+def read_state(settings: Settings) -> dict[str, Any]:
+    """What the supervisor last reported (``<run>/supervisor.json``), or ``{}``."""
+    try:
+        return dict(json.loads((settings.run_dir / "supervisor.json").read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def failure_message(settings: Settings, state: dict[str, Any]) -> str:
+    """Which part did not come up, why, and the last lines of its log."""
+    failure = state.get("failure") or {}
+    if not failure:
+        log = settings.logs_dir / "supervisor.log"
+        return f"the platform did not start; see {log}:\n{log_tail(log)}"
+    log = Path(failure["log"])
+    return f"{failure['part']} did not come up: {failure['reason']}. Last lines of {log}:\n{log_tail(log)}"
+
+
+def wait_started(settings: Settings, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the supervisor says the platform is ready; raise :class:`LaunchError` naming what failed."""
+    deadline = time.monotonic() + len(PART_NAMES) * settings.start_timeout + UP_MARGIN
+    while True:
+        state = read_state(settings)
+        if state.get("pid") == process.pid and state.get("state") == "ready":
+            return
+        if process.poll() is not None:
+            raise LaunchError(failure_message(settings, read_state(settings)))
+        if time.monotonic() > deadline:
+            stop_supervisor(process.pid)
+            raise LaunchError(failure_message(settings, read_state(settings)))
+        time.sleep(0.3)
+
+
+def up(settings: Settings, foreground: bool = False) -> int:
+    """Start the platform (in the background unless ``foreground``); return an exit code."""
+    pid = supervisor_pid(settings)
+    if pid:
+        print(f"mlopshub is already running at {settings.public_url} (supervisor pid {pid}); `make down` stops it.")
+        return 0
+    # Before anything is written: the data dir, the hub and its services make files for the platform only.
+    os.umask(HUB_UMASK)
+    # What a crash left (a hub without its supervisor, a proxy holding the port) is ours: stop it first.
+    stopped = stop_leftovers(settings)
+    if stopped:
+        print(f"stopped what an earlier run left: {', '.join(stopped)}")
+    check_can_start(settings)
+    ensure_runtime(settings)
+    env = platform_environment(settings)
     if foreground:
         os.chdir(settings.data_dir)
-        os.execve(hub_command()[0], hub_command(), env)
-    log = open(settings.logs_dir / "hub.log", "ab")
-    process = subprocess.Popen(
-        hub_command(),
-        cwd=settings.data_dir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    started: set[psutil.Process] = set()
+        os.execve(sys.executable, supervisor_command(), env)
+    log = os.open(settings.logs_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        wait_healthy(settings, process, started=started)
-    except LaunchError:
-        _stop_process_group(process.pid)
-        _stop_processes([child for child in started if child.is_running()])
+        process = subprocess.Popen(
+            supervisor_command(),
+            cwd=settings.data_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        os.close(log)
+    try:
+        wait_started(settings, process)
+    except BaseException:
+        if process.poll() is None:
+            stop_supervisor(process.pid)
+        stop_leftovers(settings)
         raise
     print(f"mlopshub is running at {settings.public_url}/")
     print(f"  Sign in: first sign up as '{settings.admin_user}' at {settings.public_url}/hub/signup to set the")
     print("  admin password. Others sign up there too; an admin authorizes them at /hub/authorize and adds")
     print("  them to their team in the admin page (/hub/admin).")
-    print(f"  Admin API token: {settings.secrets_dir / 'admin-token'}   Logs: {settings.logs_dir / 'hub.log'}")
+    print(f"  Admin API token: {settings.secrets_dir / 'admin-token'}   Logs: {settings.logs_dir}/<part>.log")
     return 0
 
 
-def _stop_process_group(pid: int, timeout: float = 60) -> None:
-    """Stop the hub's process group, then any process it started in a session of its own.
+def stop_supervisor(pid: int, timeout: float = 180) -> None:
+    """SIGTERM to the supervisor (it stops hub, pipeline, MLflow and what is below them); SIGKILL after
+    ``timeout``, its tree with it."""
+    try:
+        process = psutil.Process(pid)
+        below = process.children(recursive=True)
+        process.terminate()
+        process.wait(timeout)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        below += process.children(recursive=True)
+        process.kill()
+    stop_processes([child for child in below if child.is_running()])
 
-    The hub starts its services and workspaces in new sessions; when it cannot
-    stop them itself (killed, or failed while starting), they are found among
-    its descendants, noted before it stops.
+
+#: Pid files in ``<run>/`` of what the platform runs: the supervisor's parts, and the proxy (the hub's).
+PID_FILES = ("hub.pid", "pipeline.pid", "mlflow.pid", "proxy.pid")
+
+
+def leftover_processes(settings: Settings) -> list[psutil.Process]:
+    """Processes of a run without its supervisor (pid files in ``<run>/``), checked to be this data dir's.
+
+    A pid in a file counts only if its process still names the data dir in its command line or environment
+    (a reused pid does not), with everything below it.
     """
-    descendants = _descendants(pid)
+    found: dict[int, psutil.Process] = {}
+    for name in PID_FILES:
+        pid = _pid_from(settings.run_dir / name)
+        if pid is None or pid == os.getpid() or not _alive(pid):
+            continue
+        try:
+            process = psutil.Process(pid)
+            if not _names(process, str(settings.data_dir)):
+                continue
+            for member in [process, *process.children(recursive=True)]:
+                found[member.pid] = member
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _names(process: psutil.Process, data_dir: str) -> bool:
+    if any(data_dir in argument for argument in process.cmdline()):
+        return True
     try:
-        # `up` starts the hub as a group leader; a foreground hub shares its shell's group.
-        signal_hub = os.killpg if os.getpgid(pid) == pid else os.kill
-        signal_hub(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        signal_hub = os.kill
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+        return any(data_dir in value for value in process.environ().values())
+    except psutil.AccessDenied:
+        return False
+
+
+def stop_leftovers(settings: Settings) -> list[str]:
+    """Stop what a run left behind without its supervisor; name what was stopped."""
+    leftovers = leftover_processes(settings)
+    names = []
+    for process in leftovers:
         try:
-            signal_hub(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        signal_hub(pid, signal.SIGKILL)
-    _stop_processes([process for process in descendants if process.is_running()])
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _stop_processes(processes: list[psutil.Process]) -> None:
-    """SIGTERM, then SIGKILL after 10 s."""
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=10)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
+            names.append(f"{process.name()} (pid {process.pid})")
+        except psutil.Error:
+            continue
+    stop_processes(leftovers)
+    for name in PID_FILES:
+        (settings.run_dir / name).unlink(missing_ok=True)
+    return names
 
 
 def down(settings: Settings) -> int:
-    """Stop the hub, its proxy, its services and every workspace it started."""
-    pid = hub_pid(settings)
-    if not pid:
+    """Stop the supervisor and everything below it, and what a crashed run left behind."""
+    pid = supervisor_pid(settings)
+    if pid:
+        stop_supervisor(pid)
+    stopped = stop_leftovers(settings)
+    if not pid and not stopped:
         print("mlopshub is not running.")
         return 0
-    # The hub stops workspaces, services and its proxy itself; what it leaves is stopped after.
-    _stop_process_group(pid, timeout=60)
-    _stop_leftover(settings.run_dir / "proxy.pid")
-    print("mlopshub stopped.")
+    print("mlopshub stopped." + (f" Also stopped what a crash left: {', '.join(stopped)}" if stopped else ""))
     return 0
 
 
-def _stop_leftover(pid_file: Path) -> None:
+def _healthy(url: str) -> bool:
     try:
-        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        pass
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """What runs: the hub, its services, the running workspaces."""
-    pid = hub_pid(settings)
+    """What runs: the supervisor, each part (pid, alive, healthy, restarts), the services, the workspaces."""
+    pid = supervisor_pid(settings)
     report: dict[str, Any] = {
         "url": settings.public_url,
         "data_dir": str(settings.data_dir),
-        "hub_pid": pid,
+        "supervisor_pid": pid,
+        "hub_pid": hub_pid(settings) if pid else None,
         "running": bool(pid),
     }
     if not pid:
         return report
+    state = read_state(settings)
+    report["state"] = state.get("state", "unknown")
+    report["parts"] = {
+        name: {
+            "pid": part["pid"],
+            "alive": _alive(part["pid"]),
+            "healthy": _alive(part["pid"]) and _healthy(part["health"]),
+            "restarts": part["restarts"],
+            "log": part["log"],
+        }
+        for name, part in state.get("parts", {}).items()
+    }
     headers = {"Authorization": f"token {admin_token(settings)}"}
     api = f"{settings.public_url}/hub/api"
     try:
         services = requests.get(f"{api}/services", headers=headers, timeout=5).json()
         users = requests.get(f"{api}/users", params={"state": "active"}, headers=headers, timeout=5).json()
-    except requests.RequestException as error:
+    except (requests.RequestException, ValueError) as error:
         report["error"] = f"the hub does not answer: {error}"
         return report
     report["services"] = sorted(name for name in services if name != ADMIN_SERVICE)

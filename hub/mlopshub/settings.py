@@ -59,6 +59,9 @@ class Settings:
     #: Kubernetes: where the hub reaches the MLflow tracking server, and the hub token it registers with.
     mlflow_internal_url: str = "http://mlflow:5000"
     mlflow_service_token: str = ""
+    #: One machine: seconds each part (MLflow with its migrations, the pipeline, the hub with its proxy) has to
+    #: answer its health check at start before `mlopshub up` gives up, names it and stops what it started.
+    start_timeout: float = 300.0
 
     @property
     def secrets_dir(self) -> Path:
@@ -93,6 +96,17 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _seconds(name: str, text: str) -> float:
+    """A positive number of seconds, or a ValueError naming the variable."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}: expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``environ`` (default: ``os.environ``)."""
     env = os.environ if environ is None else environ
@@ -108,6 +122,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     mode = env.get("MLOPSHUB_MODE", "local")
     if mode not in ("local", "kubernetes"):
         raise ValueError(f"MLOPSHUB_MODE: expected 'local' or 'kubernetes', got {mode!r}")
+    start_timeout = _seconds("MLOPSHUB_START_TIMEOUT", env.get("MLOPSHUB_START_TIMEOUT", "300"))
     gpu = env.get("MLOPSHUB_GPU", "auto")
     if gpu not in ("auto", "yes", "no"):
         raise ValueError(f"MLOPSHUB_GPU: expected 'auto', 'yes' or 'no', got {gpu!r}")
@@ -130,6 +145,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         mlflow_internal_url=env.get("MLOPSHUB_MLFLOW_URL", "http://mlflow:5000"),
         mlflow_service_token=env.get("MLOPSHUB_MLFLOW_SERVICE_TOKEN", ""),
         oidc_admin_groups=_list(env.get("MLOPSHUB_OIDC_ADMIN_GROUPS", "platform-admins")),
+        start_timeout=start_timeout,
     )
 
 

@@ -31,6 +31,8 @@ RUNTIME = configure.Runtime(
     mlflow_secret_key="s",
     crypt_key="00" * 32,
     consumer_tokens={"loan-origination": "c" * 64},
+    mlflow_service_token="m" * 64,
+    pipeline_service_token="q" * 64,
 )
 
 
@@ -57,14 +59,62 @@ def test_local_mode_uses_the_catalog_spawner_and_refusal_hook(local):
     assert "access:services!service=mlflow" in c.Spawner.server_token_scopes
 
 
-def test_mlflow_service_runs_lean_with_team_workspaces(local):
-    mlflow = services(apply(local))["mlflow"]
-    command = mlflow["command"]
+def test_mlflow_runs_lean_with_team_workspaces(local):
+    mlflow = configure.mlflow_process(local, RUNTIME)
+    command = mlflow.command
     assert command[1:3] == ["-m", "mlopshub.services.mlflow_server"]
     assert command[command.index("--app-name") + 1] == "mlopshub"
     assert "--enable-workspaces" in command and command[command.index("--workers") + 1] == "1"
-    assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert mlflow["url"] == "http://127.0.0.1:10003"
+    assert command[command.index("--backend-store-uri") + 1] == configure.mlflow_backend_uri(local)
+    assert mlflow.environment["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert mlflow.health_url == "http://127.0.0.1:10003/services/mlflow/health"
+
+
+@pytest.mark.parametrize("name", ["mlflow", "pipeline"])
+def test_mlflow_and_the_pipeline_are_external_services_with_their_own_tokens(local, name):
+    runtime = replace(RUNTIME, pipeline_port=10004)
+    service = services(apply(local, runtime))[name]
+    assert "command" not in service and "environment" not in service
+    assert service["api_token"] == {"mlflow": "m" * 64, "pipeline": "q" * 64}[name]
+    assert service["url"] == {"mlflow": "http://127.0.0.1:10003", "pipeline": "http://127.0.0.1:10004"}[name]
+
+
+def test_services_run_by_the_platform_get_what_jupyterhub_gives_a_managed_service(local):
+    """The variables HubAuth and HubOAuth read, as JupyterHub 5's Service.start and Spawner.get_env set them."""
+    runtime = replace(RUNTIME, pipeline_port=10004)
+    pipeline = configure.pipeline_process(local, runtime)
+    inherited = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "MLOPSHUB_ADMIN_TOKEN": "secret", "HOME": "/root"}
+    env = configure.service_environment(pipeline, runtime, inherited)
+    assert {key: env[key] for key in env if key.startswith("JUPYTERHUB_")} == {
+        "JUPYTERHUB_API_TOKEN": "q" * 64,
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:10001/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_CLIENT_ID": "service-pipeline",
+        "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "0",
+        "JUPYTERHUB_HOST": "",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/pipeline/oauth_callback",
+        "JUPYTERHUB_OAUTH_SCOPES": '["access:services", "access:services!service=pipeline"]',
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:services", "access:services!service=pipeline"]',
+        "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+        "JUPYTERHUB_SERVICE_NAME": "pipeline",
+        "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:10004",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/pipeline/",
+        "JUPYTERHUB_USER": "",
+        "JUPYTERHUB_SERVER_NAME": "",
+    }
+    # Of the platform's own environment only what JupyterHub keeps: no admin token, no HOME.
+    assert (env["PATH"], env["LANG"]) == ("/usr/bin", "C.UTF-8")
+    assert "MLOPSHUB_ADMIN_TOKEN" not in env and "HOME" not in env
+    # The service's own variables come last.
+    assert env["PYTHONPATH"] == str(REPO / "hub")
+
+
+def test_the_pipeline_keeps_its_roles_as_an_external_service(local):
+    c = apply(local)
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert roles["pipeline-service"]["services"] == ["pipeline"]
+    assert set(roles["pipeline-service"]["scopes"]) == {"read:users:groups", "read:users:name"}
+    assert roles["mlflow-service"]["services"] == ["mlflow"]
 
 
 def test_admin_token_is_a_service_token_not_in_any_command(local):
@@ -157,6 +207,8 @@ def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_an
         ({"MLOPSHUB_MODE": "cloud"}, "MLOPSHUB_MODE: expected 'local' or 'kubernetes'"),
         ({"MLOPSHUB_CULL_TIMEOUT": "-5"}, "MLOPSHUB_CULL_TIMEOUT: expected a whole number"),
         ({"MLOPSHUB_GPU": "maybe"}, "MLOPSHUB_GPU: expected"),
+        ({"MLOPSHUB_START_TIMEOUT": "0"}, "MLOPSHUB_START_TIMEOUT: expected a positive number of seconds"),
+        ({"MLOPSHUB_START_TIMEOUT": "soon"}, "MLOPSHUB_START_TIMEOUT: expected a positive number of seconds"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
@@ -180,8 +232,10 @@ def test_local_mode_runs_the_pipeline_with_the_models_service_on_its_address(loc
     found = services(apply(local, runtime))
     pipeline, models = found["pipeline"], found["models"]
     assert pipeline["url"] == models["url"] == "http://127.0.0.1:10004"
-    assert pipeline["command"][1:] == ["-m", "mlopshub.services.pipeline"] and "command" not in models
-    env = pipeline["environment"]
+    assert "command" not in models and "api_token" not in models
+    process = configure.pipeline_process(local, runtime)
+    assert process.command[1:] == ["-m", "mlopshub.services.pipeline"]
+    env = process.environment
     # Straight to MLflow (not through the proxy), as the auth store's admin.
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:10003/services/mlflow"
     assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == ("mlopshub admin", "p")
@@ -231,3 +285,9 @@ def test_membership_service_may_read_servers_and_stop_them_and_nothing_else(loca
         "admin:server_state",
         "delete:servers",
     }
+
+
+@pytest.mark.parametrize(("text", "seconds"), [(None, 300.0), ("600", 600.0), ("45.5", 45.5)])
+def test_start_timeout_is_a_setting_with_a_default_for_a_busy_machine(tmp_path, text, seconds):
+    env = {"MLOPSHUB_DATA_DIR": str(tmp_path)} | ({"MLOPSHUB_START_TIMEOUT": text} if text else {})
+    assert settings.from_env(env).start_timeout == seconds
