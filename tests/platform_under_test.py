@@ -1,7 +1,7 @@
 """A real mlopshub platform for tests: started with `mlopshub up` in a temporary data dir.
 
-Nothing is mocked: the hub, configurable-http-proxy, MLflow, the idle culler
-and the JupyterLab workspaces are the real ones; users sign up through the
+Nothing is mocked: the supervisor, the hub, configurable-http-proxy, MLflow,
+the pipeline, the idle culler and the JupyterLab workspaces are the real ones; users sign up through the
 real sign-up page and are authorized by the admin through the real page.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 import websocket
 
@@ -68,13 +69,37 @@ class Platform:
             [*MLOPSHUB, *args], env=self.env, capture_output=True, text=True, cwd=REPO, timeout=timeout
         )
         if check and result.returncode != 0:
-            log = self.data_dir / "logs" / "hub.log"
-            tail = log.read_text()[-4000:] if log.exists() else ""
-            raise AssertionError(f"mlopshub {' '.join(args)} failed: {result.stdout}\n{result.stderr}\n{tail}")
+            # `up` names the part that failed with its log's last lines; the supervisor's and the hub's go with it.
+            tails = []
+            for name in ("supervisor.log", "hub.log"):
+                log = self.data_dir / "logs" / name
+                tails.append(f"--- {name}\n{log.read_text()[-3000:]}" if log.exists() else "")
+            raise AssertionError(
+                f"mlopshub {' '.join(args)} failed: {result.stdout}\n{result.stderr}\n" + "\n".join(tails)
+            )
         return result
 
+    def processes(self) -> list[psutil.Process]:
+        """Every process (but this one) that names the data dir in its command line or environment."""
+        found = []
+        for process in psutil.process_iter():
+            if process.pid == os.getpid():
+                continue
+            try:
+                texts = [*process.cmdline(), *process.environ().values()]
+            except psutil.Error:
+                continue
+            if any(str(self.data_dir) in text for text in texts):
+                found.append(process)
+        return found
+
+    def status(self) -> dict[str, Any]:
+        """``mlopshub status --json``."""
+        return json.loads(self.cli("status", "--json", check=False).stdout)
+
     def up(self) -> Platform:
-        self.cli("up")
+        # Each part has MLOPSHUB_START_TIMEOUT (300 s) on a busy machine; the parts come up one after the other.
+        self.cli("up", timeout=1200)
         return self
 
     def down(self) -> None:

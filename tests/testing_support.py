@@ -1,12 +1,15 @@
-"""Small helpers several test modules share: an event loop in a thread, KServe's schema checked strictly."""
+"""Small helpers several test modules share: an event loop in a thread, a wait for an event, KServe's schema checked
+strictly."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 #: Artifacts of the projects we interoperate with (the chart's values schema, KServe's CRD schema).
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
@@ -50,3 +53,18 @@ def kserve_errors(document: dict) -> list[str]:
 
     validator = jsonschema.Draft7Validator(strict(json.loads(KSERVE_SCHEMA_FILE.read_text())))
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+T = TypeVar("T")
+
+
+def until(condition: Callable[[], T], what: str, timeout: float = 120, every: float = 0.5) -> T:
+    """Wait for ``condition()`` to be truthy and return it; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what} (last: {value!r})")
+        time.sleep(every)
