@@ -126,7 +126,10 @@ def in_production(platform, alice, victor) -> dict:
     assert approved.status_code == 200, approved.text
     release = pipeline.wait(release["id"], {"production", "failed"})
     assert release["state"] == "production", release
-    return release
+    # A second version awaiting approval, so that the staging endpoint is live too (promotion stops staging).
+    second = pipeline.wait(pipeline.publish(alice.runs[1], GRANTED_MODEL)["id"])
+    assert second["state"] == "awaiting_approval", (second["reason"], second["gate_results"])
+    return {**release, "staging_release": second["id"]}
 
 
 def live_endpoints(platform, reader: Person) -> list[dict]:

@@ -117,11 +117,12 @@ def invoke(platform, token: str, stage: str = "production") -> int:
 
 
 def seconds_to_refusal(checks: dict[str, Callable[[], int]], since: float, give_up: float = 30) -> dict[str, float]:
-    """Poll each check until it answers 401 or 403; seconds from ``since`` (monotonic) to each first refusal."""
+    """Poll each check until it refuses (401, 403, or 404 for what the caller may no longer see); seconds from
+    ``since`` (monotonic) to each first refusal."""
     refused: dict[str, float] = {}
     while len(refused) < len(checks):
         for name, check in checks.items():
-            if name not in refused and check() in (401, 403):
+            if name not in refused and check() in (401, 403, 404):
                 refused[name] = time.monotonic() - since
         if time.monotonic() - since > give_up:
             raise AssertionError(f"still accepted after {give_up}s: {set(checks) - set(refused)}")

@@ -11,6 +11,8 @@ keep their status, message and field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from http.client import responses
@@ -56,6 +58,22 @@ class MlopshubHandler(APIHandler):
         if not minimum <= value <= maximum:
             raise BadRequest(f"'{name}' must be between {minimum} and {maximum}, not {value}")
         return value
+
+    def query_page_token(self) -> str | None:
+        """``page_token``: a token from a previous page (MLflow's base64 JSON object), or None; 400 otherwise.
+
+        Checked here because MLflow answers some malformed tokens with a 500.
+        """
+        token = self.query("page_token") or None
+        if token is None:
+            return None
+        try:
+            decoded = json.loads(base64.b64decode(token, validate=True))
+        except (ValueError, binascii.Error):
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise BadRequest(f"'page_token' must be the next_page_token of a previous answer, not '{token[:100]}'")
+        return token
 
     def query_path(self, name: str = "path") -> Path:
         """A path query parameter, resolved inside the server root ("" is the root)."""
@@ -274,7 +292,7 @@ class RunsHandler(MlopshubHandler):
         max_results = self.query_int("max_results", 50, 1, experiments.MAX_RUNS_PER_PAGE)
         order_by = [value for value in self.get_query_arguments("order_by") if value.strip()]
         page, next_token = await experiments.runs(
-            settings, workspace, experiment, max_results, self.query("page_token") or None, order_by
+            settings, workspace, experiment, max_results, self.query_page_token(), order_by
         )
         self.reply({"runs": page, "next_page_token": next_token})
 
@@ -338,7 +356,7 @@ class LoggedModelsHandler(MlopshubHandler):
         experiment = experiments.identifier(experiment, "experiment") if experiment else None
         max_results = self.query_int("max_results", 25, 1, models.MAX_MODELS_PER_PAGE)
         page, next_token = await models.logged_models(
-            settings, workspace, experiment, max_results, self.query("page_token") or None
+            settings, workspace, experiment, max_results, self.query_page_token()
         )
         self.reply({"models": page, "next_page_token": next_token})
 

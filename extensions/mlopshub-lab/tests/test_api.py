@@ -38,6 +38,15 @@ async def test_wrong_parameters_answer_400_with_a_message(api):
     assert (status, body) == (400, {"message": "the request body needs a string field 'path'"})
 
 
+async def test_a_page_token_not_from_a_previous_page_is_a_400(api, monkeypatch):
+    # MLflow answers some malformed tokens with a 500; the extension names the parameter instead.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/services/mlflow")
+    for endpoint, params in (("models/logged", {}), ("experiments/runs", {"experiment": "1"})):
+        for token in ("0", "not base64!", "WzFd"):  # "WzFd" is base64 of [1], JSON but not an object
+            status, answer, _ = await api("GET", endpoint, params={**params, "page_token": token})
+            assert status == 400 and "page_token" in answer["message"], (endpoint, token, status, answer)
+
+
 async def test_a_file_name_over_255_bytes_is_a_400_naming_the_path(api):
     for method, endpoint in (("GET", "data/project"), ("GET", "data/history"), ("POST", "data/track")):
         params, body = ({"path": "a" * 300}, None) if method == "GET" else (None, {"path": "a" * 300})
