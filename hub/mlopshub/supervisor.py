@@ -155,6 +155,27 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def refusal(answer: requests.Response) -> str | None:
+    """Why a health check answered that the part will not become healthy by waiting, or None.
+
+    Today: the pipeline's audit log is broken (it records nothing until an
+    admin has looked), which no timeout mends.
+    """
+    if answer.status_code != 503:
+        return None
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("status") != "audit log broken":
+        return None
+    audit = body.get("audit") or {}
+    return (
+        f"the audit log is broken at entry {audit.get('first_bad_entry')}: {audit.get('problem')}; "
+        "run `mlopshub audit verify` (docs/admin-guide.md, Audit log)"
+    )
+
+
 class StartFailed(Exception):
     """A part did not come up; the message says how."""
 
@@ -284,11 +305,14 @@ class Supervisor:
                     part, f"not healthy after {self.settings.start_timeout:.0f}s (no answer from {checks[0]})"
                 )
             try:
-                if requests.get(checks[0], headers=part.headers, timeout=5).status_code == 200:
-                    checks.pop(0)
-                    continue
+                answer = requests.get(checks[0], headers=part.headers, timeout=5)
             except requests.RequestException:
-                pass
+                answer = None
+            if answer is not None and answer.status_code == 200:
+                checks.pop(0)
+                continue
+            if answer is not None and (broken := refusal(answer)):
+                raise StartFailed(part, broken)
             time.sleep(0.3)
         part.state = "healthy"
         self.say(f"{part.name}: healthy (pid {part.process.pid})")

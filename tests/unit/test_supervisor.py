@@ -1,6 +1,9 @@
 """The supervisor's plan: which parts, in which order, with which environment, health checks and logs (pure)."""
 
+import json
+
 import pytest
+import requests
 
 from mlopshub import settings, supervisor
 from mlopshub.configure import Runtime
@@ -80,3 +83,19 @@ def test_log_tail_is_the_last_lines(tmp_path):
     log.write_text("".join(f"line {n}\n" for n in range(100)))
     assert supervisor.log_tail(log, 3) == "line 97\nline 98\nline 99"
     assert supervisor.log_tail(tmp_path / "missing.log") == ""
+
+
+def health_answer(status: int, body: object) -> requests.Response:
+    answer = requests.Response()
+    answer.status_code = status
+    answer._content = json.dumps(body).encode()
+    return answer
+
+
+def test_a_broken_audit_log_stops_the_start_at_once_naming_the_entry():
+    broken = health_answer(503, {"status": "audit log broken", "audit": {"first_bad_entry": 7, "problem": "changed"}})
+    assert "entry 7: changed" in supervisor.refusal(broken) and "mlopshub audit verify" in supervisor.refusal(broken)
+    # Anything else is waited for until the timeout: a part still starting, or answering something else.
+    assert supervisor.refusal(health_answer(503, {"status": "starting"})) is None
+    assert supervisor.refusal(health_answer(502, {"status": "audit log broken"})) is None
+    assert supervisor.refusal(health_answer(200, {"status": "ok"})) is None
