@@ -33,6 +33,21 @@ from .runner import DVC, GIT
 #: Name of the remote that "Enable data versioning" adds from MLOPSHUB_DVC_REMOTE.
 REMOTE_NAME = "team"
 ENABLE_MESSAGE = "Enable data versioning"
+#: The branch a new project starts on: the catalog's default hold-out ``rev`` and a batch model's default ``rev``.
+DEFAULT_BRANCH = "main"
+#: What a new project's ``.gitignore`` keeps out of git (JupyterLab's autosaves).
+IGNORED = (".ipynb_checkpoints/",)
+
+
+def ignore_checkpoints(root: Path) -> None:
+    """Add :data:`IGNORED` to ``root/.gitignore`` where missing (the file is created if need be)."""
+    ignore = root / ".gitignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    missing = [pattern for pattern in IGNORED if pattern not in lines]
+    if missing:
+        text = ignore.read_text() if ignore.is_file() else ""
+        separator = "" if not text or text.endswith("\n") else "\n"
+        ignore.write_text(text + separator + "\n".join(missing) + "\n")
 #: Folders never searched for .dvc files: they hold tools' state or installed packages, not datasets.
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
 #: Push and pull move data over the network; give them an hour, not the default two minutes.
@@ -174,10 +189,12 @@ async def require_project(server_root: Path, path: Path, *, git: bool = False) -
 async def enable(server_root: Path, folder: Path, remote_url: str | None) -> tuple[Project, str]:
     """Make ``folder`` (or the git repository it is in) a DVC project and commit that.
 
-    Runs ``git init`` when there is no repository, ``dvc init``, adds the
-    team's default remote when ``remote_url`` is given, and commits DVC's
-    files as "Enable data versioning". Answers the project and a sentence for
-    the user. Enabling an enabled project changes nothing.
+    Runs ``git init`` when there is no repository (branch ``main``: the
+    branch the release pipeline reads hold-out sets and batch inputs from by
+    default), ``dvc init``, adds the team's default remote when ``remote_url``
+    is given, ignores JupyterLab's checkpoints, and commits DVC's files and
+    the ignore file as "Enable data versioning". Answers the project and a
+    sentence for the user. Enabling an enabled project changes nothing.
     """
     if not folder.is_dir():
         raise NotFound(f"folder '{shown(server_root, folder)}' does not exist")
@@ -187,11 +204,12 @@ async def enable(server_root: Path, folder: Path, remote_url: str | None) -> tup
     root = project.root if project is not None else folder
     with OPERATIONS.hold(root, "enable", server_root):
         if project is None:
-            await _run([*GIT, "init", "-q"], root, server_root)
+            await _run([*GIT, "init", "-q", "-b", DEFAULT_BRANCH], root, server_root)
         await _run([*DVC, "init", "-q"], root, server_root)
         if remote_url:
             await _run([*DVC, "remote", "add", "-d", "--", REMOTE_NAME, remote_url], root, server_root)
-        files = [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+        ignore_checkpoints(root)
+        files = [".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
         await _run([*GIT, "add", "--", *files], root, server_root)
         await _commit(root, server_root, ENABLE_MESSAGE, files)
     enabled = await project_of(server_root, root)

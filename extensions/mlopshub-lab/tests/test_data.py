@@ -49,6 +49,11 @@ async def test_enable_creates_git_and_dvc_commits_them_and_says_there_is_no_remo
     assert (project / ".git").is_dir() and (project / ".dvc").is_dir()
     assert git_log(project) == ["Enable data versioning"]
     assert sh(["git", "status", "--porcelain", "--", ".dvc", ".dvcignore"], project) == ""
+    # On main, the branch the release pipeline reads the hold-out set from; JupyterLab's autosaves ignored.
+    assert sh(["git", "branch", "--show-current"], project).strip() == "main"
+    (project / ".ipynb_checkpoints").mkdir()
+    (project / ".ipynb_checkpoints" / "train-checkpoint.ipynb").write_text("{}")
+    assert sh(["git", "status", "--porcelain"], project) == "", "nothing left untracked or changed"
     status, body, _ = await api("GET", "data/project", params={"path": "credit/data"})
     assert body == {"path": "credit/data", "project": {"root": "credit", "dvc": True, "git": True, "remote": None}}
     status, body, _ = await api("POST", "data/enable", body={"path": "credit/data"})
