@@ -132,12 +132,21 @@ export function keyMetrics(runs: IRun[], count = 3): string[] {
     .map(([name]) => name);
 }
 
-/** Rows of a side-by-side comparison: one per metric, one cell per run ("–" where absent). */
+/** Metrics where a lower value is better: losses, errors and their usual abbreviations. */
+const LOWER_IS_BETTER = /loss|error|(^|[^a-z])(r?mse|mae|mape|brier|deviance|perplexity)([^a-z]|$)/i;
+
+/** Whether a lower value of ``metric`` is better (log_loss, rmse, val_error, ...); otherwise higher is. */
+export function lowerIsBetter(metric: string): boolean {
+  return LOWER_IS_BETTER.test(metric);
+}
+
+/** Rows of a side-by-side comparison: one per metric, one cell per run ("–" where absent), the best marked. */
 export function compareRows(compare: ICompare): { metric: string; values: string[]; best: number | null }[] {
   return compare.metrics.map(metric => {
     const values = compare.runs.map(run => run.metrics[metric]);
     const numbers = values.filter((v): v is number => typeof v === 'number');
-    const best = numbers.length ? values.indexOf(Math.max(...numbers)) : null;
+    const pick = lowerIsBetter(metric) ? Math.min : Math.max;
+    const best = numbers.length ? values.indexOf(pick(...numbers)) : null;
     return {
       metric,
       values: values.map(v => (typeof v === 'number' ? formatNumber(v) : '–')),

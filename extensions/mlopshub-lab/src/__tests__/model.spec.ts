@@ -5,6 +5,7 @@ import {
   IRun,
   keyMetrics,
   lineageOf,
+  lowerIsBetter,
   OperationGuard,
   sortRuns,
   statusLabels
@@ -80,6 +81,23 @@ describe('runs', () => {
       { metric: 'auc', values: ['0.7000', '0.9000'], best: 1 },
       { metric: 'loss', values: ['–', '0.2500'], best: 1 }
     ]);
+  });
+
+  it('marks the lowest value best for losses and errors', () => {
+    const rows = compareRows({
+      metrics: ['log_loss', 'rmse', 'accuracy'],
+      runs: [
+        { run_id: 'a', run_name: 'a', metrics: { log_loss: 0.3764, rmse: 2.5, accuracy: 0.8 } },
+        { run_id: 'b', run_name: 'b', metrics: { log_loss: 0.3694, rmse: 3.1, accuracy: 0.9 } }
+      ]
+    });
+    expect(rows.map(row => [row.metric, row.best])).toEqual([
+      ['log_loss', 1],
+      ['rmse', 0],
+      ['accuracy', 1]
+    ]);
+    expect(['val_error', 'mae', 'train_loss'].every(lowerIsBetter)).toBe(true);
+    expect(['auc', 'f1', 'precision', 'samples'].some(lowerIsBetter)).toBe(false);
   });
 
   it('shows lineage in reading order with short data hashes', () => {
