@@ -107,7 +107,10 @@ def test_malformed_publish_is_422_naming_the_field(service, body, field):
 
 def test_callers_without_the_scopes_are_refused(service, logged):
     assert service.api("GET", "releases", None).status_code == 401
-    assert service.api("GET", "releases", "eve").status_code == 401, "a token without the service's access scope"
+    without_access = service.api("GET", "releases", "eve")
+    assert without_access.status_code == 401, "a token without the service's access scope"
+    assert "grants no access to the service 'pipeline'" in without_access.json()["message"], "not 'a token is required'"
+    assert "a hub token is required" in service.api("GET", "releases", None).json()["message"]
     other_team = service.api(
         "POST", "releases", "bob", {"model_uri": logged["uris"]["v1"], "name": "x", "kind": "online"}
     )

@@ -48,6 +48,15 @@ async def authenticated(handler: web.RequestHandler, authenticate: Authenticate)
     caller = await authenticate(token) if token else None
     if caller is None:
         handler.set_header("WWW-Authenticate", 'Bearer realm="mlopshub"')
+        if token:
+            # A token was sent: say why it is not enough, not that one is missing.
+            parts = handler.request.path.split("/")
+            service = f"the service '{parts[2]}'" if len(parts) > 2 and parts[1] == "services" else "this service"
+            raise web.HTTPError(
+                401,
+                f"the hub token is not accepted here: it is unknown, revoked or expired, or grants no access to "
+                f"{service}",
+            )
         raise web.HTTPError(401, "a hub token is required: Authorization: Bearer <token> (from the hub's token page)")
     return caller
 
