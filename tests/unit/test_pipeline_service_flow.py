@@ -198,6 +198,13 @@ def test_publish_gates_staging_approval_production_rollback(service, logged, tra
     assert version_two.tags["mlopshub.data.data/loans.csv"] == LINEAGE["mlopshub.data.data/loans.csv"]
     assert version_two.tags["mlopshub.team"] == TEAM and version_two.run_id
 
+    # Version 1 is now the only production version left: a second rollback is refused, and recorded.
+    refused = service.api("POST", "models/loans/rollback", "val", {"reason": "again"})
+    assert refused.status_code == 409 and "no earlier production version" in refused.json()["message"]
+    last = service.runner.store.audit.entries()[-1]
+    assert (last.actor, last.action, last.model) == ("val", "rollback refused", "loans")
+    assert "no earlier production version" in last.reason
+
 
 def test_model_without_signature_fails_the_gate_with_the_fix_and_is_not_served(service, logged, tracking):
     release_id = publish(service, "ann", logged["uris"]["bare"], name="loans-bare")

@@ -27,7 +27,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mlopshub.pipeline import Conflict, NotAllowed, Release, ReleaseNotFound, ReleaseStore, State, validate_publish
+from mlopshub.pipeline import (
+    Conflict,
+    NotAllowed,
+    PipelineError,
+    Release,
+    ReleaseNotFound,
+    ReleaseStore,
+    State,
+    validate_publish,
+)
 from mlopshub.pipeline.database import utc_now
 from mlopshub.pipeline.gates import GateResult, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
@@ -246,8 +255,19 @@ class ReleaseRunner:
             current = self.store.production(model)
             previous = self.store.previous_production(model)
             if current is None or previous is None or not isinstance(reason, str) or not reason.strip():
-                # Nothing to switch: the store refuses it and says precisely why.
-                return self.store.rollback(model, caller.name, reason)
+                # Nothing to switch: the store refuses it and says precisely why; model risk sees who tried.
+                try:
+                    return self.store.rollback(model, caller.name, reason)
+                except PipelineError as error:
+                    self.store.audit.record(
+                        caller.name,
+                        "rollback refused",
+                        release_id=current.id if current else None,
+                        model=model,
+                        version=current.version if current else None,
+                        reason=str(error)[:500],
+                    )
+                    raise
             if previous.kind == "online":
                 await self._serve(previous, "production")
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
