@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import CREDIT, GRANTED_MODEL, live_endpoints, until
+from adversary import CREDIT, GRANTED_MODEL, live_endpoints, until
 from release_flow import FORMATS, MAKE_PROJECT, ROWS, TRAIN
 
 pytestmark = pytest.mark.integration

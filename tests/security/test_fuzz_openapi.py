@@ -17,7 +17,7 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from conftest import CREDIT
+from adversary import CREDIT
 from hypothesis import HealthCheck, Phase
 
 pytestmark = pytest.mark.integration

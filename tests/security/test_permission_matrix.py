@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import CREDIT, GRANTED_MODEL, RETAIL
+from adversary import CREDIT, GRANTED_MODEL, RETAIL
 from jupyterhub import scopes as hub_scopes
 from release_flow import FORMATS
 

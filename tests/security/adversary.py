@@ -1,0 +1,70 @@
+"""What the adversarial suite shares: the people of each role and how they act (fixtures are in conftest.py).
+
+Everything runs against the session's real platform (``platform`` in
+tests/conftest.py). Attackers act from inside their own workspace kernels
+(``Platform.execute``), as a data scientist would; the test process (root)
+only sets the stage and reads the outcome.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from release_flow import make_project, train  # noqa: E402
+from test_release_pipeline import Pipeline  # noqa: E402  (the pipeline API as one user calls it)
+from testing_support import until  # noqa: E402,F401  (the one wait helper, for the suite)
+
+CREDIT = "sme-credit"
+RETAIL = "retail-scoring"
+#: The model the catalog grants the consumer system loan-origination (profiles/teams.yaml).
+GRANTED_MODEL = "credit-default"
+CONSUMER = "loan-origination"
+
+
+@dataclass
+class Person:
+    """A hub user (or a consumer system) with the token they call with; ``token=None`` is anonymous."""
+
+    name: str
+    token: str | None
+    team: str | None = None
+
+    def pipeline(self, platform: Any) -> Pipeline:
+        return Pipeline(platform, self.token or "")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+
+@dataclass
+class DataScientist(Person):
+    """A team member with a running workspace, a versioned project ``~/credit`` and trained runs."""
+
+    runs: tuple[str, ...] = ()
+
+    def run(self, platform: Any, code: str) -> str:
+        """Run ``code`` in a fresh kernel of their workspace; its stdout."""
+        return platform.execute(self.name, self.token, code)
+
+
+def data_scientist(platform: Any, name: str, team: str, seed: int, cs: tuple[float, ...]) -> DataScientist:
+    platform.add_user(name, team)
+    platform.start(name, "python-cpu")
+    token = platform.token_for(name)
+    assert "project ready" in platform.execute(name, token, make_project(seed=seed))
+    runs = tuple(platform.execute(name, token, train(c)).strip().splitlines()[-1] for c in cs)
+    return DataScientist(name, token, team, runs)
+
+
+def live_endpoints(platform, reader: Person) -> list[dict]:
+    """The pipeline's live endpoints, as ``reader`` (a validator) sees them."""
+    response = requests.get(f"{platform.url}/services/pipeline/api/endpoints", headers=reader.headers(), timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["endpoints"]
