@@ -7,8 +7,12 @@ handlers here refuse such a password up front with a message instead.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
+from jupyterhub.handlers.login import LogoutHandler
+from jupyterhub.utils import url_path_join
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import ChangePasswordHandler, LoginHandler, SignUpHandler
 
@@ -23,12 +27,23 @@ def password_too_long(password: str | None) -> bool:
 
 
 class BoundedLoginHandler(LoginHandler):
-    """The login page, refusing over-long passwords with a message."""
+    """The login page, refusing over-long passwords, and saying when a name is blocked after failed sign-ins."""
 
     async def post(self) -> None:
+        username = self.get_body_argument("username", "")
         if password_too_long(self.get_body_argument("password", None, strip=False)):
             self.set_status(400)
-            self.finish(await self._render(login_error=TOO_LONG, username=self.get_body_argument("username", "")))
+            self.finish(await self._render(login_error=TOO_LONG, username=username))
+            return
+        wait = self.authenticator.seconds_blocked(username)
+        if wait:
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait))
+            message = (
+                f"Too many failed sign-ins for this name: sign-in is blocked for {wait} more second"
+                f"{'s' if wait != 1 else ''}. Wait, then try again (ask an admin if you forgot the password)."
+            )
+            self.finish(await self._render(login_error=message, username=username))
             return
         await super().post()
 
@@ -70,6 +85,27 @@ class BoundedChangePasswordHandler(ChangePasswordHandler):
         await super().post()
 
 
+#: The cookie through which a browser reaches the MLflow UI with the workspace's token (the Lab extension sets it).
+MLFLOW_TOKEN_COOKIE = "mlopshub-mlflow-token"
+
+
+class SignOutHandler(LogoutHandler):
+    """JupyterHub's sign-out, which also ends the browser's access to the MLflow UI.
+
+    The MLflow UI cookie is set for ``/services/mlflow/`` only, so JupyterHub's
+    own logout does not clear it, and MLflow kept answering after sign-out.
+    """
+
+    async def handle_logout(self) -> None:
+        self.clear_cookie(MLFLOW_TOKEN_COOKIE, path=url_path_join(self.base_url, "services/mlflow/"))
+        await super().handle_logout()
+
+
+def sign_out_handlers() -> list[tuple[str, Any]]:
+    """The handlers every mlopshub authenticator puts before JupyterHub's own (``get_handlers`` comes first)."""
+    return [(r"/logout", SignOutHandler)]
+
+
 class LocalAuthenticator(NativeAuthenticator):
     """Passwords kept by the hub, for one-machine mode.
 
@@ -84,12 +120,26 @@ class LocalAuthenticator(NativeAuthenticator):
             SignUpHandler: BoundedSignUpHandler,
             ChangePasswordHandler: BoundedChangePasswordHandler,
         }
-        return [(route, replacements.get(handler, handler)) for route, handler in super().get_handlers(app)]
+        native = [(route, replacements.get(handler, handler)) for route, handler in super().get_handlers(app)]
+        return [*sign_out_handlers(), *native]
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> str | None:
         if password_too_long(data.get("password")):
             return None
-        return await super().authenticate(handler, data)
+        username = await super().authenticate(handler, data)
+        name = self.normalize_username(data["username"])
+        if username is None and self.allowed_failed_logins and not self.get_user(name):
+            # Names nobody has count failed attempts too: a block must not tell which names exist.
+            self.add_login_attempt(name)
+        return username
+
+    def seconds_blocked(self, username: str) -> int:
+        """Seconds until ``username`` may try to sign in again after too many failures (0: not blocked)."""
+        name = self.normalize_username(username)
+        if not (self.allowed_failed_logins and name and self.is_blocked(name)):
+            return 0
+        elapsed = (datetime.now() - self.login_attempts[name]["time"]).total_seconds()
+        return max(1, math.ceil(self.seconds_before_next_try - elapsed))
 
     def create_user(self, username: str, password: str, **kwargs: Any) -> Any:
         if password_too_long(password):

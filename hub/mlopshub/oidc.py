@@ -17,6 +17,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from traitlets import Set, Unicode
 
 from . import catalog
+from .auth import sign_out_handlers
 from .settings import Settings
 
 
@@ -57,6 +58,9 @@ class OIDCAuthenticator(GenericOAuthenticator):
         if claimed is None:
             return set()
         return {group for group in claimed if group in self.known_groups}
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        return [*sign_out_handlers(), *super().get_handlers(app)]
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any]) -> bool:
         if auth_model and self._claimed_groups(auth_model.get("auth_state") or {}) is None:

@@ -194,6 +194,27 @@ def test_notebook_run_lands_in_the_team_workspace(platform, alice_run):
     assert run["data"]["metrics"][0] == {**run["data"]["metrics"][0], "key": "auc", "value": 0.91}
 
 
+def test_a_renamed_notebook_is_the_one_lineage_records(platform, alice_workspace):
+    # JupyterLab's Launcher makes Untitled.ipynb; renaming it moves the session, not the kernel's environment.
+    empty = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    kernel = platform.open_notebook("alice", alice_workspace, "Untitled.ipynb", empty, "python3")
+    sessions = platform.workspace("alice", "api/sessions", alice_workspace).json()
+    session = next(s for s in sessions if s["kernel"]["id"] == kernel)
+    to = {"path": "train.ipynb"}
+    moved = platform.workspace("alice", "api/contents/Untitled.ipynb", alice_workspace, "PATCH", json=to)
+    assert moved.status_code == 200, moved.text
+    session_path = f"api/sessions/{session['id']}"
+    renamed = platform.workspace("alice", session_path, alice_workspace, "PATCH", json={**to, "name": "train.ipynb"})
+    assert renamed.status_code == 200, renamed.text
+    try:
+        run_id = platform.run_in_kernel("alice", alice_workspace, kernel, LOG_RUN).strip().splitlines()[-1].split()[0]
+    finally:
+        platform.workspace("alice", session_path, alice_workspace, "DELETE")
+    tags = mlflow_get(platform, "runs/get", alice_workspace, "sme-credit", run_id=run_id).json()["run"]["data"]["tags"]
+    recorded = {tag["key"]: tag["value"] for tag in tags}
+    assert recorded["mlopshub.notebook"] == "train.ipynb" == recorded["mlflow.source.name"], recorded
+
+
 @pytest.mark.parametrize("workspace", ["sme-credit", "retail-scoring", None])
 def test_other_team_cannot_read_the_run(platform, alice_run, bob, workspace):
     run_id, experiment_id = alice_run
@@ -265,6 +286,43 @@ def test_password_over_72_bytes_is_refused_with_a_message(platform):
     response = platform.sign_up("frank", "é" * 40)
     assert response.status_code == 400
     assert "72 bytes" in response.text
+
+
+def test_a_blocked_sign_in_says_so_whether_or_not_the_name_exists(platform):
+    password = platform.add_user("gina", None)
+
+    def sign_in(name: str, secret: str) -> requests.Response:
+        session = requests.Session()
+        session.get(f"{platform.url}/hub/login", timeout=30)
+        form = {"username": name, "password": secret, "_xsrf": session.cookies.get("_xsrf", "")}
+        return session.post(f"{platform.url}/hub/login", data=form, timeout=30, allow_redirects=False)
+
+    for name in ("gina", "nobody-here"):
+        for _ in range(5):
+            assert sign_in(name, "wrong").status_code == 403
+        blocked = sign_in(name, password)  # the right password for gina: still blocked, and told so
+        assert blocked.status_code == 429 and "blocked for" in blocked.text, (name, blocked.status_code)
+        assert 0 < int(blocked.headers["Retry-After"]) <= 60
+
+
+def test_sign_out_ends_the_browsers_access_to_the_mlflow_ui(platform, alice_run):
+    # The sidebar opens the MLflow UI through the workspace, which sets a cookie for /services/mlflow/ only.
+    password = platform.add_user("hana", "sme-credit")
+    platform.start("hana", "python-cpu")
+    try:
+        browser = platform.login("hana", password)
+        opened = browser.get(
+            f"{platform.url}/user/hana/mlopshub-lab/mlflow-ui", params={"experiment": alice_run[1]}, timeout=60
+        )
+        assert opened.status_code == 200, opened.status_code
+        search = f"{platform.url}/services/mlflow/api/2.0/mlflow/experiments/search"
+        headers = {"X-MLFLOW-WORKSPACE": "sme-credit"}
+        assert browser.post(search, json={"max_results": 5}, headers=headers, timeout=30).status_code == 200
+        browser.get(f"{platform.url}/hub/logout", timeout=30)
+        after = browser.post(search, json={"max_results": 5}, headers=headers, timeout=30)
+        assert after.status_code == 401, (after.status_code, after.text[:200])
+    finally:
+        platform.stop("hana")
 
 
 def test_port_in_use_is_refused_clearly(platform, tmp_path_factory):

@@ -68,3 +68,13 @@ def test_every_custom_scope_used_by_a_role_is_defined(sample):
         if scope.startswith("custom:")
     }
     assert used <= set(access.CUSTOM_SCOPES)
+
+
+def test_the_mlflow_ui_cookie_has_one_name_in_the_hub_mlflow_and_the_lab_extension():
+    # Three packages name it (the Lab extension installs without the hub package): they must agree.
+    from mlopshub_lab.experiments import TOKEN_COOKIE as lab
+
+    from mlopshub.auth import MLFLOW_TOKEN_COOKIE as hub
+    from mlopshub.services.mlflow_auth import TOKEN_COOKIE as mlflow_service
+
+    assert hub == mlflow_service == lab

@@ -10,8 +10,10 @@ Python client.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -24,6 +26,8 @@ except ImportError:  # pragma: no cover
 TAG_PREFIX = "mlopshub."
 #: At most this many data tags per run; the count is always recorded.
 MAX_DATA_TAGS = 100
+#: Seconds a run's start waits for the workspace's server to say which notebook the kernel runs for.
+SESSION_TIMEOUT = 2.0
 
 
 def git(args: list[str], cwd: Path) -> str | None:
@@ -100,6 +104,39 @@ def lineage_tags(cwd: Path, notebook: str | None, environ: dict[str, str]) -> di
     return tags
 
 
+def kernel_id() -> str | None:
+    """The id of the Jupyter kernel this code runs in (from its connection file), or None outside a kernel."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = Path(get_connection_file()).stem
+    except Exception:  # not in a kernel (a script, a test): no session to ask about
+        return None
+    return name.removeprefix("kernel-") if name.startswith("kernel-") else None
+
+
+def session_notebook(environ: dict[str, str], kernel: str | None) -> str | None:
+    """The path of the notebook ``kernel`` runs for now, asked of the workspace's server, or None.
+
+    ``JPY_SESSION_NAME`` is the notebook's path when the kernel started; a
+    rename in JupyterLab (an Untitled.ipynb named train.ipynb) moves the
+    session, not the kernel's environment, so the server is asked first.
+    """
+    url, token = environ.get("JUPYTERHUB_SERVICE_URL"), environ.get("JUPYTERHUB_API_TOKEN")
+    if not (url and token and kernel):
+        return None
+    request = urllib.request.Request(f"{url.rstrip('/')}/api/sessions", headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=SESSION_TIMEOUT) as answer:
+            sessions = json.load(answer)
+    except (OSError, ValueError):
+        return None
+    for session in sessions if isinstance(sessions, list) else []:
+        if isinstance(session, dict) and (session.get("kernel") or {}).get("id") == kernel and session.get("path"):
+            return str(session["path"])
+    return None
+
+
 class LineageRunContext(RunContextProvider):
     """MLflow run context provider: active in mlopshub workspaces."""
 
@@ -107,4 +144,6 @@ class LineageRunContext(RunContextProvider):
         return bool(os.environ.get("MLOPSHUB_PROFILE"))
 
     def tags(self) -> dict[str, str]:
-        return lineage_tags(Path.cwd(), os.environ.get("JPY_SESSION_NAME"), dict(os.environ))
+        environ = dict(os.environ)
+        notebook = session_notebook(environ, kernel_id()) or environ.get("JPY_SESSION_NAME")
+        return lineage_tags(Path.cwd(), notebook, environ)
