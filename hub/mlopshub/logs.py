@@ -28,13 +28,20 @@ def bounded(message: str, limit: int = LIMIT) -> str:
     """``message`` with every run of non-space characters longer than ``limit`` cut, saying by how much."""
     if len(message) <= limit:
         return message
-    return _LONG_RUN.sub(lambda run: f"{run[0][:limit]}…[{len(run[0]) - limit} more characters]", message)
+    return _LONG_RUN.sub(lambda run: f"{run[0][:limit]} …[{len(run[0]) - limit} more characters]", message)
 
 
 class BoundedRecords(logging.Filter):
-    """A logging filter that bounds each record's message (formatted with its arguments); it drops nothing."""
+    """A logging filter that bounds each record's message (formatted with its arguments); it drops nothing.
+
+    Arguments are bounded one by one first, so that formatters that read
+    them (uvicorn's access log takes the request line from ``args``) still
+    find them; a message still too long is then cut whole.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and len(a) > LIMIT for a in record.args):
+            record.args = tuple(bounded(a) if isinstance(a, str) else a for a in record.args)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string is the logging module's to report, not ours

@@ -175,7 +175,8 @@ def test_swapped_model_copy_is_never_served(platform, alice, victor):
     assert set(outcomes.values()) == {"PermissionError"}, outcomes
 
     # A stronger attacker (root here) changes the copied model file; the server then restarts from the copy.
-    constant = Path(alice.run(platform, CONSTANT_MODEL.format(run=alice.runs[1])).strip())
+    # The last line: MLflow prints download progress before it.
+    constant = Path(alice.run(platform, CONSTANT_MODEL.format(run=alice.runs[1])).strip().splitlines()[-1])
     copied = next(p for p in (models / "credit-swap" / release["version"]).rglob("model.*") if p.is_file())
     copied.write_bytes(constant.read_bytes())
     swapped = [1] * len(ROWS)

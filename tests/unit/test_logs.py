@@ -1,6 +1,7 @@
 """Bounded logging: a request's path or data never reaches a log line whole."""
 
 import io
+import json
 import logging
 
 from traitlets.config import Config
@@ -42,3 +43,29 @@ def test_the_hub_console_handler_gets_the_filter_and_an_admins_logging_config_st
     assert config["handlers"]["console"]["filters"] == [logs.FILTER_NAME]
     assert config["handlers"]["file"]["filename"] == "hub.log"
     assert config["filters"][logs.FILTER_NAME] == {"()": "mlopshub.logs.BoundedRecords"}
+
+
+def test_uvicorns_access_log_keeps_its_arguments_and_is_bounded():
+    # uvicorn's AccessFormatter reads the request line from the record's arguments: they are cut, not dropped.
+    from uvicorn.logging import AccessFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False))
+    handler.addFilter(logs.BoundedRecords())
+    logger = logging.getLogger("test-logs-uvicorn-access")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/services/mlflow/" + "x" * 100_000, "1.1", 404)
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert len(line) < 700 and line.startswith('127.0.0.1:5000 - "GET /services/mlflow/xxx') and line.endswith("404 Not Found\n")
+
+
+def test_mlflows_log_configuration_ships_with_the_package_and_bounds_both_handlers():
+    from mlopshub.services.mlflow_server import LOG_CONFIG
+
+    config = json.loads(LOG_CONFIG.read_text())
+    assert all(logs.FILTER_NAME in handler["filters"] for handler in config["handlers"].values())

@@ -36,6 +36,7 @@ from urllib.parse import quote
 import requests
 
 from mlopshub import access, catalog
+from mlopshub.logs import bound_handlers
 from mlopshub.spawners import TEAMS_STATE
 
 log = logging.getLogger("mlopshub.membership")
@@ -168,6 +169,8 @@ def run(hub: Hub, watch: Watch, log_path: Path | None, poll: float = POLL_SECOND
 def main() -> None:
     """``python -m mlopshub.services.membership`` (run by the hub)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Request paths and bodies are attacker-controlled: no log line carries one whole.
+    bound_handlers()
     env = os.environ
     cat = catalog.load(env["MLOPSHUB_CATALOG"])
     log_path = Path(env["MLOPSHUB_MEMBERSHIP_LOG"]) if env.get("MLOPSHUB_MEMBERSHIP_LOG") else None

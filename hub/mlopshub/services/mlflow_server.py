@@ -13,11 +13,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
+
+#: MLflow's uvicorn log configuration with mlopshub's bounded-records filter on both handlers: a request
+#: line is attacker-controlled and is cut in the log (mlopshub.logs), not written whole.
+LOG_CONFIG = Path(__file__).resolve().with_name("uvicorn_log_config.json")
 
 
 def _exec_in_place(cmd: Sequence[str], *, extra_env: Mapping[str, str] | None = None, **_: Any) -> NoReturn:
-    os.execvpe(cmd[0], list(cmd), {**os.environ, **(extra_env or {})})
+    argv = list(cmd)
+    if "--log-config" in argv:
+        argv[argv.index("--log-config") + 1] = str(LOG_CONFIG)
+    os.execvpe(argv[0], argv, {**os.environ, **(extra_env or {})})
 
 
 def main() -> None:

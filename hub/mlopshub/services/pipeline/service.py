@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 from tornado.httpserver import HTTPServer
 
 from mlopshub import catalog
+from mlopshub.logs import bound_handlers
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.audit import AuditLog, Verification
 from mlopshub.serving import Endpoints, KServeEndpoints
@@ -202,6 +203,8 @@ def main() -> None:
     from jupyterhub.services.auth import HubAuth
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Request paths and bodies are attacker-controlled: no log line carries one whole.
+    bound_handlers()
     # The hub runs with umask 077 (its data dir is private). Here files are group-readable and folders passable:
     # model copies and gate requests land in each team's setgid folder (group mlopshub-<team>) for the team's
     # model account to read, and batch outputs in folders it passes through. Other files keep group root.
