@@ -299,6 +299,10 @@ def mlflow_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
             str(runtime.mlflow_port),
             "--workers",
             "1",
+            # Longer than the proxy keeps an idle connection: uvicorn's default (5 s) closed connections the
+            # proxy was reusing ("socket hang up", a 503 to the caller).
+            "--uvicorn-opts",
+            "--timeout-keep-alive 75",
             "--static-prefix",
             f"/services/{MLFLOW_SERVICE}",
             "--allowed-hosts",
