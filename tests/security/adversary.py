@@ -9,6 +9,8 @@ only sets the stage and reads the outcome.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,14 @@ def live_endpoints(platform, reader: Person) -> list[dict]:
     response = requests.get(f"{platform.url}/services/pipeline/api/endpoints", headers=reader.headers(), timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["endpoints"]
+
+
+@contextmanager
+def member_with_workspace(platform: Any, name: str, team: str) -> Iterator[tuple[str, str]]:
+    """``name`` in ``team`` with a running workspace (and the team's remote its start makes): (name, token)."""
+    platform.add_user(name, team)
+    platform.start(name, "python-cpu")
+    try:
+        yield name, platform.token_for(name)
+    finally:
+        platform.stop(name)

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from adversary import CREDIT as TEAM
+from adversary import GRANTED_MODEL as MODEL
+from adversary import RETAIL as OTHER_TEAM
+from adversary import member_with_workspace
 
 pytestmark = pytest.mark.integration
 
-TEAM = "sme-credit"
-OTHER_TEAM = "retail-scoring"
 #: The revocation bound the issue asks for (mlopshub.settings.TRUST_SECONDS is what the services keep).
 BOUND = 2.0
-#: The model served by the suite's shared fixture (tests/security/conftest.py, ``in_production``).
-MODEL = "credit-default"
 ROWS = {"dataframe_records": [{"amount": 10.0, "income": 150.0}]}
 
 #: Run in a workspace kernel: what reading the platform's files and listing the data dir raise.
@@ -136,10 +136,8 @@ def in_workspace(platform, name: str, token: str, code: str) -> str:
 @pytest.fixture(scope="module")
 def wanda(platform):
     """A member of sme-credit with a running workspace (and her team's remote made by its start)."""
-    platform.add_user("wanda", TEAM)
-    platform.start("wanda", "python-cpu")
-    yield "wanda", platform.token_for("wanda")
-    platform.stop("wanda")
+    with member_with_workspace(platform, "wanda", TEAM) as member:
+        yield member
 
 
 def test_a_workspace_can_read_none_of_the_platforms_files_nor_list_the_data_dir(platform, wanda):

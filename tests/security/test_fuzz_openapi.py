@@ -17,7 +17,7 @@ import pytest
 import requests
 import schemathesis
 import yaml
-from adversary import CREDIT
+from adversary import CREDIT, member_with_workspace
 from hypothesis import HealthCheck, Phase
 
 pytestmark = pytest.mark.integration
@@ -66,10 +66,8 @@ def test_the_pipeline_api_answers_no_5xx(platform, alice):
 @pytest.fixture(scope="module")
 def fran(platform):
     """A member of sme-credit whose workspace is fuzzed (so no other test's project is touched)."""
-    platform.add_user("fran", CREDIT)
-    platform.start("fran", "python-cpu")
-    yield "fran", platform.token_for("fran")
-    platform.stop("fran")
+    with member_with_workspace(platform, "fran", CREDIT) as member:
+        yield member
 
 
 def test_the_lab_extension_answers_no_5xx(platform, fran):
