@@ -31,6 +31,10 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 TIMEOUT = (5.0, 30.0)
 MAX_RUNS_PER_PAGE = 1000
 MAX_COMPARED_RUNS = 50
+#: Values of one metric read per run for a plot (MLflow's page of metric history).
+MAX_HISTORY_POINTS = 25000
+#: A metric key as MLflow accepts it, checked before it becomes a query parameter.
+METRIC_KEY = re.compile(r"[A-Za-z0-9_.\-/ ]{1,250}")
 #: Experiments listed per workspace at most (pages of MLflow's maximum).
 MAX_EXPERIMENTS = 5000
 #: Cookie the MLflow service accepts instead of an Authorization header (a browser tab can't send one).
@@ -182,7 +186,48 @@ async def compare(settings: MlflowSettings, workspace: str | None, run_ids: list
     names = sorted({name for summary in summaries for name in summary["metrics"]})
     return {
         "metrics": names,
-        "runs": [{key: summary[key] for key in ("run_id", "run_name", "metrics")} for summary in summaries],
+        "runs": [
+            {
+                key: summary[key]
+                for key in ("run_id", "run_name", "status", "start_time", "metrics", "params", "lineage")
+            }
+            for summary in summaries
+        ],
+    }
+
+
+async def metric_history(
+    settings: MlflowSettings, workspace: str | None, run_ids: list[str], metric: str
+) -> dict[str, Any]:
+    """Every logged value of ``metric`` in each run (step, value, time), for plotting runs against each other."""
+    fetched = await asyncio.gather(
+        *(
+            call(
+                settings,
+                workspace,
+                "GET",
+                "metrics/get-history",
+                params={"run_id": run_id, "metric_key": metric, "max_results": MAX_HISTORY_POINTS},
+            )
+            for run_id in run_ids
+        )
+    )
+    return {
+        "metric": metric,
+        "runs": [
+            {
+                "run_id": run_id,
+                "points": [
+                    {
+                        "step": _int(point.get("step")) or 0,
+                        "value": _number(point.get("value")),
+                        "timestamp": _int(point.get("timestamp")),
+                    }
+                    for point in answer.get("metrics", [])
+                ],
+            }
+            for run_id, answer in zip(run_ids, fetched, strict=True)
+        ],
     }
 
 

@@ -179,18 +179,21 @@ class DatasetsHandler(MlopshubHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        """Answer one page of datasets with size, hash and status; ``remote=1`` adds "not_pushed" (slow)."""
+        """Answer one page of datasets with size, hash and status, "not_pushed" included unless ``remote=0``."""
         folder = self.query_path()
         offset = self.query_int("offset", 0, 0, 10**9)
         limit = self.query_int("limit", 100, 1, 1000)
-        remote = (self.query("remote") or "").lower() in ("1", "true", "yes")
-        page, total = await data.datasets_page(self.server_root, folder, offset, limit, remote)
+        asked = (self.query("remote") or "").lower()
+        remote = None if not asked else asked in ("1", "true", "yes")
+        page, total, check = await data.datasets_page(self.server_root, folder, offset, limit, remote)
         self.reply(
             {
                 "datasets": [dataset.to_json(self.server_root) for dataset in page],
                 "total": total,
                 "offset": offset,
                 "limit": limit,
+                "remote_checked": check.checked,
+                "remote_error": check.error,
             }
         )
 
@@ -313,6 +316,25 @@ class CompareHandler(MlopshubHandler):
         self.reply(await experiments.compare(settings, workspace, run_ids))
 
 
+class MetricHistoryHandler(MlopshubHandler):
+    """GET /mlopshub-lab/experiments/history?workspace=&metric=&run=<id>&run=<id>: one metric's values per run."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer every logged value (step, value, time) of the metric in each run, for the comparison's plot."""
+        settings = experiments.MlflowSettings.from_environ()
+        workspace = settings.workspace(self.query("workspace"))
+        metric = self.query("metric", required=True) or ""
+        if not experiments.METRIC_KEY.fullmatch(metric):
+            raise BadRequest(f"'{metric[:100]}' is not a metric name (letters, digits, '_', '-', '.', '/', ' ')")
+        run_ids = [experiments.identifier(run, "run") for run in self.get_query_arguments("run")]
+        if not run_ids:
+            raise BadRequest("give the runs as 'run' query parameters")
+        if len(run_ids) > experiments.MAX_COMPARED_RUNS:
+            raise BadRequest(f"plot at most {experiments.MAX_COMPARED_RUNS} runs at once, not {len(run_ids)}")
+        self.reply(await experiments.metric_history(settings, workspace, run_ids, metric))
+
+
 class MlflowUiHandler(MlopshubHandler):
     """GET /mlopshub-lab/mlflow-ui?experiment=&run=&workspace=: open the MLflow UI signed in."""
 
@@ -421,6 +443,39 @@ class RejectHandler(MlopshubHandler):
         path = f"releases/{models.release_id(release_id)}/reject"
         _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
         self.reply(payload)
+
+
+class TryEndpointHandler(MlopshubHandler):
+    """POST /mlopshub-lab/releases/{release_id}/try {"stage", "request"}: score a request at the release's endpoint."""
+
+    @tornado.web.authenticated
+    async def post(self, release_id: str) -> None:
+        """Send the request to the release's staging or production endpoint; answer ``{url, status, body}``."""
+        stage, request = models.try_body(self.body())
+        settings = models.PipelineSettings.from_environ()
+        self.reply(await models.try_endpoint(settings, models.release_id(release_id), stage, request))
+
+
+class AuditHandler(MlopshubHandler):
+    """GET /mlopshub-lab/audit?model=&actor=&action=&release_id=&since=&until=&format=: the pipeline's audit log."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answer the entries that pass the filters as ``{entries}``, or as a CSV file with ``format=csv``.
+
+        The pipeline decides who may read it (validators and platform admins): its 403 comes back as it is.
+        """
+        form = self.query("format") or "json"
+        if form not in ("json", "csv"):
+            raise BadRequest(f"'format' must be json or csv, not '{form[:100]}'")
+        filters = models.audit_filters({name: self.query(name) for name in (*models.AUDIT_FILTERS, "since", "until")})
+        entries = await models.audit(models.PipelineSettings.from_environ(), filters)
+        if form == "json":
+            self.reply({"entries": entries})
+            return
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", 'attachment; filename="mlopshub-audit.csv"')
+        self.finish(models.audit_csv(entries))
 
 
 class RollbackHandler(MlopshubHandler):

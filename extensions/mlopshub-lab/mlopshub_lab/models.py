@@ -15,11 +15,14 @@ is answered without a round trip and named by its field.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -39,6 +42,8 @@ MAX_MODELS_PER_PAGE = 100
 #: The scope that makes a user a model validator (the pipeline checks it again on every approval).
 APPROVE_SCOPE = "custom:mlopshub:approve"
 PUBLISH_SCOPE = "custom:mlopshub:publish"
+#: The scope that lets validators and platform admins read every release and the audit log.
+READ_RELEASES_SCOPE = "custom:mlopshub:read-releases"
 VALIDATORS_GROUP = "model-validators"
 #: The pipeline's release states (``mlopshub.pipeline.State``), for checking ``?state=`` before forwarding.
 STATES = (
@@ -248,11 +253,138 @@ async def caller(settings: PipelineSettings) -> dict[str, Any]:
         "groups": groups,
         # The pipeline demands the unfiltered approve scope; the group alone does not let anyone approve.
         "validator": APPROVE_SCOPE in scopes,
+        # Validators and platform admins: the pipeline answers them the audit log.
+        "auditor": READ_RELEASES_SCOPE in scopes,
         "publish_teams": sorted(
             scope.split("!group=", 1)[1] for scope in scopes if scope.startswith(f"{PUBLISH_SCOPE}!group=")
         ),
         "pipeline": bool(settings.url),
     }
+
+
+# --- the audit log --------------------------------------------------------------------------------
+
+#: The audit log's filters: each matches an entry's field of the same name (``model``, ``actor``, ``action``
+#: and ``release_id``) exactly, or its time (``since``, ``until``, ISO 8601).
+AUDIT_FILTERS = ("model", "actor", "action", "release_id")
+#: The columns of the exported CSV, as the pipeline's own export (``mlopshub audit export``) writes them.
+AUDIT_COLUMNS = ("id", "at", "actor", "action", "release_id", "model", "version", "reason", "details", "chain")
+MAX_FILTER = 200
+
+
+def _instant(name: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidField(
+            name, f"{value[:100]!r} is not a time; expected ISO 8601 like 2026-12-01T09:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidField(name, f"{value[:100]!r} has no time zone; add Z (UTC) or +01:00")
+    return moment
+
+
+def audit_filters(query: Mapping[str, str | None]) -> dict[str, str]:
+    """The audit log's checked filters (422 naming a wrong one): exact fields and an ISO time range."""
+    filters = {name: value for name in (*AUDIT_FILTERS, "since", "until") if (value := (query.get(name) or "").strip())}
+    for name, value in filters.items():
+        if len(value) > MAX_FILTER:
+            raise InvalidField(name, f"is {len(value)} characters; at most {MAX_FILTER}")
+    for name in ("since", "until"):
+        if name in filters:
+            _instant(name, filters[name])
+    return filters
+
+
+def audit_matches(entry: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
+    """Whether an audit entry passes every filter (``since`` is inclusive, ``until`` exclusive)."""
+    if any(str(entry.get(name) or "") != filters[name] for name in AUDIT_FILTERS if name in filters):
+        return False
+    if "since" not in filters and "until" not in filters:
+        return True
+    try:
+        at = _instant("at", str(entry.get("at") or ""))
+    except InvalidField:
+        return False
+    if "since" in filters and at < _instant("since", filters["since"]):
+        return False
+    return not ("until" in filters and at >= _instant("until", filters["until"]))
+
+
+async def audit(settings: PipelineSettings, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The pipeline's audit entries that pass ``filters``, oldest first (the pipeline reads ``since`` itself)."""
+    params = {"since": filters["since"]} if "since" in filters else None
+    _, entries = await forward(settings, "GET", "audit", params=params)
+    if not isinstance(entries, list):
+        raise PipelineUnavailable("the release pipeline answered its audit log in a form this workspace can't read")
+    return [entry for entry in entries if isinstance(entry, dict) and audit_matches(entry, filters)]
+
+
+def audit_csv(entries: list[dict[str, Any]]) -> str:
+    """The entries as CSV, in the pipeline's own export columns (details as JSON text)."""
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(AUDIT_COLUMNS)
+    for entry in entries:
+        row = dict(entry, details=json.dumps(entry.get("details") or {}, sort_keys=True, separators=(",", ":")))
+        writer.writerow(["" if row.get(column) is None else row[column] for column in AUDIT_COLUMNS])
+    return stream.getvalue()
+
+
+# --- trying an endpoint ---------------------------------------------------------------------------
+
+#: The request formats of MLflow's scoring protocol; a tried request uses exactly one.
+SCORING_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+MAX_TRY_BODY = 64 * 1024
+STAGES = ("staging", "production")
+
+
+def try_body(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A checked ``{stage, request}`` to try a release's endpoint with (422 naming the wrong field)."""
+    unknown = sorted(set(body) - {"stage", "request"})
+    if unknown:
+        raise InvalidField(unknown[0], "unknown field; expected 'stage' and 'request'")
+    stage = body.get("stage")
+    if stage not in STAGES:
+        raise InvalidField("stage", f"expected one of: {', '.join(STAGES)}, got {stage!r}")
+    request = body.get("request")
+    if not isinstance(request, dict) or len(request) != 1 or next(iter(request)) not in SCORING_FORMATS:
+        raise InvalidField("request", f"expected an object with one of: {', '.join(SCORING_FORMATS)}")
+    if len(json.dumps(request)) > MAX_TRY_BODY:
+        raise InvalidField("request", f"is larger than {MAX_TRY_BODY // 1024} KB; try a few rows")
+    return stage, request
+
+
+async def try_endpoint(
+    settings: PipelineSettings, release_id: str, stage: str, request: dict[str, Any]
+) -> dict[str, Any]:
+    """Send ``request`` to the release's ``stage`` endpoint with the workspace's token; answer the model's reply.
+
+    The address is the pipeline's (never the browser's), and only on the
+    pipeline's own origin: the token goes nowhere else. The model's refusal
+    (say a missing column) is an answer too: ``{status, body}``.
+    """
+    _, release = await forward(settings, "GET", f"releases/{release_id}")
+    url = (release.get("endpoints") or {}).get(stage)
+    if not url:
+        raise ApiError(
+            f"release {release_id} ({release.get('model_name')} v{release.get('version')}) has no {stage} "
+            f"endpoint while it is {release.get('state')}",
+            status=409,
+        )
+    origin = urlsplit(settings.server())
+    target = urlsplit(url)
+    if (target.scheme, target.netloc) != (origin.scheme, origin.netloc) or not target.path.endswith("/invocations"):
+        raise ApiError(f"the {stage} endpoint {url} is not an online endpoint of this platform; call it yourself", 409)
+    try:
+        response = await asyncio.to_thread(_send, "POST", url, settings.headers(), json=request)
+    except requests.RequestException as error:
+        raise PipelineUnavailable(f"the {stage} endpoint {url} is unreachable ({type(error).__name__})") from None
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        answer = response.text[:2000]
+    return {"url": url, "status": response.status_code, "body": answer}
 
 
 # --- logged models --------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ ROUTES: list[tuple[str, type[handlers.MlopshubHandler]]] = [
     ("experiments/list", handlers.ExperimentsHandler),
     ("experiments/runs", handlers.RunsHandler),
     ("experiments/compare", handlers.CompareHandler),
+    ("experiments/history", handlers.MetricHistoryHandler),
     ("mlflow-ui", handlers.MlflowUiHandler),
     ("models/logged", handlers.LoggedModelsHandler),
     ("me", handlers.MeHandler),
@@ -37,7 +38,9 @@ ROUTES: list[tuple[str, type[handlers.MlopshubHandler]]] = [
     (f"releases/(?P<release_id>{_SEGMENT})", handlers.ReleaseHandler),
     (f"releases/(?P<release_id>{_SEGMENT})/approve", handlers.ApproveHandler),
     (f"releases/(?P<release_id>{_SEGMENT})/reject", handlers.RejectHandler),
+    (f"releases/(?P<release_id>{_SEGMENT})/try", handlers.TryEndpointHandler),
     (f"models/(?P<name>{_SEGMENT})/rollback", handlers.RollbackHandler),
+    ("audit", handlers.AuditHandler),
 ]
 
 

@@ -84,6 +84,28 @@ async def test_compare_puts_the_metrics_of_runs_side_by_side(api, mlflow_env):
         (second["id"], "run-1", 0.78),
     ]
     assert "f1" not in body["runs"][1]["metrics"]
+    # Params and lineage sit beside the metrics, so the comparison tab needs no second request.
+    assert body["runs"][1]["params"] == {"max_depth": "4"}
+    assert body["runs"][1]["lineage"]["mlopshub.git.commit"] == f"{1:040d}"
+    assert "unrelated" not in body["runs"][1]["lineage"]
+
+
+async def test_history_gives_each_runs_values_of_a_metric_for_the_plot(api, mlflow_env):
+    first, second = mlflow_env["runs"][0], mlflow_env["runs"][1]
+    params = [("metric", "f1"), ("run", first["id"]), ("run", second["id"])]
+    status, body, _ = await api("GET", "experiments/history", params=params)
+    assert status == 200 and body["metric"] == "f1"
+    assert [run["run_id"] for run in body["runs"]] == [first["id"], second["id"]]
+    assert [(p["step"], p["value"]) for p in body["runs"][0]["points"]] == [(0, 0.5)]
+    assert body["runs"][1]["points"] == [], "run-1 never logged f1"
+
+
+async def test_history_refuses_a_metric_name_that_is_not_one_and_no_runs(api, mlflow_env):
+    run = mlflow_env["runs"][0]["id"]
+    status, body, _ = await api("GET", "experiments/history", params=[("metric", "auc&x=1"), ("run", run)])
+    assert status == 400 and "'auc&x=1' is not a metric name" in body["message"]
+    status, body, _ = await api("GET", "experiments/history", params={"metric": "auc"})
+    assert status == 400 and "'run'" in body["message"]
 
 
 async def test_compare_of_an_unknown_run_is_404_and_of_none_400(api, mlflow_env):

@@ -207,11 +207,19 @@ async def test_me_says_whether_the_user_is_a_validator_and_for_which_teams_they_
     status, body = await call("GET", "me")
     assert (status, body) == (
         200,
-        {"name": "ann", "groups": [TEAM], "validator": False, "publish_teams": [TEAM], "pipeline": True},
+        {
+            "name": "ann",
+            "groups": [TEAM],
+            "validator": False,
+            "auditor": False,
+            "publish_teams": [TEAM],
+            "pipeline": True,
+        },
     )
     as_user("sam")
     status, body = await call("GET", "me")
     assert status == 200 and body["validator"] is True and body["groups"] == ["model-validators", TEAM]
+    assert body["auditor"] is True, "validators read the audit log: the sidebar shows them its tab"
 
 
 # --- forwarding to the pipeline -------------------------------------------------------------------
@@ -337,3 +345,68 @@ async def test_a_token_the_pipeline_refuses_is_502_not_a_lab_logout(call, as_use
     status, body = await call("GET", "releases")
     assert status == 502 and "JUPYTERHUB_API_TOKEN" in body["message"]
     assert "expired-token" not in body["message"]
+
+
+# --- the audit log and trying an endpoint -----------------------------------------------------------
+
+
+async def test_the_audit_log_is_filtered_by_model_actor_action_and_time_and_exported_as_csv(
+    call, as_user, logged_models, jp_fetch
+):
+    status, body = await call("POST", "releases", publish_body(logged_models["runs"]["bare"], "loans-audited"))
+    assert status == 201, body
+    as_user("sam")
+    status, everything = await call("GET", "audit")
+    assert status == 200 and len(everything["entries"]) > 1
+    status, mine = await call("GET", "audit", params={"model": "loans-audited", "actor": "ann"})
+    assert status == 200 and mine["entries"], "the publish by ann is recorded"
+    assert {(e["model"], e["actor"]) for e in mine["entries"]} == {("loans-audited", "ann")}
+    published = mine["entries"][0]
+    status, by_action = await call("GET", "audit", params={"model": "loans-audited", "action": published["action"]})
+    assert status == 200 and published["id"] in [e["id"] for e in by_action["entries"]]
+    status, later = await call("GET", "audit", params={"model": "loans-audited", "since": "2999-01-01T00:00:00Z"})
+    assert (status, later["entries"]) == (200, [])
+    status, earlier = await call("GET", "audit", params={"model": "loans-audited", "until": published["at"]})
+    assert status == 200 and published["id"] not in [e["id"] for e in earlier["entries"]], "until is exclusive"
+
+    params = {"model": "loans-audited", "actor": "ann", "format": "csv"}
+    response = await jp_fetch("mlopshub-lab", "audit", params=params)
+    assert response.headers["Content-Disposition"] == 'attachment; filename="mlopshub-audit.csv"'
+    lines = response.body.decode().splitlines()
+    assert lines[0] == "id,at,actor,action,release_id,model,version,reason,details,chain"
+    assert len(lines) == 1 + len(mine["entries"]) and f"{published['id']},{published['at']},ann," in lines[1]
+
+
+async def test_the_audit_log_refuses_a_time_without_zone_and_a_member_without_the_scope(call, as_user):
+    as_user("sam")
+    status, body = await call("GET", "audit", params={"since": "2026-12-01T09:00"})
+    assert (status, body.get("field")) == (422, "since") and "no time zone" in body["message"]
+    status, body = await call("GET", "audit", params={"until": "yesterday"})
+    assert (status, body.get("field")) == (422, "until") and "not a time" in body["message"]
+    as_user("ann")
+    status, body = await call("GET", "audit")
+    assert status == 403 and "custom:mlopshub:read-releases" in body["message"]
+
+
+async def test_trying_a_release_without_a_staging_endpoint_says_so(call, as_user, logged_models):
+    status, body = await call("POST", "releases", publish_body(logged_models["runs"]["bare"], "loans-untried"))
+    assert status == 201, body
+    request = {"dataframe_split": {"columns": ["income", "debt"], "data": [[1, 0]]}}
+    status, refused = await call("POST", f"releases/{body['id']}/try", {"stage": "staging", "request": request})
+    assert status == 409 and f"release {body['id']} (loans-untried v1) has no staging endpoint" in refused["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stage": "test", "request": {"inputs": {}}}, "stage"),
+        ({"stage": "staging", "request": {"rows": []}}, "request"),
+        ({"stage": "staging", "request": {"inputs": {}, "instances": []}}, "request"),
+        ({"stage": "staging", "request": {"inputs": ["x" * 70_000]}}, "request"),
+        ({"stage": "staging", "request": {"inputs": {}}, "url": "http://elsewhere/"}, "url"),
+    ],
+)
+async def test_a_wrong_try_request_is_refused_naming_the_field(call, monkeypatch, body, field):
+    monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", "http://127.0.0.1:9/api")
+    status, refused = await call("POST", "releases/rel-1/try", body)
+    assert (status, refused["field"]) == (422, field)
