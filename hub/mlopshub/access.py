@@ -1,9 +1,11 @@
 """Who may use what: groups -> teams -> profiles, and the platform's roles and scopes.
 
 Teams are JupyterHub groups. A team's entitlements live in the group's
-properties (``profiles``, ``quotas``), seeded from the catalog at start and
+properties (``profiles``, ``quotas.<name>``), seeded from the catalog at start and
 editable by hub admins afterwards; the spawner reads them from the hub at
-spawn time, so an admin's change applies to the next spawn.
+spawn time, so an admin's change applies to the next spawn. Every property is
+a plain value (text, number, list of text): JupyterHub's group editor shows a
+value as text, and a nested object as ``[object Object]``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,15 @@ CUSTOM_SCOPES: dict[str, dict[str, str]] = {
 
 #: Group property names the platform reads.
 PROFILES_PROPERTY = "profiles"
+#: A quota is the property ``quotas.<name>`` (``quotas.gpus: 2``); hubs seeded before kept them all in one
+#: object under ``quotas``, which the admin page cannot show.
 QUOTAS_PROPERTY = "quotas"
 CATALOG_TEAM_PROPERTY = "mlopshub.team"
+
+
+def quota_property(name: str) -> str:
+    """The group property holding quota ``name``."""
+    return f"{QUOTAS_PROPERTY}.{name}"
 
 
 def team_properties(catalog: Catalog) -> dict[str, dict[str, Any]]:
@@ -43,10 +52,24 @@ def team_properties(catalog: Catalog) -> dict[str, dict[str, Any]]:
             CATALOG_TEAM_PROPERTY: True,
             "display_name": team.display_name,
             PROFILES_PROPERTY: list(team.profiles),
-            QUOTAS_PROPERTY: dict(team.quotas),
+            **{quota_property(quota): value for quota, value in team.quotas.items()},
         }
         for name, team in catalog.teams.items()
     }
+
+
+def flat_properties(properties: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A group's properties with an old nested ``quotas`` object spread into ``quotas.<name>`` keys.
+
+    A flat key already there wins: it is the newer value.
+    """
+    flat = dict(properties or {})
+    nested = flat.pop(QUOTAS_PROPERTY, None)
+    if not isinstance(nested, Mapping):
+        if nested is not None:
+            flat[QUOTAS_PROPERTY] = nested  # not ours to read: keep what an admin typed
+        return flat
+    return {**{quota_property(str(quota)): value for quota, value in nested.items()}, **flat}
 
 
 def seed_groups(catalog: Catalog, existing: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -54,14 +77,15 @@ def seed_groups(catalog: Catalog, existing: Mapping[str, Mapping[str, Any]]) -> 
 
     ``existing`` is each group's properties as stored in the hub now; a key an
     admin set there wins over the catalog, so a restart never undoes an
-    admin's change. Role groups get their ``profiles``, if the catalog gives them any.
+    admin's change (quotas kept in the old nested form are carried over as
+    ``quotas.<name>``). Role groups get their ``profiles``, if the catalog gives them any.
     """
     groups: dict[str, dict[str, Any]] = {}
     for name, seeded in team_properties(catalog).items():
-        groups[name] = {"properties": {**seeded, **dict(existing.get(name) or {})}}
+        groups[name] = {"properties": {**seeded, **flat_properties(existing.get(name))}}
     for name, group in catalog.role_groups.items():
         seeded = {PROFILES_PROPERTY: list(group.profiles)} if group.profiles else {}
-        groups[name] = {"properties": {**seeded, **dict(existing.get(name) or {})}}
+        groups[name] = {"properties": {**seeded, **flat_properties(existing.get(name))}}
     return groups
 
 

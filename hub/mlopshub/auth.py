@@ -2,7 +2,10 @@
 
 NativeAuthenticator hashes with bcrypt, which takes at most 72 bytes of a
 password; bcrypt 5 raises on longer ones and the page would answer 500. The
-handlers here refuse such a password up front with a message instead.
+handlers here refuse such a password up front with a message instead, name the
+rule a refused sign-up broke, and make an authorized sign-up a hub user at once
+(NativeAuthenticator keeps sign-ups apart; the hub knew a user only after a
+first sign-in, so an admin could not put them in a team before).
 """
 
 from __future__ import annotations
@@ -12,9 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from jupyterhub.handlers.login import LogoutHandler
-from jupyterhub.utils import url_path_join
+from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import maybe_future, url_path_join
 from nativeauthenticator import NativeAuthenticator
-from nativeauthenticator.handlers import ChangePasswordHandler, LoginHandler, SignUpHandler
+from nativeauthenticator.handlers import (
+    ChangePasswordHandler,
+    LoginHandler,
+    SignUpHandler,
+    ToggleAuthorizationHandler,
+)
+from nativeauthenticator.orm import UserInfo
+from tornado import web
 
 #: bcrypt uses at most this many bytes of a password.
 MAX_PASSWORD_BYTES = 72
@@ -48,8 +59,41 @@ class BoundedLoginHandler(LoginHandler):
         await super().post()
 
 
+async def ensure_hub_user(handler: Any, name: str) -> None:
+    """Make the authorized sign-up ``name`` a hub user, as a first sign-in would (then groups can take them)."""
+    info = handler.authenticator.get_user(name)
+    if info is None or not info.is_authorized or handler.find_user(info.username) is not None:
+        return
+    user = handler.user_from_username(info.username)
+    await maybe_future(handler.authenticator.add_user(user))
+    handler.log.info("authorized sign-up %s is now a hub user", info.username)
+
+
 class BoundedSignUpHandler(SignUpHandler):
-    """The sign-up page, refusing over-long passwords with a message."""
+    """The sign-up page: refuses over-long passwords, names the rule a refused sign-up broke, and makes an
+    account authorized at sign-up (the first admin) a hub user."""
+
+    def get_result_message(
+        self,
+        user: Any,
+        assume_user_is_human: bool,
+        username_already_taken: bool,
+        confirmation_matches: bool,
+        user_is_admin: bool,
+    ) -> tuple[str, str]:
+        alert, message = super().get_result_message(
+            user, assume_user_is_human, username_already_taken, confirmation_matches, user_is_admin
+        )
+        if user is None and assume_user_is_human and not username_already_taken and confirmation_matches:
+            # NativeAuthenticator lists every rule here; say which ones this sign-up broke.
+            problems = self.authenticator.signup_problems(
+                self.get_body_argument("username", "", strip=False),
+                self.get_body_argument("signup_password", "", strip=False),
+            )
+            if problems:
+                self.set_status(400)
+                message = " ".join(problems)
+        return alert, message
 
     async def post(self) -> None:
         if password_too_long(self.get_body_argument("signup_password", None, strip=False)):
@@ -68,6 +112,20 @@ class BoundedSignUpHandler(SignUpHandler):
             self.finish(html)
             return
         await super().post()
+        await ensure_hub_user(self, self.get_body_argument("username", "", strip=False))
+
+
+class AuthorizeHandler(ToggleAuthorizationHandler):
+    """``/hub/authorize/<name>``: toggles the sign-up's authorization; one just authorized becomes a hub user."""
+
+    @needs_scope("admin:users")
+    async def get(self, slug: str) -> None:
+        if self.authenticator.get_user(slug) is None:
+            raise web.HTTPError(404, f"No one signed up as {slug!r}")
+        info = UserInfo.change_authorization(self.db, self.authenticator.normalize_username(slug))
+        if info.is_authorized:
+            await ensure_hub_user(self, info.username)
+        self.redirect(self.hub.base_url + "authorize#" + slug)
 
 
 class BoundedChangePasswordHandler(ChangePasswordHandler):
@@ -110,14 +168,16 @@ class LocalAuthenticator(NativeAuthenticator):
     """Passwords kept by the hub, for one-machine mode.
 
     New users sign up at ``/hub/signup``; an admin authorizes them at
-    ``/hub/authorize`` and adds them to their team's group. The first admin
-    (``MLOPSHUB_ADMIN_USER``) is authorized when they sign up.
+    ``/hub/authorize`` (which makes them hub users) and adds them to their
+    team's group. The first admin (``MLOPSHUB_ADMIN_USER``) is authorized when
+    they sign up.
     """
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
         replacements = {
             LoginHandler: BoundedLoginHandler,
             SignUpHandler: BoundedSignUpHandler,
+            ToggleAuthorizationHandler: AuthorizeHandler,
             ChangePasswordHandler: BoundedChangePasswordHandler,
         }
         native = [(route, replacements.get(handler, handler)) for route, handler in super().get_handlers(app)]
@@ -140,6 +200,19 @@ class LocalAuthenticator(NativeAuthenticator):
             return 0
         elapsed = (datetime.now() - self.login_attempts[name]["time"]).total_seconds()
         return max(1, math.ceil(self.seconds_before_next_try - elapsed))
+
+    def signup_problems(self, username: str, password: str) -> list[str]:
+        """The rules a sign-up breaks, one sentence each (empty: none of these)."""
+        problems = []
+        if not self.validate_username(self.normalize_username(username)):
+            problems.append("A user name may not be empty or contain spaces, commas or slashes.")
+        if len(password) < self.minimum_password_length:
+            problems.append(
+                f"The password has {len(password)} characters; it needs at least {self.minimum_password_length}."
+            )
+        if self.check_common_password and self.is_password_common(password):
+            problems.append("The password is one of the most common ones; choose another.")
+        return problems
 
     def create_user(self, username: str, password: str, **kwargs: Any) -> Any:
         if password_too_long(password):

@@ -182,6 +182,10 @@ def apply_local_spawner(settings: Settings, cat: catalog.Catalog, c: Config) -> 
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.cmd = default_cmd()
     c.Spawner.default_url = "/lab"
+    # Git never looks above a home for a repository: with the data dir inside a clone (`make up`'s ./.mlopshub),
+    # git in a home that is no repository found the clone, owned by another account, and failed ("dubious
+    # ownership"): jupyterlab-git answered 500 to every show_prefix of the file browser.
+    c.Spawner.environment = {"GIT_CEILING_DIRECTORIES": str(settings.homes_dir)}
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
     # Keep the environment lean and explicit: workspace settings come from the profile.
@@ -319,9 +323,19 @@ def mlflow_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
     )
 
 
+#: A browser opening the MLflow UI signs in through the hub's OAuth like at any hub service
+#: (mlopshub.services.mlflow_auth): the hub sends it back here, and asks no "authorize this service?" question
+#: (MLflow is part of the platform). Listed in the hub's Services menu.
+MLFLOW_OAUTH = {
+    "display": True,
+    "oauth_no_confirm": True,
+    "oauth_redirect_uri": f"/services/{MLFLOW_SERVICE}/oauth_callback",
+}
+
+
 def apply_mlflow(settings: Settings, runtime: Runtime) -> dict[str, Any]:
     """MLflow's hub service spec: external to the hub (the platform runs it, :func:`mlflow_process`)."""
-    return {**mlflow_process(settings, runtime).spec(), "display": True, "oauth_no_confirm": True}
+    return {**mlflow_process(settings, runtime).spec(), **MLFLOW_OAUTH}
 
 
 def pipeline_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
@@ -448,7 +462,7 @@ def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Cat
     mlflow_url = settings.mlflow_internal_url
     apply_kubernetes(cat, f"{settings.public_url}/services/{MLFLOW_SERVICE}", c)
     existing = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
-    mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, "display": True, "oauth_no_confirm": True}
+    mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, **MLFLOW_OAUTH}
     if runtime.mlflow_service_token:
         mlflow["api_token"] = runtime.mlflow_service_token
     c.JupyterHub.services = [*existing, mlflow, apply_membership(settings)]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from jupyterhub import orm
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Instance, Unicode
@@ -62,15 +63,35 @@ def _choice_inputs(profile: Any) -> str:
     return "".join(parts)
 
 
-def profile_form(catalog: Catalog, entitlements: list[str], gpu_available: bool) -> str:
-    """The spawn form: one radio button per allowed profile, with its option choices."""
+def no_team_notice(admin: bool, admins: list[str], hub_url: str) -> str:
+    """The spawn page of a user in no team: who can add them, and no Start button (it could only fail: 403)."""
+    if admin:
+        who = (
+            f'You are a hub admin: add yourself to a team in <a href="{html.escape(hub_url)}admin#/groups">Admin, '
+            "Groups</a> (the team, Add user, then Apply), or to platform-admins to use every profile."
+        )
+    else:
+        names = f" ({html.escape(', '.join(admins))})" if admins else ""
+        who = (
+            f"Ask for access to your team: a platform admin{names} adds you to its group, or, with the bank's "
+            "sign-on, your team's group in the directory does."
+        )
+    return (
+        '<div class="alert alert-warning" id="mlopshub-no-profiles">You are in no team, so there is no workspace '
+        f"you may start. {who}</div><style>#spawn_form .feedback-container {{ display: none; }}</style>"
+    )
+
+
+def hub_admins(user: Any) -> list[str]:
+    """The hub's admins, by name (they can add a user to a team)."""
+    return sorted(admin.name for admin in user.db.query(orm.User).filter(orm.User.admin.is_(True)))
+
+
+def profile_form(catalog: Catalog, entitlements: list[str], gpu_available: bool, no_team: Callable[[], str]) -> str:
+    """The spawn form: one radio button per allowed profile, with its option choices (``no_team()`` if none)."""
     profiles = allowed_profiles(catalog, entitlements, gpu_available)
     if not profiles:
-        return (
-            '<div class="alert alert-warning" id="mlopshub-no-profiles">You are not in a team that may start a '
-            "workspace. Ask for access to your team: a platform admin adds you, or your team's group in the "
-            "bank's directory does.</div>"
-        )
+        return no_team()
     default = next((p.slug for p in profiles if p.settings.get("default")), profiles[0].slug)
     rows = []
     for profile in profiles:
@@ -217,7 +238,10 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
 
     def _options_form_default(self) -> Callable[[Any], str]:
         return lambda spawner: profile_form(
-            spawner.catalog, entitlements_for(spawner, spawner.catalog), spawner.gpu_available
+            spawner.catalog,
+            entitlements_for(spawner, spawner.catalog),
+            spawner.gpu_available,
+            lambda: no_team_notice(spawner.user.admin, hub_admins(spawner.user), spawner.hub.base_url),
         )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:  # type: ignore[override]

@@ -43,9 +43,30 @@ def test_seed_keeps_what_an_admin_changed_in_the_hub(sample):
     seeded = access.seed_groups(sample, {"sme-credit": {"profiles": ["python-cpu"]}})
     assert seeded["sme-credit"]["properties"]["profiles"] == ["python-cpu"]
     assert seeded["retail-scoring"]["properties"]["profiles"] == ["python-cpu", "r-cpu", "r-gpu"]
-    assert seeded["sme-credit"]["properties"]["quotas"] == {"max_servers": 20, "gpus": 2}
+    assert seeded["sme-credit"]["properties"]["quotas.max_servers"] == 20
     assert seeded["model-validators"] == {"properties": {"profiles": ["python-cpu"]}}
     assert seeded["platform-admins"] == {"properties": {}}
+
+
+def test_group_properties_are_plain_values_the_admin_page_can_show(sample):
+    # JupyterHub's group editor shows each value as text: an object became "[object Object]".
+    for group in access.seed_groups(sample, {}).values():
+        for key, value in group["properties"].items():
+            assert isinstance(value, (str, int, bool)) or (
+                isinstance(value, list) and all(isinstance(item, str) for item in value)
+            ), (key, value)
+    assert access.seed_groups(sample, {})["retail-scoring"]["properties"]["quotas.gpus"] == 2
+
+
+def test_quotas_of_a_hub_seeded_before_move_to_plain_keys_keeping_the_admins_values(sample):
+    existing = {"sme-credit": {"profiles": ["python-cpu"], "quotas": {"max_servers": 3, "gpus": 0}}}
+    properties = access.seed_groups(sample, existing)["sme-credit"]["properties"]
+    assert "quotas" not in properties
+    assert (properties["quotas.max_servers"], properties["quotas.gpus"]) == (3, 0)
+    assert properties["profiles"] == ["python-cpu"]
+    # A plain key already there is the newer value; one typed in the admin page arrives as text.
+    newer = {"sme-credit": {"quotas": {"gpus": 0}, "quotas.gpus": "1"}}
+    assert access.seed_groups(sample, newer)["sme-credit"]["properties"]["quotas.gpus"] == "1"
 
 
 def test_roles_give_each_team_publish_on_its_own_group_only(sample):

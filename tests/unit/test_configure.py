@@ -227,6 +227,25 @@ def test_existing_group_properties_read_from_the_hub_database(tmp_path):
     assert configure.existing_group_properties(f"sqlite:///{tmp_path / 'none.sqlite'}") == {}
 
 
+def test_mlflow_is_an_oauth_client_of_the_hub_in_both_modes(local, tmp_path):
+    # A browser opening /services/mlflow/ signs in through the hub and comes back to MLflow's callback.
+    kubernetes = settings.from_env({"MLOPSHUB_MODE": "kubernetes", "MLOPSHUB_DATA_DIR": str(tmp_path)})
+    for spec in (
+        services(apply(local))["mlflow"],
+        services(apply(kubernetes, configure.kubernetes_runtime(kubernetes, {})))["mlflow"],
+    ):
+        assert spec["oauth_redirect_uri"] == "/services/mlflow/oauth_callback"
+        assert spec["oauth_no_confirm"] is True and spec["display"] is True
+    env = configure.service_environment(configure.mlflow_process(local, RUNTIME), RUNTIME, {})
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/services/mlflow/oauth_callback"
+    assert env["JUPYTERHUB_CLIENT_ID"] == "service-mlflow"
+
+
+def test_git_in_a_workspace_never_looks_above_the_homes(local):
+    # With the data dir inside a clone, git in a home found the clone (another account's): "dubious ownership".
+    assert apply(local).Spawner.environment == {"GIT_CEILING_DIRECTORIES": str(local.data_dir / "homes")}
+
+
 def test_local_mode_runs_the_pipeline_with_the_models_service_on_its_address(local):
     runtime = replace(RUNTIME, pipeline_port=10004)
     found = services(apply(local, runtime))

@@ -2,8 +2,11 @@
 
 Runs inside the MLflow tracking server (``--app-name basic-auth``). Each
 request must carry the user's hub token (``Authorization: Bearer <token>`` or
-``token <token>``, or the ``mlopshub-mlflow-token`` cookie the UI login sets).
-The token is checked against the hub with :class:`jupyterhub.services.auth.HubAuth`
+``token <token>``, or the ``mlopshub-mlflow-token`` cookie). A browser opening
+an MLflow page without one signs in through the hub's OAuth like at any hub
+service (:func:`sign_in_redirect`, :func:`oauth_callback`), which sets that
+cookie; scripts without a token get 401.
+The token is checked against the hub with :class:`jupyterhub.services.auth.HubOAuth`
 (which also checks the ``access:services!service=mlflow`` scope). The user is
 then created in MLflow's auth store if missing, and their catalog teams become
 role assignments in the team workspaces, so MLflow's own permission checks do
@@ -22,8 +25,8 @@ from urllib.parse import quote
 
 import requests
 from cachetools import TTLCache
-from flask import Response, request
-from jupyterhub.services.auth import HubAuth
+from flask import Response, redirect, request
+from jupyterhub.services.auth import HubOAuth
 from werkzeug.datastructures import Authorization
 
 from mlopshub.settings import TRUST_SECONDS
@@ -31,6 +34,10 @@ from mlopshub.settings import TRUST_SECONDS
 log = logging.getLogger("mlopshub.mlflow")
 
 TOKEN_COOKIE = "mlopshub-mlflow-token"
+#: The OAuth state of a sign-in under way: the callback must bring back the same value (CSRF).
+STATE_COOKIE = "mlopshub-mlflow-oauth-state"
+#: JupyterHub's default redirect URI of a service, under the service's prefix.
+CALLBACK = "oauth_callback"
 MEMBER_ROLE = "team-member"
 #: What a team member may do in the team's workspace: create (USE on the
 #: workspace slot) and read, write and delete what the team made (EDIT).
@@ -42,7 +49,7 @@ MEMBER_GRANTS = (
 #: Tokens and users remembered at most (the oldest go first).
 MAX_ENTRIES = 10_000
 
-_hub_auth: HubAuth | None = None
+_hub_auth: HubOAuth | None = None
 _teams: frozenset[str] | None = None
 #: Token -> the hub's answer (None: not accepted), trusted for TRUST_SECONDS, the revocation bound.
 _answers: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
@@ -57,13 +64,22 @@ _cache_lock = threading.Lock()
 _lock = threading.Lock()
 
 
-def hub_auth() -> HubAuth:
-    """The service's HubAuth client (env set by the hub for a managed service)."""
+def hub_auth() -> HubOAuth:
+    """The service's HubOAuth client (env set by the hub for a managed service, or by the chart)."""
     global _hub_auth
     if _hub_auth is None:
         # hub_answer keeps each answer for TRUST_SECONDS itself: HubAuth's cache is written, never read.
-        _hub_auth = HubAuth(cache_max_age=1)
+        _hub_auth = HubOAuth(
+            cache_max_age=1,
+            oauth_client_id=os.environ.get("JUPYTERHUB_CLIENT_ID")
+            or f"service-{os.environ.get('JUPYTERHUB_SERVICE_NAME', 'mlflow')}",
+        )
     return _hub_auth
+
+
+def service_prefix() -> str:
+    """Where the proxy routes MLflow (``/services/mlflow/``): the cookies' path."""
+    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/mlflow/")
 
 
 def _cached(cache: TTLCache, key: str) -> Any:
@@ -95,12 +111,74 @@ def catalog_teams() -> frozenset[str]:
     return _teams
 
 
-def _token_from_request() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+def _token_from_header() -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() in ("bearer", "token") and value.strip():
         return value.strip()
-    return request.cookies.get(TOKEN_COOKIE) or None
+    return None
+
+
+def _token_from_request() -> str | None:
+    return _token_from_header() or request.cookies.get(TOKEN_COOKIE) or None
+
+
+def _browser_page() -> bool:
+    """A browser opening a page: a GET that asks for HTML by name (scripts and the UI's own calls don't)."""
+    return request.method == "GET" and any(kind == "text/html" and q > 0 for kind, q in request.accept_mimetypes)
+
+
+def _secure() -> bool:
+    """Whether the browser came over https (the proxy says so in X-Forwarded-Proto)."""
+    return request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip() == "https"
+
+
+def _cookie_options() -> dict[str, Any]:
+    return {"path": service_prefix(), "httponly": True, "secure": _secure(), "samesite": "Lax"}
+
+
+def sign_in_redirect() -> Response:
+    """Send a browser without a valid token to the hub's OAuth authorize page (back at :func:`oauth_callback`)."""
+    auth = hub_auth()
+    here = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+    state = auth.generate_state(next_url=here)
+    response = redirect(f"{auth.login_url}&state={quote(state, safe='')}", code=302)
+    response.set_cookie(STATE_COOKIE, state, max_age=auth.oauth_state_max_age, **_cookie_options())
+    return response
+
+
+def oauth_callback() -> Response:
+    """The hub's redirect back: check the state against this browser's cookie, trade the code for a token, keep
+    the token in the MLflow UI cookie, and go back to the page first asked for."""
+    auth = hub_auth()
+    state, code = request.args.get("state", ""), request.args.get("code", "")
+    expected = request.cookies.get(STATE_COOKIE, "")
+    if not (state and code and expected and secrets.compare_digest(state, expected)):
+        return Response(
+            f"This sign-in did not start in this browser (OAuth state mismatch): open {service_prefix()} again\n",
+            status=400,
+            mimetype="text/plain",
+        )
+    next_url = auth.get_next_url(state)
+    auth.clear_oauth_state(state)
+    if not next_url.startswith(service_prefix()):
+        next_url = service_prefix()
+    try:
+        token = auth.token_for_code(code, sync=True)
+    except Exception as error:  # an expired or reused code: the hub refuses it
+        log.warning("OAuth code refused by the hub: %s", error)
+        return Response(
+            f"The hub refused this sign-in (the code expired or was used): open {service_prefix()} again\n",
+            status=400,
+            mimetype="text/plain",
+        )
+    response = redirect(next_url, code=302)
+    response.set_cookie(TOKEN_COOKIE, token, **_cookie_options())
+    response.delete_cookie(STATE_COOKIE, path=service_prefix())
+    return response
+
+
+def _is_callback() -> bool:
+    return request.path == f"{service_prefix()}{CALLBACK}"
 
 
 def _unauthorized(message: str) -> Response:
@@ -205,17 +283,24 @@ def authenticate() -> Authorization | Response:
     """The ``authorization_function``: a hub user with the mlflow scope, synced to their teams.
 
     The release pipeline, which works in every team's workspace, signs in as
-    the MLflow admin with basic auth (see :func:`_admin_basic_auth`).
+    the MLflow admin with basic auth (see :func:`_admin_basic_auth`). The OAuth
+    callback is answered here too: MLflow runs this function before any route.
     """
     admin = _admin_basic_auth()
     if admin is not None:
         return admin
+    if _is_callback():
+        return oauth_callback()
     token = _token_from_request()
     if token is None:
+        if _browser_page():
+            return sign_in_redirect()
         return _unauthorized("A hub token is required: Authorization: Bearer <token>")
     auth = hub_auth()
     model = hub_answer(token)
     if not model or model.get("kind", "user") != "user":
+        if _browser_page() and _token_from_header() is None:
+            return sign_in_redirect()  # the UI cookie expired or was revoked: sign in again
         return _unauthorized("The hub does not accept this token")
     if not auth.check_scopes(auth.access_scopes, model):
         return Response(f"This token may not use MLflow (needs {', '.join(sorted(auth.access_scopes))})\n", status=403)
