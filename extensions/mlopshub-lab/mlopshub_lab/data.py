@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import os
 import re
 import threading
@@ -48,12 +47,14 @@ def ignore_checkpoints(root: Path) -> None:
         text = ignore.read_text() if ignore.is_file() else ""
         separator = "" if not text or text.endswith("\n") else "\n"
         ignore.write_text(text + separator + "\n".join(missing) + "\n")
+
+
 #: Folders never searched for .dvc files: they hold tools' state or installed packages, not datasets.
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
 #: Push and pull move data over the network; give them an hour, not the default two minutes.
 TRANSFER_TIMEOUT = 3600.0
-#: Asking the remote which datasets it lacks is a read; a listing should not wait longer than this for it.
-REMOTE_CHECK_TIMEOUT = 300.0
+#: Seconds a listing waits for the remote to say which datasets it lacks; then it answers without that.
+REMOTE_CHECK_TIMEOUT = 30.0
 #: Most versions one history answer lists (newest first).
 HISTORY_LIMIT = 200
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
@@ -302,43 +303,99 @@ def describe(project_root: Path, dvcfiles: list[str]) -> list[Dataset]:
 
 
 async def datasets_page(
-    server_root: Path, folder: Path, offset: int, limit: int, remote: bool
-) -> tuple[list[Dataset], int]:
-    """One page of the datasets of the project ``folder`` is in, and how many ``.dvc`` files it has.
+    server_root: Path, folder: Path, offset: int, limit: int, remote: bool | None = None
+) -> tuple[list[Dataset], int, RemoteCheck]:
+    """One page of the datasets of the project ``folder`` is in, how many ``.dvc`` files it has, and the remote check.
 
-    Only the page's ``.dvc`` files are read. With ``remote``, datasets absent
-    from the default remote are flagged "not_pushed" (this asks the remote,
-    so it is slow and only done on request).
+    Only the page's ``.dvc`` files are read. Datasets whose data is not in
+    the project's default remote are flagged "not_pushed": a teammate (or the
+    release pipeline) could not get them. ``remote=None`` (the default) asks
+    the remote when the project has one and reports a failure in the answer;
+    ``remote=False`` skips it; ``remote=True`` fails the request when the
+    remote can't be asked.
     """
     project = await project_of(server_root, folder)
     if project is None or not project.dvc:
-        return [], 0
+        return [], 0, RemoteCheck(False)
     files = await asyncio.to_thread(dvc_files, project.root)
     page = files[offset : offset + limit]
     datasets = await asyncio.to_thread(describe, project.root, page) if page else []
-    if remote and project.remote and page:
-        running = OPERATIONS.running(project.root)
-        if running is not None:
-            # `dvc status --cloud` needs DVC's lock, which the running operation holds.
-            raise Busy(f"'{running}' is running in '{shown(server_root, project.root)}'; ask about the remote after it")
-        missing = await _not_in_remote(project.root, page, server_root)
-        for dataset in datasets:
-            if dataset.target in missing:
-                dataset.status.add("not_pushed")
-    return datasets, len(files)
-
-
-async def _not_in_remote(project_root: Path, dvcfiles: list[str], server_root: Path) -> set[Path]:
-    """Outputs of ``dvcfiles`` whose data is not in the project's default remote."""
-    result = await _run(
-        [*DVC, "status", "--cloud", "--json", "--", *dvcfiles], project_root, server_root, timeout=REMOTE_CHECK_TIMEOUT
-    )
+    if remote is False or not project.remote or not page:
+        return datasets, len(files), RemoteCheck(False)
     try:
-        report = json.loads(result.stdout or "{}")
-    except json.JSONDecodeError as error:
-        raise CommandFailed(f"`dvc status --cloud` printed something other than JSON: {error}") from error
-    # "new": only in the local cache; "missing": nowhere. Both mean a teammate can't pull it.
-    return {Path(os.path.normpath(project_root / key)) for key, state in report.items() if state in ("new", "missing")}
+        missing = await asyncio.wait_for(asyncio.to_thread(not_pushed, project.root, page), REMOTE_CHECK_TIMEOUT)
+    except Exception as error:  # an unreachable remote: the local status is still worth showing
+        text = (
+            f"the remote did not answer within {REMOTE_CHECK_TIMEOUT:.0f} s"
+            if isinstance(error, TimeoutError)
+            else " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        )
+        if remote:
+            raise CommandFailed(f"cannot ask the remote of '{shown(server_root, project.root)}': {text}") from error
+        return datasets, len(files), RemoteCheck(False, text)
+    for dataset in datasets:
+        if dataset.target in missing:
+            dataset.status.add("not_pushed")
+    return datasets, len(files), RemoteCheck(True)
+
+
+@dataclass(frozen=True)
+class RemoteCheck:
+    """Whether a listing compared its datasets with the default remote, and why not when it could not."""
+
+    checked: bool
+    error: str | None = None
+
+
+def not_pushed(project_root: Path, dvcfiles: list[str]) -> set[Path]:
+    """Outputs of ``dvcfiles`` whose data is not all in the project's default remote.
+
+    Asks the remote for each output's content hash (for a folder: its listing
+    and, when the local cache holds the listing, every file in it) through
+    DVC's Python API, one question per hash kind: no DVC start-up and no DVC
+    lock, so it also answers while a push runs. An output DVC has not hashed
+    yet counts as not pushed; a remote that can't be asked raises.
+    """
+    from dvc.repo import Repo
+
+    missing: set[Path] = set()
+    wanted: dict[str, dict[Path, set[str]]] = {}
+    with Repo(os.fspath(project_root)) as repo:
+        for rel in dvcfiles:
+            dvcfile = project_root / rel
+            try:
+                outs = repo.stage.load_one(os.fspath(dvcfile)).outs
+            except Exception:  # an unreadable .dvc file is flagged "invalid" by describe
+                continue
+            for out in outs:
+                target = Path(os.path.normpath(dvcfile.parent / str(out.def_path)))
+                if not out.hash_info or not out.hash_info.value:
+                    missing.add(target)
+                else:
+                    wanted.setdefault(out.hash_info.name, {})[target] = _oids(out)
+        for hash_name, targets in wanted.items():
+            odb = repo.cloud.get_remote_odb(None, "status", hash_name=hash_name)
+            present = set(odb.oids_exist(set().union(*targets.values())))
+            missing.update(target for target, oids in targets.items() if not oids <= present)
+    return missing
+
+
+def _oids(out: Any) -> set[str]:
+    """The hashes the remote must hold for ``out``: its own, and for a folder every file its listing names.
+
+    A listing missing from the local cache is taken as whole: DVC uploads a
+    listing after the files it names.
+    """
+    oids = {str(out.hash_info.value)}
+    if out.hash_info.isdir:
+        try:
+            tree = out.get_obj()
+        except Exception:  # not in the local cache
+            tree = None
+        for _, (_, info) in tree.iteritems() if tree is not None else ():
+            if info and info.value:
+                oids.add(str(info.value))
+    return oids
 
 
 def dataset_files(path: Path) -> tuple[Path, Path]:

@@ -249,21 +249,65 @@ async def test_push_to_an_unreachable_remote_is_500_with_dvcs_message_and_loses_
     assert "Having any troubles" not in body["message"]
     assert (project / "data" / "loans.csv").read_text() == LOANS_V1
     assert (project / "data" / "loans.csv.dvc").is_file()
-    _, listed, _ = await api("GET", "data/datasets", params={"path": "credit"})
-    assert listed["datasets"][0]["status"] == []
+    status, listed, _ = await api("GET", "data/datasets", params={"path": "credit"})
+    assert status == 200 and listed["datasets"][0]["path"] == "credit/data/loans.csv"
 
 
-async def test_push_then_pull_brings_data_back_and_not_pushed_is_flagged_on_request(api, project, tmp_path):
+async def test_a_listing_says_why_it_could_not_ask_the_remote_and_still_shows_the_datasets(
+    api, project, tmp_path, monkeypatch
+):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    sh([*DVC, "remote", "add", "-d", "team", "s3://mlopshub-no-such-bucket/data"], project)
+    await api("POST", "data/track", body={"path": "credit/data/loans.csv"})
+    status, listed, _ = await api("GET", "data/datasets", params={"path": "credit"})
+    assert status == 200
+    assert listed["datasets"][0]["status"] == [] and listed["remote_checked"] is False
+    assert "Unable to locate credentials" in listed["remote_error"]
+    status, body, _ = await api("GET", "data/datasets", params={"path": "credit", "remote": "1"})
+    assert status == 500 and body["message"].startswith("cannot ask the remote of 'credit': ")
+
+
+async def test_not_pushed_shows_after_track_and_after_save_version_until_a_push(api, project, tmp_path):
+    sh([*DVC, "remote", "add", "-d", "team", str(tmp_path / "remote")], project)
+    (project / "data" / "parts").mkdir()
+    (project / "data" / "parts" / "a.csv").write_text(LOANS_V2)
+
+    async def statuses() -> dict[str, list[str]]:
+        status, listed, _ = await api("GET", "data/datasets", params={"path": "credit"})
+        assert status == 200 and listed["remote_checked"] is True and listed["remote_error"] is None
+        return {dataset["path"]: dataset["status"] for dataset in listed["datasets"]}
+
+    await api("POST", "data/track", body={"path": "credit/data/loans.csv"})
+    await api("POST", "data/track", body={"path": "credit/data/parts"})
+    not_pushed = {"credit/data/loans.csv": ["not_pushed"], "credit/data/parts": ["not_pushed"]}
+    assert await statuses() == not_pushed
+    await api("POST", "data/version", body={"path": "credit", "message": "v1"})
+    assert await statuses() == not_pushed
+
+    status, body, _ = await api("POST", "data/push", body={"path": "credit"})
+    assert status == 200 and "3 files pushed" in body["output"]
+    assert await statuses() == {"credit/data/loans.csv": [], "credit/data/parts": []}
+    _, unchecked, _ = await api("GET", "data/datasets", params={"path": "credit", "remote": "0"})
+    assert unchecked["remote_checked"] is False and unchecked["remote_error"] is None
+
+    # A file of a pushed folder lost from the remote: the folder is not all there.
+    listing = (project / "data" / "parts.dvc").read_text().split("md5: ")[1].split(".dir")[0]
+    entries = (project / ".dvc" / "cache" / "files" / "md5" / listing[:2] / f"{listing[2:]}.dir").read_text()
+    lost = entries.split('"md5": "')[1].split('"')[0]
+    (tmp_path / "remote" / "files" / "md5" / lost[:2] / lost[2:]).unlink()
+    assert await statuses() == {"credit/data/loans.csv": [], "credit/data/parts": ["not_pushed"]}
+
+
+async def test_push_then_pull_brings_data_back(api, project, tmp_path):
     sh([*DVC, "remote", "add", "-d", "team", str(tmp_path / "remote")], project)
     await api("POST", "data/track", body={"path": "credit/data/loans.csv"})
     await api("POST", "data/version", body={"path": "credit", "message": "v1"})
-    _, listed, _ = await api("GET", "data/datasets", params={"path": "credit", "remote": "1"})
-    assert listed["datasets"][0]["status"] == ["not_pushed"]
-
     status, body, _ = await api("POST", "data/push", body={"path": "credit"})
     assert status == 200 and "1 file pushed" in body["output"]
-    _, listed, _ = await api("GET", "data/datasets", params={"path": "credit", "remote": "1"})
-    assert listed["datasets"][0]["status"] == []
 
     # Lose the data and the local cache; the .dvc file says it is missing; pull brings it back.
     (project / "data" / "loans.csv").unlink()
@@ -312,7 +356,10 @@ async def test_datasets_are_paged_and_only_the_page_is_read(root, api, monkeypat
 
 async def test_datasets_of_a_folder_in_no_project_is_an_empty_page(root, api):
     status, body, _ = await api("GET", "data/datasets", params={"path": ""})
-    assert (status, body) == (200, {"datasets": [], "total": 0, "offset": 0, "limit": 100})
+    assert (status, body) == (
+        200,
+        {"datasets": [], "total": 0, "offset": 0, "limit": 100, "remote_checked": False, "remote_error": None},
+    )
 
 
 def test_dvc_files_skips_hidden_tracked_and_nested_project_folders(tmp_path):
