@@ -20,6 +20,10 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return launcher.down(from_env())
 
 
+def _cmd_restart(args: argparse.Namespace) -> int:
+    return launcher.restart(from_env(), args.parts)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     report = launcher.status(from_env())
     if args.json:
@@ -136,6 +140,41 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.intact else AUDIT_BROKEN
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    manifest = backup(from_env(), Path(args.dir), homes=not args.without_homes)
+    files = sum(entry["type"] == "file" for entry in manifest["entries"])
+    print(
+        f"backed up {manifest['data_dir']} into {Path(args.dir).absolute()} in {manifest['seconds']:.1f}s: "
+        f"{files} files, {manifest['bytes'] / 1e6:.1f} MB; databases (SQLite online backup): "
+        f"{', '.join(manifest['databases']) or '(none)'}"
+    )
+    if manifest["audit"]:
+        print(f"  {manifest['audit']['summary']}")
+    print(f"  left out: {'; '.join(manifest['left_out'])}")
+    for skipped in manifest["skipped"]:
+        print(f"  skipped {skipped['path']}: {skipped['why']}")
+    print("  The backup holds the platform's secrets (tokens, keys, passwords): keep it where only root can read it.")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .backup import restore
+
+    done = restore(from_env(), Path(args.dir), keep_catalog=args.keep_catalog)
+    print(f"restored the backup of {done['backup']['created']} into {done['data_dir']}")
+    if done["moved_aside"]:
+        print(f"  the data dir it replaced is at {done['moved_aside']}")
+    print(f"  {done['catalog']}")
+    if done["audit"]:
+        print(f"  {done['audit']}")
+    if not done["backup"]["homes"]:
+        print("  the backup holds no homes (--without-homes): restore them from where you keep them")
+    print("  start the platform with `mlopshub up`")
+    return 0
+
+
 def _cmd_environment(args: argparse.Namespace) -> int:
     if args.what == "check":
         drifted = environment.drift()
@@ -162,6 +201,11 @@ def parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=_cmd_up)
     commands.add_parser("down", help="stop the platform and every workspace").set_defaults(func=_cmd_down)
+    restart = commands.add_parser(
+        "restart", help="restart parts of the running platform (default: mlflow, pipeline, hub); workspaces stay up"
+    )
+    restart.add_argument("parts", nargs="*", help="parts to restart: mlflow, models, pipeline, proxy, hub")
+    restart.set_defaults(func=_cmd_restart)
     status = commands.add_parser("status", help="say what runs")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(func=_cmd_status)
@@ -224,6 +268,24 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--database", help="the pipeline's SQLite file (default: <data dir>/pipeline/pipeline.sqlite)")
     verify.add_argument("--json", action="store_true", help="print the whole report as JSON")
     verify.set_defaults(func=_cmd_audit_verify)
+
+    backup = commands.add_parser(
+        "backup",
+        help="copy the platform's data, consistent while it runs, into a new folder (mode 0700: it holds secrets)",
+    )
+    backup.add_argument("dir", help="a new or empty folder outside the data dir")
+    backup.add_argument("--without-homes", action="store_true", help="leave out the users' homes (workspaces' files)")
+    backup.set_defaults(func=_cmd_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="check a backup is whole, then bring it back as the data dir of the stopped platform "
+        "(the current one is moved aside to <data dir>.before-restore-<time>)",
+    )
+    restore.add_argument("dir", help="a folder made by `mlopshub backup`")
+    restore.add_argument(
+        "--keep-catalog", action="store_true", help="leave the catalog as it is (default: the backup's catalog)"
+    )
+    restore.set_defaults(func=_cmd_restore)
 
     env = commands.add_parser("environment", help="install lists from environment.yml for one-machine mode")
     env.add_argument(
