@@ -172,8 +172,9 @@ def oauth_callback() -> Response:
             mimetype="text/plain",
         )
     response = redirect(next_url, code=302)
+    # The only cookie of this response: MLflow's security-headers middleware keeps one Set-Cookie per response.
+    # The state cookie expires by itself (the state it names is cleared here, the code is good only once).
     response.set_cookie(TOKEN_COOKIE, token, **_cookie_options())
-    response.delete_cookie(STATE_COOKIE, path=service_prefix())
     return response
 
 
