@@ -77,6 +77,36 @@ def test_holdout_is_read_at_the_named_revision_with_its_dvc_version(project):
     assert len(new.frame) == 3 and new.version == md5_of(root / "data" / "holdout.csv.dvc")
 
 
+def test_a_snapshot_commit_of_uncommitted_work_is_read_as_the_publisher_with_the_runs_data_versions(
+    project, monkeypatch
+):
+    from mlopshub_lab.lineage import lineage_tags  # the workspace side: what a run's start records
+
+    root, _ = project
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(name, ENV[name])
+    (root / "data" / "holdout.csv").write_text("amount,default\n100,0\n900,1\n50,0\n")
+    run([*DVC, "add", "-q", "data/holdout.csv"], root)  # a new data version, not committed
+    (root / "train.py").write_text("print('not committed')\n")
+    tags = lineage_tags(root, None, {})
+    assert tags["mlopshub.git.snapshot"] == "true"
+    commit, recorded = tags["mlopshub.git.commit"], {"data/holdout.csv", "data/loans"}
+    reader = ProjectReader(root.parents[1], as_accounts=False)
+    project_of_run = reader.resolve("ann", tags["mlopshub.project"], "sme-credit")
+
+    versions = reader.versions_at(project_of_run, commit, sorted(recorded))
+    assert versions == {path: tags[f"mlopshub.data.{path}"] for path in recorded}
+    assert (
+        versions["data/holdout.csv"] != run(["git", "show", "HEAD:data/holdout.csv.dvc"], root).split("md5: ")[1][:32]
+    )
+    held_out = reader.read(project_of_run, "data/holdout.csv", commit)
+    assert len(held_out.frame()) == 3 and held_out.version == versions["data/holdout.csv"]
+    with pytest.raises(OSError, match="RevError: unknown Git revision '5{40}'"):
+        reader.versions_at(project_of_run, "5" * 40, sorted(recorded))
+    with pytest.raises(ValueError, match="not a full git commit hash"):
+        reader.versions_at(project_of_run, "--upload-pack=x", [])
+
+
 def test_holdout_without_a_project_names_the_catalog_key(project):
     load = dvc_holdout_loader(ProjectReader(project[0].parents[1], as_accounts=False))
     with pytest.raises(ValueError, match=r"teams\.sme-credit\.release\.holdout\.repo"):

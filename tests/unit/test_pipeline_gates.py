@@ -198,8 +198,8 @@ def test_model_loads_reports_the_loaders_exception_text():
     ("change", "reason", "fix"),
     [
         ({"mlopshub.git.commit": None}, "no git commit recorded on the run", "git repository"),
-        ({"mlopshub.git.dirty": "true"}, "uncommitted changes", "git commit"),
-        ({"mlopshub.git.dirty": None}, "does not say whether the code was committed", "git commit"),
+        ({"mlopshub.git.dirty": "true"}, "uncommitted changes", "records a snapshot of uncommitted code"),
+        ({"mlopshub.git.dirty": None}, "does not say whether the code was committed", "train again in a workspace"),
         ({"mlopshub.data.data/loans.csv": None}, "no input dataset versioned by DVC", "dvc add"),
         ({"mlopshub.data.count": "150"}, "only 1 of the 150 DVC data versions", "dvc add a folder"),
     ],
@@ -210,6 +210,79 @@ def test_incomplete_lineage_fails_with_the_reason_and_fix(change, reason, fix):
     assert not result.passed
     assert reason in result.reason
     assert fix in result.fix
+
+
+SNAPSHOT = {
+    **LINEAGE,
+    "mlopshub.git.commit": "5" * 40,
+    "mlopshub.git.dirty": "true",
+    "mlopshub.git.snapshot": "true",
+    "mlopshub.git.head": LINEAGE["mlopshub.git.commit"],
+    "mlopshub.git.branch": "main",
+}
+
+
+def test_a_snapshot_commit_of_uncommitted_code_passes_lineage_and_names_the_snapshot():
+    asked = []
+
+    def recorded(commit):
+        asked.append(commit)
+        return {"data/loans.csv": LINEAGE["mlopshub.data.data/loans.csv"]}
+
+    result = lineage_complete(SNAPSHOT, lambda path, digest: True, recorded)
+    assert result.passed, result.reason
+    assert asked == ["5" * 40]
+    assert result.reason == (
+        "code at snapshot commit 555555555555 (uncommitted changes on a1b2c3d4e5f6); "
+        "1 dataset(s) versioned by DVC and pushed"
+    )
+    assert result.details["commit"] == "5" * 40 and result.details["snapshot"] is True
+    assert (result.details["head"], result.details["branch"]) == (LINEAGE["mlopshub.git.commit"], "main")
+
+
+def test_a_snapshot_says_which_large_files_it_left_out():
+    tags = {**SNAPSHOT, "mlopshub.git.snapshot.skipped": "1 untracked file(s) over 1048576 bytes: model.pkl"}
+    result = lineage_complete(tags)
+    assert result.passed and result.reason.endswith(
+        "without 1 untracked file(s) over 1048576 bytes: model.pkl; 1 dataset(s) versioned by DVC"
+    )
+
+
+@pytest.mark.parametrize(
+    ("recorded", "reason"),
+    [
+        (
+            ValueError("RevError: unknown Git revision '5555555555555555555555555555555555555555'"),
+            "the run's commit 555555555555 cannot be read from its project: ValueError: RevError: unknown Git revision",
+        ),
+        (
+            {"data/loans.csv": "f" * 32},
+            "at commit 555555555555, DVC records data/loans.csv as ffffffff, not the run's 01234567",
+        ),
+        ({}, "at commit 555555555555, DVC records data/loans.csv as untracked, not the run's 01234567"),
+    ],
+)
+def test_a_snapshot_not_in_the_project_or_with_other_data_fails_lineage(recorded, reason):
+    def read(commit):
+        if isinstance(recorded, Exception):
+            raise recorded
+        return recorded
+
+    result = lineage_complete(SNAPSHOT, None, read)
+    assert not result.passed
+    assert result.reason.startswith(reason)
+    assert "train again" in result.fix
+
+
+def test_a_dirty_run_without_a_snapshot_still_fails_and_says_why():
+    tags = {k: v for k, v in SNAPSHOT.items() if k != "mlopshub.git.snapshot"}
+    tags["mlopshub.git.snapshot.error"] = "git add could not stage the work tree in a temporary index"
+    result = lineage_complete(tags)
+    assert not result.passed
+    assert "uncommitted changes" in result.reason and "git add could not stage the work tree" in result.reason
+    # A snapshot claim on a run that says its tree was clean is a clean commit, not a snapshot.
+    clean = lineage_complete({**LINEAGE, "mlopshub.git.snapshot": "true"})
+    assert clean.passed and clean.details["snapshot"] is False
 
 
 def test_data_not_pushed_to_the_team_remote_fails_lineage():

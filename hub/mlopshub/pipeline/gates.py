@@ -9,7 +9,9 @@ result: a publisher fixes all problems in one go rather than one per publish.
 
 Tags checked by the lineage gate are those the workspaces put on every run
 (``mlopshub_lab.lineage``): ``mlopshub.git.commit``, ``mlopshub.git.dirty``,
-``mlopshub.data.<path>`` = DVC hash, and ``mlopshub.data.count``.
+``mlopshub.git.snapshot`` (the commit is a snapshot of a work tree with
+uncommitted changes, on ``mlopshub.git.head``), ``mlopshub.data.<path>`` =
+DVC hash, and ``mlopshub.data.count``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ DATA_TAG = "mlopshub.data."
 DATA_COUNT_TAG = "mlopshub.data.count"
 COMMIT_TAG = "mlopshub.git.commit"
 DIRTY_TAG = "mlopshub.git.dirty"
+SNAPSHOT_TAG = "mlopshub.git.snapshot"
+HEAD_TAG = "mlopshub.git.head"
+BRANCH_TAG = "mlopshub.git.branch"
+SKIPPED_TAG = "mlopshub.git.snapshot.skipped"
+SNAPSHOT_ERROR_TAG = "mlopshub.git.snapshot.error"
 #: Exception texts longer than this are cut: the reason is shown in a sidebar.
 MAX_ERROR = 500
 
@@ -125,26 +132,42 @@ def data_versions(tags: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def lineage_complete(tags: Mapping[str, str], pushed: Callable[[str, str], bool] | None = None) -> GateResult:
-    """Gate: the run's code is a clean git commit and its input data is versioned by DVC (and pushed).
+def lineage_complete(
+    tags: Mapping[str, str],
+    pushed: Callable[[str, str], bool] | None = None,
+    recorded: Callable[[str], Mapping[str, str | None]] | None = None,
+) -> GateResult:
+    """Gate: the run's code is a git commit and its input data is versioned by DVC (and pushed).
 
-    ``pushed(path, hash)`` says whether that data version is in the team's
-    DVC remote; without it, only the tags are checked.
+    The commit is a clean HEAD, or a snapshot commit the workspace made of a
+    work tree with uncommitted changes (``mlopshub.git.snapshot=true``): both
+    are the exact code. ``pushed(path, hash)`` says whether that data version
+    is in the team's DVC remote; ``recorded(commit)`` reads the project at
+    the commit (as the publisher) and answers what DVC records there for each
+    dataset: the commit must be in the project and hold the run's data
+    versions. Without them, only the tags are checked.
     """
     problems: list[str] = []
     fixes: list[str] = []
     commit = (tags.get(COMMIT_TAG) or "").strip()
+    snapshot = bool(commit) and tags.get(DIRTY_TAG) == "true" and tags.get(SNAPSHOT_TAG) == "true"
     if not commit:
         problems.append(f"no git commit recorded on the run ({COMMIT_TAG})")
-        fixes.append("keep the notebook in a git repository in your workspace and train again")
-    elif tags.get(DIRTY_TAG) != "false":
+        fixes.append(
+            "keep the notebook in a git repository with at least one commit in your workspace, and train again"
+        )
+    elif tags.get(DIRTY_TAG) != "false" and not snapshot:
         state = tags.get(DIRTY_TAG)
+        error = tags.get(SNAPSHOT_ERROR_TAG)
         problems.append(
-            f"the code had uncommitted changes when the model was trained ({DIRTY_TAG}={state!r} at {commit[:12]})"
+            f"the code had uncommitted changes when the model was trained and no snapshot of them was recorded "
+            f"({DIRTY_TAG}={state!r} at {commit[:12]}{f'; {error}' if error else ''})"
             if state == "true"
             else f"the run does not say whether the code was committed ({DIRTY_TAG} is {state!r})"
         )
-        fixes.append("commit your changes (git commit) and train again")
+        fixes.append(
+            "train again in a workspace (it records a snapshot of uncommitted code), or commit and train again"
+        )
     data = data_versions(tags)
     if not data:
         problems.append(f"no input dataset versioned by DVC is recorded on the run ({DATA_TAG}<path>)")
@@ -153,6 +176,8 @@ def lineage_complete(tags: Mapping[str, str], pushed: Callable[[str, str], bool]
     if count is not None and count.isdigit() and int(count) > len(data):
         problems.append(f"only {len(data)} of the {count} DVC data versions are recorded on the run")
         fixes.append("track fewer, larger datasets (e.g. dvc add a folder) so that every version is recorded")
+    if commit and recorded is not None:
+        _check_recorded(commit, data, recorded, problems, fixes)
     if pushed is not None:
         for path, digest in sorted(data.items()):
             try:
@@ -166,16 +191,44 @@ def lineage_complete(tags: Mapping[str, str], pushed: Callable[[str, str], bool]
             if not present:
                 problems.append(f"{path} at version {digest[:8]} is not in the team's DVC remote")
                 fixes.append("push the data: dvc push")
-    details = {"commit": commit or None, "data": data}
+    details: dict[str, Any] = {"commit": commit or None, "data": data, "snapshot": snapshot}
+    if snapshot:
+        details.update({"head": tags.get(HEAD_TAG), "branch": tags.get(BRANCH_TAG), "skipped": tags.get(SKIPPED_TAG)})
     if problems:
         return GateResult("lineage", False, "; ".join(problems), "; ".join(dict.fromkeys(fixes)), details)
     checked = " and pushed" if pushed is not None else ""
-    return GateResult(
-        "lineage",
-        True,
-        f"code at clean commit {commit[:12]}; {len(data)} dataset(s) versioned by DVC{checked}",
-        details=details,
-    )
+    if snapshot:
+        head = tags.get(HEAD_TAG) or ""
+        code = f"code at snapshot commit {commit[:12]} (uncommitted changes on {head[:12] or 'an unrecorded HEAD'})"
+        if tags.get(SKIPPED_TAG):
+            code += f", without {tags[SKIPPED_TAG]}"
+    else:
+        code = f"code at clean commit {commit[:12]}"
+    return GateResult("lineage", True, f"{code}; {len(data)} dataset(s) versioned by DVC{checked}", details=details)
+
+
+def _check_recorded(
+    commit: str,
+    data: Mapping[str, str],
+    recorded: Callable[[str], Mapping[str, str | None]],
+    problems: list[str],
+    fixes: list[str],
+) -> None:
+    """Problems when ``commit`` is not readable in the project, or records other data versions than the run."""
+    try:
+        versions = recorded(commit)
+    except Exception as error:  # an unknown commit, an unreadable project: the gate's answer
+        problems.append(f"the run's commit {commit[:12]} cannot be read from its project: {_error_text(error)}")
+        fixes.append("train again in the project (its commits and code snapshots stay in its git repository)")
+        return
+    for path, digest in sorted(data.items()):
+        found = versions.get(path)
+        if found != digest:
+            problems.append(
+                f"at commit {commit[:12]}, DVC records {path} as {found[:8] if found else 'untracked'}, "
+                f"not the run's {digest[:8]}"
+            )
+            fixes.append("train again after dvc add of the data, so the commit records the version trained on")
 
 
 def _json_number(value: Any) -> float | None:
@@ -340,14 +393,16 @@ def run_gates(
     holdout: Callable[[], HoldOut] | None = None,
     pushed: Callable[[str, str], bool] | None = None,
     predict: Callable[[Any, pd.DataFrame], Any] = model_scores,
+    recorded: Callable[[str], Mapping[str, str | None]] | None = None,
 ) -> list[GateResult]:
     """Run every gate, in order, and return every result (a failure stops nothing).
 
     ``load`` loads the model (``lambda: mlflow.pyfunc.load_model(uri)``),
     ``model_info`` reads its metadata (``lambda: mlflow.models.get_model_info(uri)``),
     ``tags`` are the run's tags, ``thresholds`` the team's, ``holdout`` reads
-    the team's hold-out set, ``pushed(path, hash)`` checks the DVC remote and
-    ``predict(model, features)`` gives what the metrics are computed on.
+    the team's hold-out set, ``pushed(path, hash)`` checks the DVC remote,
+    ``predict(model, features)`` gives what the metrics are computed on and
+    ``recorded(commit)`` the data versions the project records at the run's commit.
     """
     model, loads = load_model(load)
     results = [loads]
@@ -361,7 +416,7 @@ def run_gates(
                 "publish a model logged with mlflow.<flavor>.log_model",
             )
         )
-    results.append(lineage_complete(tags, pushed))
+    results.append(lineage_complete(tags, pushed, recorded))
     results.append(_metrics_gate(model, loads, thresholds or {}, holdout, predict))
     return results
 

@@ -6,7 +6,10 @@ and its cache are the publisher's, and are read with their rights only.
 
 ``--repo=<folder or git URL> --path=<file> [--rev=<revision>]`` prints
 ``{"csv": "<rows>", "md5": "<DVC hash>" | null, "version": "<hash, else rev, else 'workspace'>"}``;
-on failure it exits 1 with one line ``<Type>: <message>`` on stderr.
+``--repo=... --rev=<commit> --lineage [--versions=<path> ...]`` prints what DVC records
+for each path at that commit (the lineage gate compares it with the run's tags):
+``{"commit": "<commit>", "versions": {"<path>": "<DVC hash>" | null}}``.
+On failure it exits 1 with one line ``<Type>: <message>`` on stderr.
 """
 
 from __future__ import annotations
@@ -39,14 +42,39 @@ def read(repo: str, path: str, rev: str | None) -> dict[str, str | None]:
     return {"csv": text, "md5": md5, "version": md5 or rev or "workspace"}
 
 
+def versions_at(repo: str, commit: str, paths: list[str]) -> dict[str, object]:
+    """The DVC hash each of ``paths`` has at ``commit`` (None: not tracked there); RevError for an unknown commit."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(repo, rev=commit)
+    fs.ls("/")  # resolves the commit: an unknown one fails here, with or without paths
+    versions: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            versions[path] = None
+            continue
+        digest = info.get("md5") or (info.get("dvc_info") or {}).get("md5")
+        versions[path] = str(digest) if digest else None
+    return {"commit": commit, "versions": versions}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlopshub.services.pipeline.dvcread", description=__doc__)
     parser.add_argument("--repo", required=True)
-    parser.add_argument("--path", required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--path")
+    what.add_argument("--lineage", action="store_true")
+    parser.add_argument("--versions", action="append", default=[])
     parser.add_argument("--rev")
     args = parser.parse_args(argv)
+    if args.lineage and not args.rev:
+        parser.error("--lineage needs --rev (the commit)")
     try:
-        answer = read(args.repo, args.path, args.rev)
+        answer = (
+            versions_at(args.repo, args.rev, args.versions) if args.lineage else read(args.repo, args.path, args.rev)
+        )
     except Exception as error:  # one line for the pipeline to show; no traceback with file contents
         message = " ".join(str(error).split())[:400]
         print(f"{type(error).__name__}: {message}", file=sys.stderr)

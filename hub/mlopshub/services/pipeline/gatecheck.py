@@ -18,7 +18,8 @@ team's files.
 
 Request (``model_digest``, optional, is checked before the model is loaded):
 ``{"model_path", "model_digest", "tags", "thresholds", "holdout": {"csv", "target", "path", "version"} | null,
-"holdout_error": "<Type>: <message>" | null, "pushed": {"<path>": true | false | "<Type>: <message>"} | null}``.
+"holdout_error": "<Type>: <message>" | null, "pushed": {"<path>": true | false | "<Type>: <message>"} | null,
+"recorded": {"commit", "versions": {"<path>": "<DVC hash>" | null}} | "<Type>: <message>" | null}``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ def check(request: Mapping[str, Any]) -> list[GateResult]:
             raise _raised(answer)
         return bool(answer)
 
+    recorded_answer = request.get("recorded")
+
+    def recorded(commit: str) -> Mapping[str, str | None]:
+        if isinstance(recorded_answer, str):
+            raise _raised(recorded_answer)
+        if recorded_answer.get("commit") != commit:
+            raise ValueError(f"the project was read at {recorded_answer.get('commit')!r}, not at {commit!r}")
+        return recorded_answer.get("versions") or {}
+
     return run_gates(
         load=lambda: mlflow.pyfunc.load_model(str(path)),
         model_info=lambda: mlflow.models.Model.load(str(path / "MLmodel")),
@@ -84,6 +94,7 @@ def check(request: Mapping[str, Any]) -> list[GateResult]:
         thresholds=request.get("thresholds") or {},
         holdout=holdout if (spec or holdout_error) else None,
         pushed=pushed if pushed_map is not None else None,
+        recorded=recorded if recorded_answer is not None else None,
     )
 
 

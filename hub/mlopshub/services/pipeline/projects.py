@@ -45,6 +45,8 @@ from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 REMOTE_GIT = re.compile(r"^(https://|ssh://|git@[A-Za-z0-9.-]+:)[^\s]+$")
 #: Seconds a read may take (a large batch input fetched from the team's remote).
 READ_TIMEOUT = 600.0
+#: A full git commit hash (SHA-1 or SHA-256), as a run's lineage records it.
+COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class ProjectRefused(ValueError):
@@ -124,8 +126,26 @@ class ProjectReader:
 
     def read(self, project: Project, path: str, rev: str | None) -> DataVersion:
         """The rows of ``path`` at ``rev`` in ``project``, read as its publisher (:class:`OSError` naming why not)."""
-        argv = [sys.executable, "-m", "mlopshub.services.pipeline.dvcread", f"--repo={project.repo}",
-                f"--path={path}"] + ([f"--rev={rev}"] if rev else [])  # fmt: skip
+        answer = self._dvcread(project, [f"--path={path}"] + ([f"--rev={rev}"] if rev else []),
+                               f"{path} at {rev or 'the work tree'}")  # fmt: skip
+        return DataVersion(csv=str(answer["csv"]), md5=answer.get("md5"), version=str(answer["version"]))
+
+    def versions_at(self, project: Project, commit: str, paths: list[str]) -> dict[str, str | None]:
+        """What DVC records for each of ``paths`` at ``commit`` of ``project``, read as its publisher.
+
+        The lineage gate's proof that a run's commit (a snapshot commit too)
+        is in the project and holds the data versions the run recorded;
+        :class:`OSError` naming why not (an unknown commit among them).
+        """
+        if not COMMIT.fullmatch(commit):
+            raise ValueError(f"{commit!r} is not a full git commit hash")
+        argv = [f"--rev={commit}", "--lineage", *(f"--versions={path}" for path in paths)]
+        answer = self._dvcread(project, argv, f"the data versions at commit {commit[:12]}")
+        return {str(path): (None if md5 is None else str(md5)) for path, md5 in answer["versions"].items()}
+
+    def _dvcread(self, project: Project, arguments: list[str], what: str) -> dict[str, Any]:
+        """The JSON answer of :mod:`~mlopshub.services.pipeline.dvcread` run with ``arguments`` as the publisher."""
+        argv = [sys.executable, "-m", "mlopshub.services.pipeline.dvcread", f"--repo={project.repo}", *arguments]
         options = popen_options(project.run_as)
         if options:
             options["extra_groups"] = list(project.groups)
@@ -142,16 +162,18 @@ class ProjectReader:
                 **options,
             )
         except subprocess.TimeoutExpired:
-            raise OSError(f"reading {path} from {project.repo} took longer than {READ_TIMEOUT:.0f} s") from None
+            raise OSError(f"reading {what} from {project.repo} took longer than {READ_TIMEOUT:.0f} s") from None
         if finished.returncode != 0:
             lines = (finished.stderr or "").strip().splitlines()
             # The reader prints one line naming the error; never more than that reaches a release's reason.
             raise OSError(
-                f"cannot read {path} at {rev or 'the work tree'} from {project.repo} as {project.publisher}: "
+                f"cannot read {what} from {project.repo} as {project.publisher}: "
                 f"{(lines[-1] if lines else 'no error output')[:500]}"
             )
         answer = json.loads(finished.stdout)
-        return DataVersion(csv=str(answer["csv"]), md5=answer.get("md5"), version=str(answer["version"]))
+        if not isinstance(answer, dict):
+            raise OSError(f"reading {what} from {project.repo} gave no JSON object")
+        return answer
 
     def _account(self, publisher: str, team: str | None) -> tuple[RunAs | None, tuple[int, ...]]:
         if not self.as_accounts:

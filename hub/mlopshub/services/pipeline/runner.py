@@ -38,7 +38,7 @@ from mlopshub.pipeline import (
     validate_publish,
 )
 from mlopshub.pipeline.database import utc_now
-from mlopshub.pipeline.gates import GateResult, data_versions
+from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, GateResult, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
 from mlopshub.serving.kserve import NAMESPACE, resource_name
@@ -362,6 +362,7 @@ class ReleaseRunner:
             "holdout": None,
             "holdout_error": None,
             "pushed": self._pushed_map(release.team, tags),
+            "recorded": self._recorded_versions(release, tags),
         }
         holdout_spec = dict(team.holdout) if team.holdout else None
         if holdout_spec is not None:
@@ -381,6 +382,23 @@ class ReleaseRunner:
                     "version": data.version,
                 }
         return request
+
+    def _recorded_versions(self, release: Release, tags: Mapping[str, str]) -> dict[str, Any] | str | None:
+        """For a snapshot commit: the data versions the run's project records at it, read as the publisher, or why not.
+
+        A snapshot lives only in the workspace's project (on a ref of the
+        platform's own), so the gate proves it is there. None (not checked):
+        a plain commit, no project, or this pipeline reads no projects.
+        """
+        commit, repo = tags.get(COMMIT_TAG), tags.get(PROJECT_TAG)
+        if tags.get(SNAPSHOT_TAG) != "true" or not commit or not repo or self.projects is None:
+            return None
+        try:
+            project = self.projects.resolve(release.publisher, repo, release.team)
+            versions = self.projects.versions_at(project, commit, sorted(data_versions(tags)))
+        except Exception as error:  # the lineage gate reports it
+            return f"{type(error).__name__}: {error}"
+        return {"commit": commit, "versions": versions}
 
     def _pushed_map(self, team: str, tags: Mapping[str, str]) -> dict[str, bool | str] | None:
         """For each DVC data version on the run: pushed to the team's remote (True/False) or why it can't be told."""
