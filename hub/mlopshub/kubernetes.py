@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from kubespawner import KubeSpawner
-from traitlets import Instance, Unicode
+from traitlets import Instance, Unicode, default
 
 from . import access
 from .catalog import Catalog, Profile, allowed_profiles
 from .images import image_ref
-from .spawners import entitlements_for, make_apply_profile, workspace_environment
+from .spawners import entitlements_for, make_apply_profile, remember_email, workspace_environment
 
 HOME_MOUNT = "/home/jovyan"
 TEAMS_MOUNT = "/home/jovyan/teams"
@@ -127,12 +127,20 @@ class CatalogKubeSpawner(KubeSpawner):
     catalog = Instance(Catalog, allow_none=True, help="The catalog profiles resolve against.").tag(config=True)
     mlflow_url = Unicode(help="The MLflow service URL workspaces use.").tag(config=True)
     resolved = None
+    #: The user's email claim, set by :func:`~mlopshub.spawners.remember_email` before the start.
+    git_email: str | None = None
+
+    @default("auth_state_hook")
+    def _auth_state_hook_default(self) -> Any:
+        return remember_email
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
         teams = access.user_teams(self.catalog, [g.name for g in self.user.groups]) if self.catalog else []
         if self.resolved is not None:
-            workspace = workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token, self.user.name)
+            workspace = workspace_environment(
+                self.resolved, teams, self.mlflow_url, self.api_token, self.user.name, self.git_email
+            )
             # MEM_LIMIT/CPU_LIMIT come from KubeSpawner itself on Kubernetes.
             workspace.pop("MEM_LIMIT", None)
             workspace.pop("CPU_LIMIT", None)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import html
 import os
 import pwd
+import re
 import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import psutil
 from jupyterhub import orm
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Instance, Unicode
+from traitlets import Bool, Instance, Unicode, default
 
 from . import access
 from .accounts import ensure_team_folder, ensure_unix_user, unix_name
@@ -35,6 +36,9 @@ WORKSPACE_CONFIG = Path(__file__).resolve().parent / "workspace_config"
 #: Key of the spawner's state (``GET /hub/api/users`` with ``admin:server_state``) that lists the teams a running
 #: workspace was started with: their Unix groups and remotes stay with it until it stops (see services/membership).
 TEAMS_STATE = "mlopshub_teams"
+#: Where OAuthenticator keeps the IdP's userinfo claims in a user's auth state (its ``user_auth_state_key``).
+USERINFO_KEY = "oauth_user"
+EMAIL = re.compile(r"[^\s<>@]{1,64}@[^\s<>@]{1,190}")
 
 
 def user_group_properties(user: Any) -> dict[str, dict[str, Any]]:
@@ -141,16 +145,50 @@ def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gp
         raise web.HTTPError(400, str(error)) from None
 
 
-def workspace_environment(
-    settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str, user: str
-) -> dict[str, str]:
-    """Environment every workspace gets, in both modes: MLflow with the user's credentials, the profile's env."""
-    env = {
-        # Commits made in the workspace name the hub user: lineage says who changed code and data.
+def git_identity(user: str, email: str | None = None) -> dict[str, str]:
+    """Environment that makes git in a workspace commit as the hub user, ``<user>@users.mlopshub`` without an email.
+
+    Commits name the hub user (lineage says who changed code and data): the
+    ``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` variables for every commit, and
+    ``user.name``/``user.email`` in git's configuration (``GIT_CONFIG_COUNT``)
+    for tools that read it: JupyterLab's Git panel asks ``git config --list``
+    and, finding no identity there, asks "Who is committing?" before each commit.
+    """
+    email = email or f"{user}@users.mlopshub"
+    return {
         "GIT_AUTHOR_NAME": user,
         "GIT_COMMITTER_NAME": user,
-        "GIT_AUTHOR_EMAIL": f"{user}@users.mlopshub",
-        "GIT_COMMITTER_EMAIL": f"{user}@users.mlopshub",
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_EMAIL": email,
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "user.name",
+        "GIT_CONFIG_VALUE_0": user,
+        "GIT_CONFIG_KEY_1": "user.email",
+        "GIT_CONFIG_VALUE_1": email,
+    }
+
+
+def email_claim(auth_state: Mapping[str, Any] | None) -> str | None:
+    """The ``email`` claim of an OIDC sign-in's userinfo, when the auth state holds a well-formed one."""
+    userinfo = (auth_state or {}).get(USERINFO_KEY)
+    email = userinfo.get("email") if isinstance(userinfo, Mapping) else None
+    return email if isinstance(email, str) and EMAIL.fullmatch(email) else None
+
+
+def remember_email(spawner: Any, auth_state: Mapping[str, Any] | None) -> None:
+    """``Spawner.auth_state_hook``: keep the user's email claim for the workspace's git identity (None: none)."""
+    spawner.git_email = email_claim(auth_state)
+
+
+def workspace_environment(
+    settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str, user: str, email: str | None = None
+) -> dict[str, str]:
+    """Environment every workspace gets, in both modes: MLflow with the user's credentials, the profile's env.
+
+    ``email`` is the user's email claim (with OIDC); git commits carry it.
+    """
+    env = {
+        **git_identity(user, email),
         "MLFLOW_TRACKING_URI": mlflow_url,
         "MLFLOW_TRACKING_TOKEN": token,
         "MLOPSHUB_PROFILE": settings.profile,
@@ -231,6 +269,12 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     resolved: SpawnSettings | None = None
     #: The teams the running workspace was started with (their groups cannot be taken from a running process).
     started_teams: list[str] = []
+    #: The user's email claim (OIDC), set by :func:`remember_email` before the start; commits carry it.
+    git_email: str | None = None
+
+    @default("auth_state_hook")
+    def _auth_state_hook_default(self) -> Callable[[Any, Mapping[str, Any] | None], None]:
+        return remember_email
 
     @property
     def home(self) -> Path:
@@ -274,7 +318,11 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         env = super().get_env()
         teams = self._teams()
         if self.resolved is not None:
-            env.update(workspace_environment(self.resolved, teams, self.mlflow_url, self.api_token, self.user.name))
+            env.update(
+                workspace_environment(
+                    self.resolved, teams, self.mlflow_url, self.api_token, self.user.name, self.git_email
+                )
+            )
         if teams:
             env["MLOPSHUB_DVC_REMOTE"] = str(self._team_remote(teams[0]))
         # The platform's JupyterLab settings: no news or update checks reaching the internet.
