@@ -290,6 +290,8 @@ def backup(settings: Settings, target: Path, homes: bool = True) -> dict[str, An
     data_dir, target = settings.data_dir, target.absolute()
     if not data_dir.is_dir():
         raise BackupError(f"there is no data dir at {data_dir}; set MLOPSHUB_DATA_DIR to the platform's")
+    if not settings.catalog_dir.is_dir():
+        raise BackupError(f"there is no catalog at {settings.catalog_dir}; set MLOPSHUB_CATALOG to the platform's")
     make_backup_folder(target, data_dir)
     (target / DATA).mkdir(mode=0o700)
     entries: list[dict[str, Any]] = []
@@ -571,15 +573,25 @@ def tree_contents(folder: Path) -> dict[str, tuple[str, str | None]]:
     return contents
 
 
-def restore_catalog(settings: Settings, source: Path, manifest: dict[str, Any], stamp: str) -> str:
-    """Put the backup's catalog where this platform reads it, unless it is already the same; say what was done."""
+def restore_catalog(settings: Settings, source: Path, manifest: dict[str, Any], stamp: str, replace: bool) -> str:
+    """Put the backup's catalog where this platform reads it when none is there (or ``replace``); say what was done.
+
+    A catalog that differs is kept by default: it is often a checkout's ``profiles/``, newer than the backup.
+    """
     wanted = {
         e["path"].removeprefix(CATALOG + "/"): (e["type"], e.get("sha256") or e.get("target"))
         for e in manifest["entries"]
         if e["path"].startswith(CATALOG + "/")
     }
-    if tree_contents(settings.catalog_dir) == wanted:
+    current = tree_contents(settings.catalog_dir)
+    if current == wanted:
         return f"the catalog in {settings.catalog_dir} is the backup's"
+    if settings.catalog_dir.exists() and not replace:
+        differ = sorted(set(current) ^ set(wanted) | {p for p in set(current) & set(wanted) if current[p] != wanted[p]})
+        return (
+            f"the catalog in {settings.catalog_dir} differs from the backup's ({', '.join(differ)}) and was kept; "
+            f"`mlopshub restore --replace-catalog` puts the backup's ({source / CATALOG}) in its place"
+        )
     aside = replace_with(source, manifest, CATALOG, settings.catalog_dir, stamp)
     return f"the catalog restored into {settings.catalog_dir}" + (
         f"; the one it replaced is at {aside}" if aside else ""
@@ -608,7 +620,7 @@ def _make_parents(folder: Path) -> None:
         parent.chmod(launcher.DATA_DIR_MODE)
 
 
-def restore(settings: Settings, source: Path, keep_catalog: bool = False) -> dict[str, Any]:
+def restore(settings: Settings, source: Path, replace_catalog: bool = False) -> dict[str, Any]:
     """Bring the backup in ``source`` back as the data dir (and catalog) of this stopped platform.
 
     The backup is checked whole first; the data dir is built beside the current one, which is then moved
@@ -623,9 +635,7 @@ def restore(settings: Settings, source: Path, keep_catalog: bool = False) -> dic
     return {
         "data_dir": str(settings.data_dir),
         "moved_aside": str(aside) if aside else None,
-        "catalog": "the catalog was left as it is (--keep-catalog)"
-        if keep_catalog
-        else restore_catalog(settings, source, manifest, stamp),
+        "catalog": restore_catalog(settings, source, manifest, stamp, replace_catalog),
         "audit": check_audit(settings.data_dir, manifest),
         "backup": {key: manifest.get(key) for key in ("created", "mlopshub", "data_dir", "homes")},
     }

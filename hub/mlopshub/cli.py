@@ -162,7 +162,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 def _cmd_restore(args: argparse.Namespace) -> int:
     from .backup import restore
 
-    done = restore(from_env(), Path(args.dir), keep_catalog=args.keep_catalog)
+    done = restore(from_env(), Path(args.dir), replace_catalog=args.replace_catalog)
     print(f"restored the backup of {done['backup']['created']} into {done['data_dir']}")
     if done["moved_aside"]:
         print(f"  the data dir it replaced is at {done['moved_aside']}")
@@ -283,7 +283,10 @@ def parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("dir", help="a folder made by `mlopshub backup`")
     restore.add_argument(
-        "--keep-catalog", action="store_true", help="leave the catalog as it is (default: the backup's catalog)"
+        "--replace-catalog",
+        action="store_true",
+        help="put the backup's catalog in place of a catalog that differs (moved aside); by default a differing "
+        "catalog is kept and a missing one restored",
     )
     restore.set_defaults(func=_cmd_restore)
 

@@ -302,20 +302,24 @@ def test_backup_refuses_a_folder_inside_the_data_dir_or_one_that_is_not_empty(pl
         backup(platform, tmp_path / "full")
 
 
-def test_restore_puts_back_the_catalog_and_keeps_the_one_it_replaces(platform, tmp_path):
+def test_restore_keeps_a_catalog_that_differs_unless_told_and_restores_a_missing_one(platform, tmp_path):
     backup(platform, tmp_path / "backup")
     same = restore(platform, tmp_path / "backup")
     assert same["catalog"] == f"the catalog in {platform.catalog_dir} is the backup's"
     original = (platform.catalog_dir / "teams.yaml").read_text()
     write(platform.catalog_dir / "teams.yaml", original + "\n# edited after the backup\n", 0o644)
 
-    assert "left as it is" in restore(platform, tmp_path / "backup", keep_catalog=True)["catalog"]
+    kept = restore(platform, tmp_path / "backup")["catalog"]
+    assert "differs from the backup's (teams.yaml) and was kept" in kept and "--replace-catalog" in kept
     assert "edited after the backup" in (platform.catalog_dir / "teams.yaml").read_text()
-    restored = restore(platform, tmp_path / "backup")
+    replaced = restore(platform, tmp_path / "backup", replace_catalog=True)
     (aside,) = tmp_path.glob("catalog.before-restore-*")
-    assert restored["catalog"].endswith(f"the one it replaced is at {aside}")
+    assert replaced["catalog"].endswith(f"the one it replaced is at {aside}")
     assert (platform.catalog_dir / "teams.yaml").read_text() == original
     assert "edited after the backup" in (aside / "teams.yaml").read_text()
+    shutil.rmtree(platform.catalog_dir)
+    assert restore(platform, tmp_path / "backup")["catalog"] == f"the catalog restored into {platform.catalog_dir}"
+    assert (platform.catalog_dir / "teams.yaml").read_text() == original
 
 
 def test_the_commands_say_the_backup_holds_secrets_and_name_a_tampered_file(platform, tmp_path):
