@@ -327,6 +327,90 @@ def test_sign_out_ends_the_browsers_access_to_the_mlflow_ui(platform, alice_run)
         platform.stop("hana")
 
 
+def test_an_authorized_sign_up_can_join_a_team_before_signing_in(platform):
+    # The admin guide's order: sign-up, authorize, add to the team's group; no sign-in in between.
+    platform.sign_up("vera", "vera-first-day-1")
+    authorized = platform.admin_session().get(f"{platform.url}/hub/authorize/vera", timeout=30)
+    assert authorized.status_code == 200, authorized.text[:300]
+    added = platform.api("POST", "groups/sme-credit/users", json={"users": ["vera"]})
+    assert added.status_code == 200, added.text
+    assert platform.api("GET", "users/vera").json()["groups"] == ["sme-credit"]
+
+
+def test_sign_up_names_the_rule_the_password_broke(platform):
+    short = platform.sign_up("walt", "walt-pw")
+    assert short.status_code == 400
+    assert "needs at least 10" in short.text and "not too common" not in short.text and "slashes" not in short.text
+    common = platform.sign_up("walt", "1234567890")
+    assert "most common" in common.text and "needs at least" not in common.text
+
+
+def mlflow_ui_session(platform, name, team):
+    """A browser's session: signed in to the hub, then to the MLflow UI through the hub's OAuth."""
+    browser = platform.login(name, platform.add_user(name, team))
+    page = browser.get(f"{platform.url}/services/mlflow/", headers={"Accept": "text/html"}, timeout=60)
+    assert page.status_code == 200 and page.url == f"{platform.url}/services/mlflow/", (page.status_code, page.url)
+    assert browser.cookies.get("mlopshub-mlflow-token", path="/services/mlflow/")
+    return browser
+
+
+def test_mlflow_sends_a_browser_page_to_the_hubs_sign_in_and_scripts_get_401(platform, alice_run):
+    page = requests.get(
+        f"{platform.url}/services/mlflow/", headers={"Accept": "text/html"}, timeout=30, allow_redirects=False
+    )
+    assert page.status_code == 302 and "/hub/api/oauth2/authorize?" in page.headers["Location"]
+    assert "redirect_uri=%2Fservices%2Fmlflow%2Foauth_callback" in page.headers["Location"]
+    assert mlflow_get(platform, "runs/get", None, "sme-credit", run_id=alice_run[0]).status_code == 401
+    api_in_a_browser = requests.post(
+        f"{platform.url}/services/mlflow/ajax-api/2.0/mlflow/runs/search",
+        headers={"Accept": "application/json, text/plain, */*", "X-MLFLOW-WORKSPACE": "sme-credit"},
+        json={"experiment_ids": [alice_run[1]]},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert api_in_a_browser.status_code == 401
+
+
+def test_the_oauth_callback_refuses_a_sign_in_begun_in_another_browser(platform):
+    # The state must be the one this browser's cookie holds (CSRF): a forged callback link sets no cookie.
+    forged = requests.get(
+        f"{platform.url}/services/mlflow/oauth_callback", params={"code": "x", "state": "y"}, timeout=30
+    )
+    assert forged.status_code == 400 and "state" in forged.text
+    assert "mlopshub-mlflow-token" not in forged.cookies
+
+
+def ui_search(platform, browser, workspace, experiment_id):
+    """Run ids the MLflow UI's own call lists for ``experiment_id`` in ``workspace`` (none when refused)."""
+    found = browser.post(
+        f"{platform.url}/services/mlflow/ajax-api/2.0/mlflow/runs/search",
+        headers={"X-MLFLOW-WORKSPACE": workspace},
+        json={"experiment_ids": [experiment_id]},
+        timeout=30,
+    )
+    return [run["info"]["run_id"] for run in found.json().get("runs", [])] if found.ok else []
+
+
+def ui_get_run(platform, browser, run_id):
+    return browser.get(
+        f"{platform.url}/services/mlflow/ajax-api/2.0/mlflow/runs/get",
+        headers={"X-MLFLOW-WORKSPACE": "sme-credit"},
+        params={"run_id": run_id},
+        timeout=30,
+    )
+
+
+def test_the_mlflow_ui_session_sees_the_own_team_and_never_another(platform, alice_run):
+    run_id, experiment_id = alice_run
+    own = mlflow_ui_session(platform, "yuri", "sme-credit")
+    assert run_id in ui_search(platform, own, "sme-credit", experiment_id)
+    assert ui_get_run(platform, own, run_id).status_code == 200
+    other = mlflow_ui_session(platform, "zoe", "retail-scoring")
+    for workspace in ("sme-credit", "retail-scoring"):
+        assert run_id not in ui_search(platform, other, workspace, experiment_id), workspace
+    assert ui_get_run(platform, other, run_id).status_code in (403, 404)
+
+
 def test_port_in_use_is_refused_clearly(platform, tmp_path_factory):
     clash = Platform(reachable_dir(tmp_path_factory), port=platform.port)
     result = clash.cli("up", check=False)
