@@ -159,8 +159,7 @@ class Platform:
         self.sign_up(name, password)
         admin = self.admin_session()
         response = admin.get(f"{self.url}/hub/authorize/{name}", timeout=30)
-        assert response.status_code == 200, response.text[:500]
-        self.api("POST", f"users/{name}", json={})
+        assert response.status_code == 200, response.text[:500]  # authorized: a hub user, ready for a group
         if team:
             response = self.api("POST", f"groups/{team}/users", json={"users": [name]})
             assert response.status_code == 200, response.text
