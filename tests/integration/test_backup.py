@@ -122,6 +122,10 @@ def test_a_backup_under_load_restores_releases_runs_models_endpoints_and_the_aud
     )
     assert manifest["audit"]["intact"], manifest["audit"]
 
+    refused = platform.cli("restore", str(folder), check=False)
+    assert refused.returncode == 1 and f"mlopshub is running on {platform.data_dir}" in refused.stderr
+    assert "mlopshub down" in refused.stderr and not list(platform.data_dir.parent.glob(f"{platform.data_dir.name}.*"))
+
     restored = Platform(reachable_dir(tmp_path_factory), admin_token=platform.admin_token)
     try:
         # The catalog is the checkout's profiles/, which the restore leaves alone when it is the backup's.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import shutil
 import sqlite3
 import stat
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from testing_support import until
 
-from mlopshub import settings
+from mlopshub import accounts, settings
 from mlopshub.backup import MANIFEST, BackupError, backup, restore
 from mlopshub.pipeline.audit import AuditLog, verify_file
 
@@ -222,6 +223,26 @@ def test_restore_keeps_owners_and_modes_of_homes_remotes_models_and_secrets(plat
     assert owner(platform.secrets_dir) == (0, 0, 0o700) and owner(platform.secrets_dir / "admin-token")[2] == 0o600
     assert owner(platform.data_dir)[2] == 0o711
     assert (home / "train.ipynb").stat().st_mtime_ns == times
+
+
+@AS_ROOT
+def test_restore_on_a_machine_without_the_workspace_account_creates_it_for_the_home(platform, tmp_path):
+    name = f"jupyter-bk{os.getpid()}"
+    home = platform.homes_dir / "alice"
+    account = accounts.ensure_unix_user(name, home)
+    try:
+        for path in (home, home / "train.ipynb"):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        backup(platform, tmp_path / "backup")
+        subprocess.run(["userdel", name], check=True)
+        shutil.rmtree(platform.data_dir)
+
+        restore(platform, tmp_path / "backup")
+        created = pwd.getpwnam(name)
+        assert created.pw_dir == str(home)
+        assert (home.stat().st_uid, (home / "train.ipynb").stat().st_uid) == (created.pw_uid, created.pw_uid)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
 
 
 def test_restore_moves_the_current_data_dir_aside_and_the_audit_chain_verifies(platform, tmp_path):
