@@ -15,10 +15,10 @@ branch, no reflog, not pushed by ``git push``, kept by ``git gc``). The
 user's branch, index, files and ``git status`` are untouched. What goes in:
 tracked files as they are now, deletions, and untracked files that
 ``.gitignore`` does not ignore; what stays out: ignored files, the data DVC
-tracks (its ``.dvc`` files say which), JupyterLab's ``.ipynb_checkpoints``
-and untracked files over :data:`MAX_SNAPSHOT_FILE` (1 MiB: data or model
-files, which belong in DVC, not in git), named in
-``mlopshub.git.snapshot.skipped``. The run is tagged with the snapshot
+tracks (its ``.dvc`` files say which), untracked files in hidden folders
+(tools' state: ``.ipynb_checkpoints``, ``.local``, ``.cache``) and untracked
+files over :data:`MAX_SNAPSHOT_FILE` (1 MiB: data or model files, which
+belong in DVC, not in git), the last named in ``mlopshub.git.snapshot.skipped``. The run is tagged with the snapshot
 (``mlopshub.git.commit``), ``mlopshub.git.snapshot=true``, the branch's
 HEAD (``mlopshub.git.head``) and branch (``mlopshub.git.branch``). A
 repository without a commit yet gets no commit tag: the release pipeline
@@ -83,7 +83,13 @@ class SnapshotFailed(RuntimeError):
 
 
 def left_out(top: Path, dvc_outs: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Untracked files (relative to ``top``) a snapshot leaves out: (DVC data and checkpoints, files too large)."""
+    """Untracked files (relative to ``top``) a snapshot leaves out: (DVC data and tools' state, files too large).
+
+    Tools' state is what lies in hidden folders (``.ipynb_checkpoints``,
+    ``.local``, ``.cache``, ``.ipython``: a project that is the whole home has
+    them, and kernel connection files hold keys); hidden files such as a new
+    ``.gitignore`` are code.
+    """
     listing = git(["ls-files", "-z", "--others", "--exclude-standard"], top)
     if listing is None:
         raise SnapshotFailed("git ls-files could not list the untracked files")
@@ -91,7 +97,8 @@ def left_out(top: Path, dvc_outs: Iterable[str]) -> tuple[list[str], list[str]]:
     quiet: list[str] = []
     large: list[str] = []
     for name in filter(None, listing.split("\0")):
-        if ".ipynb_checkpoints" in Path(name).parts or any(name == o or name.startswith(o + "/") for o in outs):
+        hidden = any(part.startswith(".") for part in Path(name).parts[:-1])
+        if hidden or any(name == o or name.startswith(o + "/") for o in outs):
             quiet.append(name)
             continue
         try:

@@ -98,6 +98,9 @@ def test_a_dirty_tree_is_recorded_as_a_snapshot_commit_with_exactly_the_code(pro
     (project / "train.log").write_text("ignored\n")
     (project / ".ipynb_checkpoints").mkdir()
     (project / ".ipynb_checkpoints" / "train-checkpoint.ipynb").write_text("{}")
+    (project / ".local" / "share" / "jupyter" / "runtime").mkdir(parents=True)
+    (project / ".local" / "share" / "jupyter" / "runtime" / "kernel-1.json").write_text('{"key": "secret"}')
+    (project / "notes" / ".gitignore").write_text("*.tmp\n")  # a hidden file is code
     (project / "model.pkl").write_bytes(b"\0" * (MAX_SNAPSHOT_FILE + 1))
     # A new data version, re-added but not committed: its .dvc file is code, the data stays with DVC.
     (project / "data" / "loans.csv").write_text("amount,default\n100,0\n250,1\n900,1\n")
@@ -124,6 +127,7 @@ def test_a_dirty_tree_is_recorded_as_a_snapshot_commit_with_exactly_the_code(pro
         ".gitignore",
         "data/loans.csv.dvc",
         "features.py",
+        "notes/.gitignore",
         "notes/idea.md",
         "staged.py",
         "train.py",
