@@ -284,8 +284,38 @@ def copy_tree(
     return entries, skipped
 
 
+def copy_databases(data_dir: Path, target: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Copy each of the platform's databases (and the audit head file with its own); return their manifest entries
+    and the audit log's head as checked on the copy."""
+    entries: list[dict[str, Any]] = []
+    audit = None
+    for relative in platform_databases(data_dir):
+        source, copy = data_dir / relative, target / relative
+        copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        head = source.parent / HEAD_FILE
+        if not head.exists():
+            copy_database(source, copy)
+            entries.append(_file_entry(f"{DATA}/{relative}", source, copy))
+            continue
+        # No audit entry commits while the shared head lock is held: the database and head file agree.
+        with HeadFile(source).lock(exclusive=False):
+            copy_database(source, copy)
+            fd = os.open(head, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                copy_stream(fd, copy.parent / HEAD_FILE)
+            finally:
+                os.close(fd)
+        audit = {"database": relative, **audit_head(copy)}
+        entries.append(_file_entry(f"{DATA}/{relative}", source, copy))
+        entries.append(_file_entry(f"{DATA}/{Path(relative).parent / HEAD_FILE}", head, copy.parent / HEAD_FILE))
+    return entries, audit
+
+
 def backup(settings: Settings, target: Path, homes: bool = True) -> dict[str, Any]:
-    """Copy the platform's data dir and catalog into the new folder ``target``; return the manifest written there."""
+    """Copy the platform's data dir and catalog into the new folder ``target``; return the manifest written there.
+
+    A backup that fails midway leaves ``target`` empty (a folder without a manifest is no backup).
+    """
     started = time.monotonic()
     data_dir, target = settings.data_dir, target.absolute()
     if not data_dir.is_dir():
@@ -293,34 +323,17 @@ def backup(settings: Settings, target: Path, homes: bool = True) -> dict[str, An
     if not settings.catalog_dir.is_dir():
         raise BackupError(f"there is no catalog at {settings.catalog_dir}; set MLOPSHUB_CATALOG to the platform's")
     make_backup_folder(target, data_dir)
-    (target / DATA).mkdir(mode=0o700)
-    entries: list[dict[str, Any]] = []
-    databases = platform_databases(data_dir)
-    audit = None
-    for relative in databases:
-        for folder in reversed(Path(relative).parents[:-1]):
-            (target / DATA / folder).mkdir(mode=0o700, exist_ok=True)
-        source, copy = data_dir / relative, target / DATA / relative
-        head = source.parent / HEAD_FILE
-        if head.exists():
-            # No audit entry commits while the shared head lock is held: the database and head file agree.
-            with HeadFile(source).lock(exclusive=False):
-                copy_database(source, copy)
-                fd = os.open(head, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    copy_stream(fd, copy.parent / HEAD_FILE)
-                finally:
-                    os.close(fd)
-            audit = {"database": relative, **audit_head(copy)}
-            entries.append(_file_entry(f"{DATA}/{relative}", source, copy))
-            entries.append(_file_entry(f"{DATA}/{Path(relative).parent / HEAD_FILE}", head, copy.parent / HEAD_FILE))
-        else:
-            copy_database(source, copy)
-            entries.append(_file_entry(f"{DATA}/{relative}", source, copy))
-    copied = {entry["path"].removeprefix(f"{DATA}/") for entry in entries}
-    data_entries, skipped = copy_tree(data_dir, target / DATA, DATA, leave_out_of_data(homes, copied))
-    (target / CATALOG).mkdir(mode=0o700)
-    catalog_entries, catalog_skipped = copy_tree(settings.catalog_dir, target / CATALOG, CATALOG)
+    try:
+        (target / DATA).mkdir(mode=0o700)
+        entries, audit = copy_databases(data_dir, target / DATA)
+        copied = {entry["path"].removeprefix(f"{DATA}/") for entry in entries}
+        data_entries, skipped = copy_tree(data_dir, target / DATA, DATA, leave_out_of_data(homes, copied))
+        (target / CATALOG).mkdir(mode=0o700)
+        catalog_entries, catalog_skipped = copy_tree(settings.catalog_dir, target / CATALOG, CATALOG)
+    except BaseException:
+        for child in target.iterdir():
+            shutil.rmtree(child, ignore_errors=True)
+        raise
     manifest = {
         "format": FORMAT,
         "mlopshub": __version__,
@@ -328,7 +341,7 @@ def backup(settings: Settings, target: Path, homes: bool = True) -> dict[str, An
         "data_dir": str(data_dir),
         "catalog_dir": str(settings.catalog_dir),
         "homes": homes,
-        "databases": databases,
+        "databases": [e["path"].removeprefix(f"{DATA}/") for e in entries if not e["path"].endswith(HEAD_FILE)],
         "left_out": [f"{path}/" for path in RUNTIME if path != "logs"]
         + [f"logs/ (all but {', '.join(KEPT_LOGS)})"]
         + ([] if homes else ["homes/ (--without-homes)"]),
@@ -627,7 +640,7 @@ def restore(settings: Settings, source: Path, replace_catalog: bool = False) -> 
     aside (``<data dir>.before-restore-<time>``), never deleted. Returns what was done.
     """
     refuse_while_running(settings)
-    source = source.absolute()
+    source = source.resolve()
     manifest = verify_backup(source)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     _make_parents(settings.data_dir)

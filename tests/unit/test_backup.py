@@ -323,6 +323,13 @@ def test_backup_refuses_a_folder_inside_the_data_dir_or_one_that_is_not_empty(pl
         backup(platform, tmp_path / "full")
 
 
+def test_a_damaged_database_is_named_and_leaves_no_half_backup(platform, tmp_path):
+    (platform.mlflow_dir / "mlflow.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(BackupError, match=f"{platform.mlflow_dir / 'mlflow.sqlite'}: "):
+        backup(platform, tmp_path / "backup")
+    assert list((tmp_path / "backup").iterdir()) == []
+
+
 def test_restore_keeps_a_catalog_that_differs_unless_told_and_restores_a_missing_one(platform, tmp_path):
     backup(platform, tmp_path / "backup")
     same = restore(platform, tmp_path / "backup")
