@@ -32,6 +32,8 @@ export class DataSection extends Widget {
   private _guard = new OperationGuard();
   private _status: HTMLElement;
   private _body: HTMLElement;
+  /** Called with how many datasets the team remote lacks, for the section's badge. */
+  onCount: (notPushed: number) => void = () => undefined;
 
   constructor() {
     super();
@@ -53,6 +55,7 @@ export class DataSection extends Widget {
       }
       this._project = reply.project;
       if (!reply.project || !reply.project.dvc) {
+        this.onCount(0);
         this._renderEmpty();
         return;
       }
@@ -78,6 +81,7 @@ export class DataSection extends Widget {
     });
     this._datasets = offset ? [...this._datasets, ...reply.datasets] : reply.datasets;
     this._total = reply.total;
+    this.onCount(this._datasets.filter(dataset => dataset.status.includes('not_pushed')).length);
     this._renderProject();
   }
 

@@ -3,8 +3,9 @@ import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
-import { compareRows, formatDuration, formatNumber, ICompare, IRun, keyMetrics, lineageOf, SortKey, sortRuns } from './model';
+import { formatDuration, formatNumber, IRun, keyMetrics, lineageOf, SortKey, sortRuns } from './model';
 import { requestAPI } from './request';
+import { IViews } from './views';
 
 interface IExperiment {
   id: string;
@@ -14,8 +15,8 @@ interface IExperiment {
 
 /**
  * The Experiments section: runs of an experiment in one of the user's team
- * workspaces, sortable, with lineage, side-by-side comparison and a link to
- * the run in the MLflow UI. A failure here shows a retry and leaves the rest
+ * workspaces, sortable, with lineage, Compare (selected runs side by side
+ * in a main-area tab) and a link to the run in the MLflow UI. A failure here shows a retry and leaves the rest
  * of the sidebar working.
  */
 export class ExperimentsSection extends Widget {
@@ -29,15 +30,16 @@ export class ExperimentsSection extends Widget {
   private _sort: SortKey = 'start_time';
   private _descending = true;
   private _body: HTMLElement;
-  private _compare: HTMLElement;
 
-  constructor(private readonly _pageSize = 50) {
+  constructor(
+    private readonly _views: IViews,
+    private readonly _pageSize = 50
+  ) {
     super();
     this.addClass('mlopshub-section');
     this.id = 'mlopshub-experiments';
     this._body = h('div', { class: 'mlopshub-section-body' });
-    this._compare = h('div', { class: 'mlopshub-compare', id: 'mlopshub-compare' });
-    this.node.append(h('h3', {}, 'Experiments'), this._body, this._compare);
+    this.node.append(h('h3', {}, 'Experiments'), this._body);
   }
 
   /** Load the user's workspaces and the experiment that fits `projectName` (or the latest one). */
@@ -83,7 +85,6 @@ export class ExperimentsSection extends Widget {
       this._next = reply.next_page_token;
       if (!more) {
         this._selected.clear();
-        this._compare.replaceChildren();
       }
       this._render();
     } catch (error) {
@@ -115,7 +116,7 @@ export class ExperimentsSection extends Widget {
       this._workspaces.length > 1 ? workspaceSelect : h('span', { class: 'mlopshub-workspace' }, this._workspace ?? 'no team'),
       experimentSelect,
       button('Refresh', () => void this._loadRuns(false), { id: 'mlopshub-refresh-runs' }),
-      button('Compare', () => void this._compareSelected(), { id: 'mlopshub-compare-runs', disabled: this._selected.size < 2 })
+      button('Compare', () => this._views.openCompare(this._workspace, [...this._selected]), { id: 'mlopshub-compare-runs', disabled: this._selected.size < 2, title: 'Open the selected runs side by side in a tab' })
     );
     if (!this._experiments.length) {
       this._body.replaceChildren(controls, h('p', { class: 'mlopshub-empty' }, 'No experiments yet: runs you log with mlflow appear here.'));
@@ -200,28 +201,6 @@ export class ExperimentsSection extends Widget {
       ),
       details
     ];
-  }
-
-  private async _compareSelected(): Promise<void> {
-    try {
-      const reply = await requestAPI<ICompare>('experiments/compare', {}, { workspace: this._workspace ?? undefined, run: [...this._selected] });
-      const rows = compareRows(reply);
-      this._compare.replaceChildren(
-        h('h4', {}, `Comparing ${reply.runs.length} runs`),
-        h(
-          'table',
-          { class: 'mlopshub-table' },
-          h('thead', {}, h('tr', {}, h('th', {}, 'Metric'), ...reply.runs.map(run => h('th', {}, run.run_name ?? run.run_id.slice(0, 8))))),
-          h(
-            'tbody',
-            {},
-            ...rows.map(row => h('tr', { 'data-metric': row.metric }, h('td', {}, row.metric), ...row.values.map((value, index) => h('td', { class: index === row.best ? 'mlopshub-best' : undefined }, value))))
-          )
-        )
-      );
-    } catch (error) {
-      this._compare.replaceChildren(h('p', { class: 'mlopshub-error' }, (error as Error).message));
-    }
   }
 
   private _renderError(error: unknown, retry: () => void): void {

@@ -3,19 +3,27 @@ import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
-import { Panel } from '@lumino/widgets';
+import { Panel, Widget } from '@lumino/widgets';
 
+import { AuditView } from './audit';
+import { CompareView } from './compare';
 import { DataSection } from './data';
+import { button, h } from './dom';
 import { ExperimentsSection } from './experiments';
 import { ApprovalsSection, ModelsSection } from './models';
 import { IMe } from './release';
+import { ReleasePage } from './releasepage';
 import { API_VERSION, requestAPI } from './request';
+import { Collapsible, SectionName, sectionsFor } from './sections';
+import { tabId } from './model';
+import { IViews, Tabs } from './views';
 
 const ICON_SVG =
   '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" d="M4 4h16v4H4zm0 6h10v4H4zm0 6h16v4H4z"/></svg>';
 const icon = new LabIcon({ name: 'mlopshub-lab:sidebar', svgstr: ICON_SVG });
+const PLUGIN_ID = 'mlopshub-lab:plugin';
 
-/** The sidebar panel: refreshes its sections whenever it is shown. */
+/** The sidebar panel: follows the file browser's folder whenever it is shown. */
 class SidebarPanel extends Panel {
   onShown: () => void = () => undefined;
 
@@ -25,60 +33,133 @@ class SidebarPanel extends Panel {
   }
 }
 
+/** The Audit log section: one button that opens the log in a tab. */
+class AuditSection extends Widget {
+  constructor(views: IViews) {
+    super();
+    this.addClass('mlopshub-section');
+    this.id = 'mlopshub-audit';
+    this.node.append(
+      h('h3', {}, 'Audit log'),
+      h('div', { class: 'mlopshub-section-body' }, h('p', { class: 'mlopshub-hint' }, 'Every release step, decision and refusal, filtered and exported.'), button('Open the audit log', () => views.openAudit(), { id: 'mlopshub-open-audit', 'data-testid': 'mlopshub-open-audit' }))
+    );
+  }
+}
+
+/** The main-area views, one tab per item. */
+function makeViews(app: JupyterFrontEnd, me: () => IMe | null): IViews {
+  const tabs = new Tabs(app);
+  return {
+    openRelease: id => tabs.open(tabId('release', id), `Release ${id}`, () => new ReleasePage(id, 'release', me())),
+    openReview: id => tabs.open(tabId('review', id), `Review ${id}`, () => new ReleasePage(id, 'review', me())),
+    openCompare: (workspace, runs) => tabs.open(tabId('compare', ...[...runs].sort()), `Compare ${runs.length} runs`, () => new CompareView(workspace, runs)),
+    openAudit: () => tabs.open(tabId('audit'), 'Audit log', () => new AuditView())
+  };
+}
+
 /**
- * The mlopshub sidebar: Data (DVC) and Experiments (MLflow) for the folder in
- * the file browser, Models (publish and follow releases) and, for model
- * validators, Approvals.
+ * The mlopshub sidebar: an index of the user's work, with only the sections
+ * their roles use (Data, Experiments and Models for team members, Approvals
+ * for model validators, the Audit log for validators and platform admins),
+ * each collapsible and with a badge for what needs attention. The work itself
+ * opens in main-area tabs: run comparisons, releases, review pages, the audit log.
  */
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'mlopshub-lab:plugin',
-  description: 'Data versioning, experiments and publishing in one sidebar.',
+  id: PLUGIN_ID,
+  description: 'Data versioning, experiments and publishing in one sidebar, work in main-area tabs.',
   autoStart: true,
   requires: [IDefaultFileBrowser],
   optional: [ISettingRegistry],
-  activate: (app: JupyterFrontEnd, browser: IDefaultFileBrowser, settings: ISettingRegistry | null) => {
+  activate: (app: JupyterFrontEnd, browser: IDefaultFileBrowser, registry: ISettingRegistry | null) => {
     const panel = new SidebarPanel();
     panel.id = 'mlopshub-sidebar';
     panel.addClass('mlopshub-sidebar');
     panel.title.icon = icon;
     panel.title.caption = 'mlopshub: data, experiments, models';
-    const data = new DataSection();
-    let experiments = new ExperimentsSection();
-    const models = new ModelsSection();
-    let approvals: ApprovalsSection | null = null;
-    panel.addWidget(data);
-    panel.addWidget(experiments);
-    panel.addWidget(models);
     app.shell.add(panel, 'left', { rank: 150 });
 
-    const folderName = () => browser.model.path.split('/').filter(Boolean).pop() ?? '';
-    const follow = () => {
-      void data.showFolder(browser.model.path);
-      void experiments.refresh(folderName());
-    };
-    // Models and approvals don't depend on the folder: they reload when the sidebar is shown.
-    panel.onShown = () => {
-      follow();
-      void models.refresh();
-      void approvals?.refresh();
-    };
-    browser.model.pathChanged.connect(() => {
-      if (panel.isVisible) {
-        follow();
-      }
+    let me: IMe | null = null;
+    const views = makeViews(app, () => me);
+    const whoAmI = requestAPI<IMe>('me').catch(error => {
+      console.warn(`mlopshub-lab: no release pipeline here: ${error.message}`);
+      return null;
     });
-    // Validators get the Approvals view; the pipeline still decides every approval itself.
-    void requestAPI<IMe>('me')
-      .then(me => {
-        if (me.validator && !approvals) {
-          approvals = new ApprovalsSection();
-          panel.addWidget(approvals);
-          if (panel.isVisible) {
-            void approvals.refresh();
+    const settings = registry ? registry.load(PLUGIN_ID).catch(() => null) : Promise.resolve(null);
+
+    void Promise.all([whoAmI, settings]).then(([answer, loaded]) => {
+      me = answer;
+      const pageSize = (loaded?.get('runsPageSize').composite as number | undefined) ?? 50;
+      const collapsed = new Set((loaded?.get('collapsedSections').composite as string[] | undefined) ?? []);
+      const remember = (name: SectionName, isCollapsed: boolean) => {
+        if (isCollapsed) {
+          collapsed.add(name);
+        } else {
+          collapsed.delete(name);
+        }
+        void loaded?.set('collapsedSections', [...collapsed]).catch(error => console.warn(`mlopshub-lab: ${error.message}`));
+      };
+      const add = (name: SectionName, section: Widget): Collapsible => {
+        panel.addWidget(section);
+        return new Collapsible(section, collapsed.has(name), isCollapsed => remember(name, isCollapsed));
+      };
+      const shown = sectionsFor(me);
+      const data = shown.includes('data') ? new DataSection() : null;
+      const experiments = shown.includes('experiments') ? new ExperimentsSection(views, pageSize) : null;
+      const models = shown.includes('models') ? new ModelsSection(views) : null;
+      const approvals = shown.includes('approvals') ? new ApprovalsSection(views) : null;
+      if (data) {
+        const header = add('data', data);
+        data.onCount = count => header.badge(count, 'dataset(s) not pushed to the team remote');
+      }
+      if (experiments) {
+        add('experiments', experiments);
+      }
+      if (models) {
+        add('models', models);
+      }
+      if (approvals) {
+        const header = add('approvals', approvals);
+        approvals.onCount = count => header.badge(count, 'release(s) awaiting approval');
+      }
+      if (shown.includes('audit')) {
+        add('audit', new AuditSection(views));
+      }
+      if (!shown.length) {
+        panel.addWidget(new Widget({ node: h('p', { class: 'mlopshub-empty', id: 'mlopshub-nothing' }, 'You are in no team and hold no validator or admin role: ask your platform admin to add you to a team.') }));
+      }
+
+      const folderName = () => browser.model.path.split('/').filter(Boolean).pop() ?? '';
+      const follow = () => {
+        void data?.showFolder(browser.model.path);
+        void experiments?.refresh(folderName());
+      };
+      // Lists of releases follow the pipeline by themselves (polls); the folder's data, its runs and the
+      // logged models (new ones come from notebooks) are looked at again when the sidebar is shown.
+      panel.onShown = () => {
+        follow();
+        void models?.refresh();
+      };
+      browser.model.pathChanged.connect(() => panel.isVisible && follow());
+      void approvals?.refresh();
+      if (panel.isVisible) {
+        panel.onShown();
+      }
+
+      app.commands.addCommand('mlopshub:track', {
+        label: 'Track with DVC',
+        caption: 'Version this file or folder with DVC',
+        isVisible: () => data !== null,
+        execute: async () => {
+          const item = browser.selectedItems().next();
+          if (data && item && !item.done) {
+            app.shell.activateById(panel.id);
+            await data.track(item.value.path);
           }
         }
-      })
-      .catch(error => console.warn(`mlopshub-lab: no release pipeline here: ${error.message}`));
+      });
+      app.contextMenu.addItem({ command: 'mlopshub:track', selector: '.jp-DirListing-item[data-isdir]', rank: 20 });
+    });
+
     void app.restored.then(() =>
       requestAPI<{ version: string; api: number }>('version')
         .then(reply => {
@@ -88,32 +169,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
         })
         .catch(error => console.warn(`mlopshub-lab: server extension unavailable: ${error.message}`))
     );
-
-    settings
-      ?.load(plugin.id)
-      .then(loaded => {
-        const size = loaded.get('runsPageSize').composite as number;
-        experiments.dispose();
-        experiments = new ExperimentsSection(size);
-        panel.insertWidget(1, experiments);
-        if (panel.isVisible) {
-          void experiments.refresh(folderName());
-        }
-      })
-      .catch(() => undefined);
-
-    app.commands.addCommand('mlopshub:track', {
-      label: 'Track with DVC',
-      caption: 'Version this file or folder with DVC',
-      execute: async () => {
-        const item = browser.selectedItems().next();
-        if (item && !item.done) {
-          app.shell.activateById(panel.id);
-          await data.track(item.value.path);
-        }
-      }
-    });
-    app.contextMenu.addItem({ command: 'mlopshub:track', selector: '.jp-DirListing-item[data-isdir]', rank: 20 });
   }
 };
 

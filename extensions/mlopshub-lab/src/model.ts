@@ -41,7 +41,20 @@ export interface IRun {
 
 export interface ICompare {
   metrics: string[];
-  runs: { run_id: string; run_name: string | null; metrics: Record<string, number> }[];
+  runs: {
+    run_id: string;
+    run_name: string | null;
+    status?: string | null;
+    start_time?: number | null;
+    metrics: Record<string, number>;
+    params?: Record<string, string>;
+    lineage?: Record<string, string>;
+  }[];
+}
+
+export interface IHistory {
+  metric: string;
+  runs: { run_id: string; points: { step: number; value: number | null; timestamp: number | null }[] }[];
 }
 
 const UNITS = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -196,4 +209,51 @@ export class OperationGuard {
       this._running = null;
     }
   }
+}
+
+/** Rows of values side by side for params or lineage: one per key (union over the runs), "–" where a run has none. */
+export function sideBySide(maps: Record<string, string>[]): { key: string; values: string[]; differ: boolean }[] {
+  const keys = [...new Set(maps.flatMap(map => Object.keys(map)))].sort();
+  return keys.map(key => {
+    const values = maps.map(map => map[key] ?? '–');
+    return { key, values, differ: new Set(values).size > 1 };
+  });
+}
+
+export interface IPlotLine {
+  run_id: string;
+  /** An SVG path ("M x y L x y ..."), in a box of the given width and height. */
+  path: string;
+  /** The last point, where the run's value is labelled. */
+  last: { x: number; y: number; value: number } | null;
+}
+
+/**
+ * A metric's history per run as SVG paths in a `width` × `height` box (step
+ * on x, value on y, higher up), all runs on the same scales. A run with one
+ * value is a point; values that are null are skipped.
+ */
+export function plotLines(history: IHistory, width: number, height: number, margin = 4): { lines: IPlotLine[]; min: number; max: number; steps: number } {
+  const points = history.runs.map(run => run.points.filter((p): p is { step: number; value: number; timestamp: number | null } => p.value !== null));
+  const values = points.flat().map(p => p.value);
+  const steps = points.flat().map(p => p.step);
+  const min = values.length ? Math.min(...values) : 0;
+  const max = values.length ? Math.max(...values) : 1;
+  const maxStep = steps.length ? Math.max(...steps) : 0;
+  const minStep = steps.length ? Math.min(...steps) : 0;
+  const x = (step: number) => margin + (maxStep === minStep ? (width - 2 * margin) / 2 : ((step - minStep) / (maxStep - minStep)) * (width - 2 * margin));
+  const y = (value: number) => margin + (max === min ? (height - 2 * margin) / 2 : (1 - (value - min) / (max - min)) * (height - 2 * margin));
+  const round = (n: number) => Math.round(n * 10) / 10;
+  const lines = history.runs.map((run, index) => {
+    const own = [...points[index]].sort((a, b) => a.step - b.step);
+    const path = own.map((p, i) => `${i ? 'L' : 'M'} ${round(x(p.step))} ${round(y(p.value))}`).join(' ');
+    const end = own[own.length - 1];
+    return { run_id: run.run_id, path, last: end ? { x: round(x(end.step)), y: round(y(end.value)), value: end.value } : null };
+  });
+  return { lines, min, max, steps: maxStep - minStep + (steps.length ? 1 : 0) };
+}
+
+/** A DOM id for a tab from its kind and key (release id, run ids): the same item always gets the same tab. */
+export function tabId(kind: string, ...keys: string[]): string {
+  return ['mlopshub', kind, ...keys].join('-').replace(/[^A-Za-z0-9_-]/g, '_');
 }

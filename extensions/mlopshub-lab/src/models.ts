@@ -1,72 +1,24 @@
+import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
 import { formatNumber } from './model';
-import { requestAPI, post } from './request';
+import { endpointBlock, errorBox, facts, gateList, labelled, messageOf, pollFor, releaseChanged } from './parts';
+import { post, requestAPI } from './request';
 import {
-  exampleRequest,
   ILoggedModel,
   IRelease,
-  pollDelay,
+  listInterval,
+  MODEL_NAME_RULE,
   modelNameProblem,
-  releaseLineage,
+  pollDelay,
   releaseMetrics,
   signatureColumns,
   stateLabel,
   stepLines,
   suggestedName
 } from './release';
-
-/** How often the release view asks the pipeline for news while a release moves by itself. */
-const POLL_MS = 1500;
-
-function errorBox(message: string): HTMLElement {
-  return h('p', { class: 'mlopshub-error', 'data-testid': 'mlopshub-error', role: 'alert' }, message);
-}
-
-function messageOf(error: unknown): string {
-  return (error as Error).message || String(error);
-}
-
-/** A label with its input, for the small forms of this section. */
-function labelled(text: string, input: HTMLElement): HTMLElement {
-  return h('label', { class: 'mlopshub-field' }, h('span', {}, text), input);
-}
-
-/** The gate results of a release: passed or failed, the reason, and for a failure the fix. */
-function gateList(release: IRelease): HTMLElement {
-  return h(
-    'ul',
-    { class: 'mlopshub-gates' },
-    ...release.gate_results.map(gate =>
-      h(
-        'li',
-        {
-          class: `mlopshub-gate ${gate.passed ? 'mlopshub-gate-passed' : 'mlopshub-gate-failed'}`,
-          'data-testid': 'mlopshub-gate',
-          'data-gate': gate.name,
-          'data-passed': String(gate.passed)
-        },
-        h('span', { class: 'mlopshub-gate-name' }, `${gate.passed ? '✓' : '✗'} ${gate.name}`),
-        h('span', { class: 'mlopshub-gate-reason' }, `: ${gate.reason}`),
-        !gate.passed && gate.fix ? h('div', { class: 'mlopshub-gate-fix' }, `Fix: ${gate.fix}`) : null
-      )
-    )
-  );
-}
-
-/** An endpoint address with a ready-to-copy example request. */
-function endpointBlock(stage: string, url: string, columns: string[] | null): HTMLElement {
-  const example = exampleRequest(url, columns);
-  const copy = button('Copy', () => void navigator.clipboard?.writeText(example), { 'data-testid': 'mlopshub-copy-example' });
-  return h(
-    'div',
-    { class: 'mlopshub-endpoint', 'data-stage': stage },
-    h('div', {}, `${stage} endpoint: `, h('code', { class: 'mlopshub-endpoint-url' }, url)),
-    h('pre', { class: 'mlopshub-example-request', 'data-testid': 'mlopshub-example-request', 'data-stage': stage }, example),
-    copy
-  );
-}
+import { IViews } from './views';
 
 /**
  * One release followed live: its steps, gates, endpoints with an example
@@ -75,16 +27,19 @@ function endpointBlock(stage: string, url: string, columns: string[] | null): HT
  */
 export class ReleaseView {
   readonly node: HTMLElement;
-  private _timer: number | null = null;
-  private _disposed = false;
+  private _poll: Poll | null = null;
 
   constructor(
     private _release: IRelease,
-    private readonly _columnsHint: string[] | null = null
+    private readonly _columnsHint: string[] | null = null,
+    private readonly _views: IViews | null = null
   ) {
     this.node = h('div', { class: 'mlopshub-release', 'data-testid': 'mlopshub-release', 'data-release': _release.id });
     this._render(null);
-    this._schedule();
+    const delay = pollDelay(_release.state);
+    if (delay !== null) {
+      this._poll = pollFor(this.node, delay, () => this._look());
+    }
   }
 
   get release(): IRelease {
@@ -92,30 +47,26 @@ export class ReleaseView {
   }
 
   dispose(): void {
-    this._disposed = true;
-    if (this._timer !== null) {
-      window.clearTimeout(this._timer);
-      this._timer = null;
-    }
+    this._poll?.dispose();
+    this._poll = null;
   }
 
-  private _schedule(): void {
-    const delay = pollDelay(this._release.state);
-    if (this._disposed || delay === null) {
-      return;
-    }
-    this._timer = window.setTimeout(() => void this._poll(), delay);
-  }
-
-  private async _poll(): Promise<void> {
-    this._timer = null;
+  /** One look at the release; the poll slows down while it waits for a person and ends with it. */
+  private async _look(): Promise<void> {
     try {
       this._release = await requestAPI<IRelease>(`releases/${encodeURIComponent(this._release.id)}`);
       this._render(null);
     } catch (error) {
       this._render(messageOf(error));
+      throw error; // the poll backs off
     }
-    this._schedule();
+    const delay = pollDelay(this._release.state);
+    if (delay === null) {
+      this.dispose();
+      releaseChanged.emit(this._release);
+    } else if (this._poll) {
+      this._poll.frequency = { interval: delay, backoff: true, max: 60_000 };
+    }
   }
 
   private _render(error: string | null): void {
@@ -145,7 +96,8 @@ export class ReleaseView {
         ? endpointBlock('staging', release.endpoints.staging, columns)
         : null,
       release.endpoints.production && release.state === 'production' ? endpointBlock('production', release.endpoints.production, columns) : null,
-      release.state === 'awaiting_approval' ? h('p', { class: 'mlopshub-hint' }, 'A model validator who did not publish it approves it from the Approvals view.') : null,
+      release.state === 'awaiting_approval' ? h('p', { class: 'mlopshub-hint' }, 'A model validator who did not publish it approves it from their review page.') : null,
+      this._views ? button('Open in a tab', () => this._views?.openRelease(release.id), { 'data-testid': 'mlopshub-open-release-tab' }) : null,
       error ? errorBox(error) : null
     ];
     this.node.replaceChildren(...children.filter((child): child is HTMLElement => child !== null));
@@ -170,8 +122,13 @@ export class ModelsSection extends Widget {
   private _body: HTMLElement;
   private _releaseBox: HTMLElement;
   private _releasesBox: HTMLElement;
+  /** Looks at the team's releases while the section is in sight: their states follow without Refresh. */
+  private _poll: Poll;
 
-  constructor(private readonly _pageSize = 25) {
+  constructor(
+    private readonly _views: IViews,
+    private readonly _pageSize = 25
+  ) {
     super();
     this.addClass('mlopshub-section');
     this.addClass('mlopshub-models');
@@ -181,11 +138,25 @@ export class ModelsSection extends Widget {
     this._releaseBox = h('div', { class: 'mlopshub-release-box', id: 'mlopshub-release-box' });
     this._releasesBox = h('div', { class: 'mlopshub-releases', id: 'mlopshub-releases', 'data-testid': 'mlopshub-releases' });
     this.node.append(h('h3', {}, 'Models'), this._body, this._releaseBox, h('h4', {}, 'Releases of the team'), this._releasesBox);
+    this._poll = pollFor(this.node, listInterval([]), () => this._pollReleases());
+    releaseChanged.connect(this._onChanged, this);
   }
 
   dispose(): void {
+    releaseChanged.disconnect(this._onChanged, this);
+    this._poll.dispose();
     this._view?.dispose();
     super.dispose();
+  }
+
+  private _onChanged(): void {
+    void this._loadReleases();
+  }
+
+  private async _pollReleases(): Promise<void> {
+    if (!(await this._loadReleases())) {
+      throw new Error('releases unavailable'); // the poll backs off
+    }
   }
 
   /** Load the user's workspaces, the team's logged models and its releases. */
@@ -215,13 +186,17 @@ export class ModelsSection extends Widget {
     }
   }
 
-  private async _loadReleases(): Promise<void> {
+  /** Load the team's releases; false when the pipeline did not answer (shown with Retry). */
+  private async _loadReleases(): Promise<boolean> {
     try {
       const reply = await requestAPI<{ releases: IRelease[] }>('releases');
       this._releases = reply.releases.filter(release => !this._workspace || release.team === this._workspace);
       this._renderReleases(null);
+      this._poll.frequency = { interval: listInterval(this._releases), backoff: true, max: 60_000 };
+      return true;
     } catch (error) {
       this._renderReleases(`Releases are unavailable: ${messageOf(error)}`);
+      return false;
     }
   }
 
@@ -293,7 +268,8 @@ export class ModelsSection extends Widget {
       slot.replaceChildren();
       return;
     }
-    const name = h('input', { class: 'jp-mod-styled', 'data-testid': 'mlopshub-publish-name', value: suggestedName(model), maxlength: '63' }) as HTMLInputElement;
+    // No maxlength: a browser would cut a pasted name silently; the rule is said and checked instead.
+    const name = h('input', { class: 'jp-mod-styled', 'data-testid': 'mlopshub-publish-name', value: suggestedName(model), 'aria-describedby': `mlopshub-rule-${model.model_id}` }) as HTMLInputElement;
     const kind = h(
       'select',
       { class: 'jp-mod-styled', 'data-testid': 'mlopshub-publish-kind' },
@@ -322,7 +298,7 @@ export class ModelsSection extends Widget {
         });
         slot.replaceChildren();
         this.showRelease(reply.release, model.inputs);
-        void this._loadReleases();
+        releaseChanged.emit(reply.release);
       } catch (error) {
         status.replaceChildren(errorBox(messageOf(error)));
         submit.disabled = false;
@@ -333,6 +309,7 @@ export class ModelsSection extends Widget {
         'form',
         { class: 'mlopshub-publish-form', 'data-testid': 'mlopshub-publish-form' },
         labelled('Model name', name),
+        h('p', { class: 'mlopshub-hint', id: `mlopshub-rule-${model.model_id}`, 'data-testid': 'mlopshub-publish-rule' }, `A model name is ${MODEL_NAME_RULE}.`),
         problem,
         labelled('Kind', kind),
         labelled('Description', description),
@@ -348,7 +325,7 @@ export class ModelsSection extends Widget {
   /** Follow `release` in the release view (replacing the one followed before). */
   showRelease(release: IRelease, columnsHint: string[] | null = null): void {
     this._view?.dispose();
-    this._view = new ReleaseView(release, columnsHint);
+    this._view = new ReleaseView(release, columnsHint, this._views);
     this._releaseBox.replaceChildren(this._view.node);
   }
 
@@ -369,7 +346,7 @@ export class ModelsSection extends Widget {
     const open = h('a', { href: '#', class: 'mlopshub-open-release' }, `${release.model_name} v${release.version}`);
     open.addEventListener('click', event => {
       event.preventDefault();
-      this.showRelease(release);
+      this._views.openRelease(release.id);
     });
     return h(
       'li',
@@ -403,7 +380,7 @@ export class ModelsSection extends Widget {
         try {
           const reply = await post<{ rolled_back: IRelease; restored: IRelease }>(`models/${encodeURIComponent(release.model_name)}/rollback`, { reason: reason.value });
           slot.replaceChildren(h('p', { class: 'mlopshub-done' }, `Version ${reply.restored.version} is back in production.`));
-          void this._loadReleases();
+          releaseChanged.emit(reply.restored);
         } catch (error) {
           status.replaceChildren(errorBox(messageOf(error)));
           confirm.disabled = false;
@@ -424,15 +401,18 @@ export class ModelsSection extends Widget {
 }
 
 /**
- * The Approvals view, shown to model validators: every release awaiting
- * approval (any team) with what a reviewer needs, Approve (with a comment)
- * and Reject (with a reason). The pipeline decides; its refusal (for example
- * approving one's own release) is shown as it says it.
+ * The Approvals section, shown to model validators: every release awaiting
+ * approval (any team), each with what it is and a Review button that opens
+ * its review page in the main area, where the decision is made. The list
+ * follows the pipeline by itself: a release decided anywhere leaves it.
  */
 export class ApprovalsSection extends Widget {
   private _body: HTMLElement;
+  private _poll: Poll;
+  /** Called with how many releases await approval, for the section's badge. */
+  onCount: (count: number) => void = () => undefined;
 
-  constructor() {
+  constructor(private readonly _views: IViews) {
     super();
     this.addClass('mlopshub-section');
     this.addClass('mlopshub-approvals');
@@ -440,69 +420,57 @@ export class ApprovalsSection extends Widget {
     this.node.setAttribute('data-testid', 'mlopshub-approvals');
     this._body = h('div', { class: 'mlopshub-section-body' });
     this.node.append(h('h3', {}, 'Approvals'), this._body);
+    this._poll = pollFor(this.node, 5000, () => this._look());
+    releaseChanged.connect(this._onChanged, this);
+  }
+
+  dispose(): void {
+    releaseChanged.disconnect(this._onChanged, this);
+    this._poll.dispose();
+    super.dispose();
+  }
+
+  private _onChanged(): void {
+    void this.refresh();
   }
 
   /** Load the releases awaiting approval. */
   async refresh(): Promise<void> {
+    await this._look().catch(() => undefined);
+  }
+
+  private async _look(): Promise<void> {
+    const refresh = button('Refresh', () => void this.refresh(), { id: 'mlopshub-refresh-approvals' });
+    let releases: IRelease[];
     try {
-      const reply = await requestAPI<{ releases: IRelease[] }>('releases', {}, { state: 'awaiting_approval' });
-      const refresh = button('Refresh', () => void this.refresh(), { id: 'mlopshub-refresh-approvals' });
-      if (!reply.releases.length) {
-        this._body.replaceChildren(h('div', { class: 'mlopshub-actions' }, refresh), h('p', { class: 'mlopshub-empty' }, 'Nothing awaits approval.'));
-        return;
-      }
-      this._body.replaceChildren(h('div', { class: 'mlopshub-actions' }, refresh), ...reply.releases.map(release => this._card(release)));
+      releases = (await requestAPI<{ releases: IRelease[] }>('releases', {}, { state: 'awaiting_approval' })).releases;
     } catch (error) {
       this._body.replaceChildren(errorBox(`Approvals are unavailable: ${messageOf(error)}`), button('Retry', () => void this.refresh(), { id: 'mlopshub-retry-approvals' }));
+      throw error;
     }
+    this.onCount(releases.length);
+    this._body.replaceChildren(
+      h('div', { class: 'mlopshub-actions' }, refresh),
+      ...(releases.length ? releases.map(release => this._card(release)) : [h('p', { class: 'mlopshub-empty' }, 'Nothing awaits approval.')])
+    );
   }
 
   private _card(release: IRelease): HTMLElement {
-    const comment = h('input', { class: 'jp-mod-styled', 'data-testid': 'mlopshub-approve-comment', placeholder: 'Comment (optional)' }) as HTMLInputElement;
-    const reason = h('input', { class: 'jp-mod-styled', 'data-testid': 'mlopshub-reject-reason', placeholder: 'Reason to reject (required)' }) as HTMLInputElement;
-    const status = h('div', { class: 'mlopshub-approval-status' });
-    const act = async (action: 'approve' | 'reject', body: Record<string, string>) => {
-      approve.disabled = reject.disabled = true;
-      try {
-        const answer = await post<IRelease>(`releases/${encodeURIComponent(release.id)}/${action}`, body);
-        status.replaceChildren(h('p', { class: 'mlopshub-done' }, `${action === 'approve' ? 'Approved' : 'Rejected'}: ${stateLabel(answer.state)}.`));
-        window.setTimeout(() => void this.refresh(), POLL_MS);
-      } catch (error) {
-        status.replaceChildren(errorBox(messageOf(error)));
-        approve.disabled = reject.disabled = false;
-      }
-    };
-    const approve = button('Approve', () => void act('approve', { comment: comment.value }), { class: 'jp-Button jp-mod-accept mlopshub-button mlopshub-approve', 'data-testid': 'mlopshub-approve' });
-    const reject = button(
-      'Reject',
-      () => {
-        if (!reason.value.trim()) {
-          status.replaceChildren(errorBox('Say why you reject it: the publisher reads the reason.'));
-          return;
-        }
-        void act('reject', { reason: reason.value });
-      },
-      { class: 'jp-Button jp-mod-warn mlopshub-button mlopshub-reject', 'data-testid': 'mlopshub-reject' }
-    );
-    const facts: [string, string][] = [
-      ['team', release.team],
-      ['model', `${release.model_name} v${release.version} (${release.kind})`],
-      ['publisher', release.publisher],
-      ['run', release.run_id ?? '–'],
-      ...releaseMetrics(release).map(([name, value]) => [name, value === null ? '–' : formatNumber(value)] as [string, string]),
-      ...releaseLineage(release)
-    ];
+    const metrics = releaseMetrics(release)
+      .slice(0, 3)
+      .map(([name, value]) => `${name} ${value === null ? '–' : formatNumber(value)}`)
+      .join(' · ');
     return h(
       'div',
-      { class: 'mlopshub-approval mlopshub-release', 'data-testid': 'mlopshub-approval', 'data-release': release.id, 'data-model': release.model_name },
+      { class: 'mlopshub-approval', 'data-testid': 'mlopshub-approval', 'data-release': release.id, 'data-model': release.model_name },
       h('div', { class: 'mlopshub-release-title' }, h('strong', {}, `${release.model_name} v${release.version}`), ' ', h('span', { class: 'mlopshub-release-state', 'data-testid': 'mlopshub-release-state', 'data-state': release.state }, stateLabel(release.state))),
-      release.description ? h('p', { class: 'mlopshub-release-description' }, release.description) : null,
-      h('dl', { class: 'mlopshub-facts' }, ...facts.flatMap(([key, value]) => [h('dt', {}, key), h('dd', { 'data-fact': key }, value)])),
-      gateList(release),
-      release.endpoints.staging ? endpointBlock('staging', release.endpoints.staging, signatureColumns(release)) : null,
-      h('div', { class: 'mlopshub-actions' }, comment, approve),
-      h('div', { class: 'mlopshub-actions' }, reason, reject),
-      status
+      facts([
+        ['team', release.team],
+        ['publisher', release.publisher],
+        ['published', new Date(release.created).toLocaleString()],
+        ...(metrics ? [['hold-out', metrics] as [string, string]] : [])
+      ]),
+      button('Review', () => this._views.openReview(release.id), { class: 'jp-Button jp-mod-accept mlopshub-button', 'data-testid': 'mlopshub-review' })
     );
   }
 }

@@ -61,6 +61,8 @@ export interface IMe {
   name: string;
   groups: string[];
   validator: boolean;
+  /** Validators and platform admins: the pipeline answers them the audit log. */
+  auditor: boolean;
   publish_teams: string[];
   pipeline: boolean;
 }
@@ -125,13 +127,16 @@ export function stepLines(release: Pick<IRelease, 'steps'>): { name: string; lab
 /** Same rule as the pipeline: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit. */
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
+/** The model-name rule as the publish form states it, under the name field. */
+export const MODEL_NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit";
+
 /** Why `name` can't be a model name, or null when it can. */
 export function modelNameProblem(name: string): string | null {
   if (!name) {
     return 'give the model a name';
   }
   if (name.length > 63) {
-    return `the name is ${name.length} characters; at most 63`;
+    return `the name is ${name.length} characters; at most 63: shorten it (nothing is cut for you)`;
   }
   if (!MODEL_NAME.test(name)) {
     return "use letters, digits, '_', '.' or '-', starting with a letter or digit";
@@ -141,14 +146,13 @@ export function modelNameProblem(name: string): string | null {
 
 /**
  * A name to start from for a logged model: its artifact name, unless that is
- * MLflow's generic "model", then the experiment's name; made valid.
+ * MLflow's generic "model", then the experiment's name; with characters the
+ * rule refuses replaced. A name too long stays whole: the form says so and the
+ * data scientist chooses how to shorten it (a cut could clash with another model).
  */
 export function suggestedName(model: Pick<ILoggedModel, 'name' | 'experiment'>): string {
   const base = model.name && model.name !== 'model' ? model.name : model.experiment || model.name || 'model';
-  const cleaned = base
-    .replace(/[^A-Za-z0-9_.-]+/g, '-')
-    .replace(/^[^A-Za-z0-9]+/, '')
-    .slice(0, 63);
+  const cleaned = base.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
   return cleaned || 'model';
 }
 
@@ -171,6 +175,11 @@ export function signatureColumns(release: Pick<IRelease, 'gate_results'>): strin
   return names.length && names.every(name => typeof name === 'string') ? (names as string[]) : null;
 }
 
+/** One row of zeros in the model's signature columns (MLflow's `dataframe_split`): the example request's body. */
+export function exampleBody(columns: string[]): { dataframe_split: { columns: string[]; data: number[][] } } {
+  return { dataframe_split: { columns, data: [columns.map(() => 0)] } };
+}
+
 function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
@@ -181,9 +190,7 @@ function shellQuote(text: string): string {
  * columns it shows placeholders to replace.
  */
 export function exampleRequest(endpoint: string, columns: string[] | null): string {
-  const body = columns?.length
-    ? { dataframe_split: { columns, data: [columns.map(() => 0)] } }
-    : { dataframe_split: { columns: ['<feature>'], data: [['<value>']] } };
+  const body = columns?.length ? exampleBody(columns) : { dataframe_split: { columns: ['<feature>'], data: [['<value>']] } };
   return [
     `curl -X POST ${shellQuote(endpoint)} \\`,
     '  -H "Authorization: token $JUPYTERHUB_API_TOKEN" \\',
@@ -210,4 +217,84 @@ export function releaseLineage(release: Pick<IRelease, 'gate_results'>): [string
     lines.push([`data ${path}`, String(digest).slice(0, 8)]);
   }
   return lines;
+}
+
+export interface IThresholdRow {
+  metric: string;
+  value: number | null;
+  /** "≥ 0.75", "≤ 0.4", "≥ 0.7 and ≤ 0.9", or "" when the team sets no threshold for it. */
+  bound: string;
+  /** Whether the value is within its threshold; null when there is none. */
+  met: boolean | null;
+}
+
+/** The hold-out metrics of a release against the team's thresholds (from its metrics gate), thresholds first. */
+export function thresholdRows(release: Pick<IRelease, 'gate_results'>): IThresholdRow[] {
+  const details = release.gate_results.find(g => g.name === 'metrics')?.details ?? {};
+  const metrics = (details.metrics ?? {}) as Record<string, number | null>;
+  const thresholds = (details.thresholds ?? {}) as Record<string, { min?: number; max?: number }>;
+  const names = [...new Set([...Object.keys(thresholds).sort(), ...Object.keys(metrics).sort()])];
+  return names.map(metric => {
+    const value = metrics[metric] ?? null;
+    const bounds = thresholds[metric];
+    if (!bounds) {
+      return { metric, value, bound: '', met: null };
+    }
+    const parts = [bounds.min !== undefined ? `≥ ${bounds.min}` : '', bounds.max !== undefined ? `≤ ${bounds.max}` : ''].filter(Boolean);
+    const met = value !== null && (bounds.min === undefined || value >= bounds.min) && (bounds.max === undefined || value <= bounds.max);
+    return { metric, value, bound: parts.join(' and '), met };
+  });
+}
+
+export interface IAuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  release_id: string | null;
+  model: string | null;
+  version: string | null;
+  reason: string;
+  details: Record<string, unknown>;
+}
+
+export interface IAuditFilter {
+  model: string;
+  actor: string;
+  action: string;
+  /** Local date-times as a datetime-local input gives them ("2026-12-01T09:00"), or "". */
+  since: string;
+  until: string;
+}
+
+/** The audit log's query for a filter: empty fields left out, local times as ISO times in UTC. */
+export function auditQuery(filter: IAuditFilter): Record<string, string> {
+  const query: Record<string, string> = {};
+  for (const name of ['model', 'actor', 'action'] as const) {
+    if (filter[name].trim()) {
+      query[name] = filter[name].trim();
+    }
+  }
+  for (const name of ['since', 'until'] as const) {
+    const moment = filter[name] ? new Date(filter[name]) : null;
+    if (moment && !isNaN(moment.getTime())) {
+      query[name] = moment.toISOString();
+    }
+  }
+  return query;
+}
+
+/** What to say before a validator's decision is sent: null when it may be sent, else what is missing. */
+export function decisionProblem(action: 'approve' | 'reject', text: string): string | null {
+  if (text.trim()) {
+    return null;
+  }
+  return action === 'approve'
+    ? 'Say what you checked: the comment is kept with the approval in the audit log.'
+    : 'Say why you reject it: the publisher reads the reason.';
+}
+
+/** How often a list of releases is looked at: often while one of them moves by itself, now and then otherwise. */
+export function listInterval(releases: Pick<IRelease, 'state'>[]): number {
+  return releases.some(release => isMoving(release.state)) ? 2000 : 10000;
 }

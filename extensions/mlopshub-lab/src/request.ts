@@ -60,3 +60,21 @@ export async function requestAPI<T>(
 export function post<T>(endPoint: string, body: unknown): Promise<T> {
   return requestAPI<T>(endPoint, { method: 'POST', body: JSON.stringify(body) });
 }
+
+/** GET a file the server extension answers (a CSV export) as text; errors as RequestError with the server's message. */
+export async function requestText(endPoint: string, query: Record<string, string>): Promise<string> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'mlopshub-lab', endPoint) + `?${new URLSearchParams(query)}`;
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  const text = await response.text();
+  if (!response.ok) {
+    let message = response.statusText;
+    try {
+      message = JSON.parse(text).message ?? message;
+    } catch {
+      // not JSON: keep the status text
+    }
+    throw new RequestError(response.status, message);
+  }
+  return text;
+}

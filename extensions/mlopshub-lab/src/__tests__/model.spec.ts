@@ -7,9 +7,13 @@ import {
   lineageOf,
   lowerIsBetter,
   OperationGuard,
+  plotLines,
+  sideBySide,
   sortRuns,
-  statusLabels
+  statusLabels,
+  tabId
 } from '../model';
+import { badgeText, sectionsFor } from '../sections';
 
 function run(id: string, extra: Partial<IRun> = {}): IRun {
   return {
@@ -130,5 +134,53 @@ describe('OperationGuard', () => {
     await expect(guard.run('Saving', async () => Promise.reject(new Error('dvc failed')))).rejects.toThrow('dvc failed');
     expect(guard.running).toBeNull();
     await expect(guard.run('Pulling', async () => 'done')).resolves.toBe('done');
+  });
+});
+
+describe('the run comparison tab', () => {
+  it('puts params side by side and marks the rows that differ', () => {
+    expect(sideBySide([{ C: '0.1', seed: '1' }, { C: '1.0', seed: '1' }, { seed: '1' }])).toEqual([
+      { key: 'C', values: ['0.1', '1.0', '–'], differ: true },
+      { key: 'seed', values: ['1', '1', '1'], differ: false }
+    ]);
+  });
+
+  it('draws each run on the same scales, higher values up, a single value as a point', () => {
+    const history = {
+      metric: 'auc',
+      runs: [
+        { run_id: 'a', points: [ { step: 0, value: 0.5, timestamp: 1 }, { step: 2, value: 0.9, timestamp: 2 } ] },
+        { run_id: 'b', points: [ { step: 1, value: null, timestamp: 1 }, { step: 1, value: 0.7, timestamp: 1 } ] },
+        { run_id: 'c', points: [] }
+      ]
+    };
+    const plot = plotLines(history, 100, 50, 0);
+    expect(plot.min).toBe(0.5);
+    expect(plot.max).toBe(0.9);
+    expect(plot.lines[0].path).toBe('M 0 50 L 100 0');
+    expect(plot.lines[1]).toEqual({ run_id: 'b', path: 'M 50 25', last: { x: 50, y: 25, value: 0.7 } });
+    expect(plot.lines[2]).toEqual({ run_id: 'c', path: '', last: null });
+  });
+});
+
+describe('the sidebar as an index', () => {
+  const me = { name: 'v', groups: [], validator: false, auditor: false, publish_teams: [] as string[], pipeline: true };
+
+  it.each([
+    ['a team member', { ...me, publish_teams: ['sme-credit'] }, ['data', 'experiments', 'models']],
+    ['a validator in no team', { ...me, validator: true, auditor: true }, ['approvals', 'audit']],
+    ['an admin in no team', { ...me, auditor: true }, ['audit']],
+    ['a validator in a team', { ...me, validator: true, auditor: true, publish_teams: ['x'] }, ['data', 'experiments', 'models', 'approvals', 'audit']],
+    ['anyone when the hub did not answer', null, ['data', 'experiments', 'models']]
+  ])('shows %s only the sections their roles use', (_who, who, sections) => {
+    expect(sectionsFor(who)).toEqual(sections);
+  });
+
+  it('gives tabs stable ids, one per item', () => {
+    expect(tabId('compare', 'r1', 'r2')).toBe('mlopshub-compare-r1-r2');
+    expect(tabId('release', 'rel.1/x')).toBe('mlopshub-release-rel_1_x');
+    expect(badgeText(0)).toBe('');
+    expect(badgeText(3)).toBe('3');
+    expect(badgeText(120)).toBe('99+');
   });
 });

@@ -2,12 +2,20 @@ jest.mock('../request', () => ({
   requestAPI: jest.fn(),
   post: jest.fn()
 }));
+jest.mock('@jupyterlab/apputils', () => ({
+  showDialog: jest.fn(),
+  Dialog: { cancelButton: () => ({ accept: false }), okButton: () => ({ accept: true }), warnButton: () => ({ accept: true }) }
+}));
+
+import { showDialog } from '@jupyterlab/apputils';
 
 import { post, requestAPI } from '../request';
 
 // jsdom has no DragEvent, which Lumino's drag-and-drop module extends when it loads.
 (globalThis as any).DragEvent ??= class DragEvent extends Event {};
 const { ApprovalsSection } = jest.requireActual<typeof import('../models')>('../models');
+const { ReleasePage } = jest.requireActual<typeof import('../releasepage')>('../releasepage');
+const { releaseChanged } = jest.requireActual<typeof import('../parts')>('../parts');
 
 const awaiting = {
   id: 'rel-abc',
@@ -21,39 +29,93 @@ const awaiting = {
   publisher: 'sam',
   state: 'awaiting_approval',
   steps: [],
-  gate_results: [{ name: 'metrics', passed: true, reason: 'auc 0.81 >= min 0.75', details: { metrics: { auc: 0.81 } } }],
+  gate_results: [
+    { name: 'metrics', passed: true, reason: 'auc 0.81 >= min 0.75', details: { metrics: { auc: 0.81 }, thresholds: { auc: { min: 0.75 } } } },
+    { name: 'signature_and_example', passed: true, reason: 'ok', details: { signature: { inputs: '[{"name": "amount"}, {"name": "income"}]' } } }
+  ],
   endpoints: { staging: 'http://h/services/models/loans/staging/invocations' },
   approver: null,
   comment: '',
   reason: '',
-  created: '',
+  created: '2026-12-01T09:00:00+00:00',
   updated: ''
 };
 
-describe('the Approvals view', () => {
-  it('shows Approve on every awaiting release and the pipeline refusal as it says it', async () => {
+const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn() };
+const me = { name: 'vera', groups: ['model-validators'], validator: true, auditor: true, publish_teams: [], pipeline: true };
+const tick = () => new Promise(resolve => setTimeout(resolve, 0));
+
+describe('the Approvals section', () => {
+  it('lists what awaits approval with its hold-out metrics and opens the review page', async () => {
     (requestAPI as jest.Mock).mockResolvedValue({ releases: [awaiting] });
-    const message = "'sam' cannot approve release 'rel-abc': it was published by 'sam'";
-    (post as jest.Mock).mockRejectedValue(new Error(message));
-    const section = new ApprovalsSection();
+    const section = new ApprovalsSection(views);
+    const counts: number[] = [];
+    section.onCount = count => counts.push(count);
     await section.refresh();
     const card = section.node.querySelector('[data-testid="mlopshub-approval"]')!;
     expect(card.querySelector('[data-fact="publisher"]')!.textContent).toBe('sam');
-    expect(card.querySelector('[data-fact="auc"]')!.textContent).toBe('0.8100');
-    expect(card.querySelector('[data-testid="mlopshub-example-request"]')!.textContent).toContain('staging/invocations');
-    (card.querySelector('[data-testid="mlopshub-approve"]') as HTMLButtonElement).click();
-    await new Promise(resolve => setTimeout(resolve, 0));
-    expect(post).toHaveBeenCalledWith('releases/rel-abc/approve', { comment: '' });
-    expect(card.querySelector('[data-testid="mlopshub-error"]')!.textContent).toBe(message);
+    expect(card.querySelector('[data-fact="hold-out"]')!.textContent).toBe('auc 0.8100');
+    (card.querySelector('[data-testid="mlopshub-review"]') as HTMLButtonElement).click();
+    expect(views.openReview).toHaveBeenCalledWith('rel-abc');
+    expect(counts).toEqual([1]);
+    section.dispose();
   });
 
-  it('asks for a reason before rejecting', async () => {
+  it('drops a release decided elsewhere when told one changed, without Refresh', async () => {
     (requestAPI as jest.Mock).mockResolvedValue({ releases: [awaiting] });
-    (post as jest.Mock).mockClear();
-    const section = new ApprovalsSection();
+    const section = new ApprovalsSection(views);
     await section.refresh();
-    (section.node.querySelector('[data-testid="mlopshub-reject"]') as HTMLButtonElement).click();
+    expect(section.node.querySelectorAll('[data-testid="mlopshub-approval"]')).toHaveLength(1);
+    (requestAPI as jest.Mock).mockResolvedValue({ releases: [] });
+    releaseChanged.emit({ ...awaiting, state: 'rejected' });
+    await tick();
+    expect(section.node.querySelectorAll('[data-testid="mlopshub-approval"]')).toHaveLength(0);
+    expect(section.node.textContent).toContain('Nothing awaits approval.');
+    section.dispose();
+  });
+});
+
+describe('the review page', () => {
+  async function page() {
+    (requestAPI as jest.Mock).mockImplementation(async (endpoint: string) => (endpoint === 'audit' ? { entries: [] } : awaiting));
+    const review = new ReleasePage('rel-abc', 'review', me);
+    await tick();
+    await tick();
+    return review;
+  }
+
+  it('lays out the hold-out metrics against the thresholds and the staging example', async () => {
+    const review = await page();
+    const row = review.node.querySelector('[data-testid="mlopshub-evidence"] tr[data-metric="auc"]')!;
+    expect(row.getAttribute('data-met')).toBe('true');
+    expect(row.textContent).toContain('≥ 0.75');
+    expect(review.node.querySelector('[data-testid="mlopshub-example-request"]')!.textContent).toContain('"columns":["amount","income"]');
+    review.dispose();
+  });
+
+  it('requires a comment, asks for confirmation, and shows the pipeline refusal as it says it', async () => {
+    const review = await page();
+    (post as jest.Mock).mockClear();
+    const approve = review.node.querySelector('[data-testid="mlopshub-approve"]') as HTMLButtonElement;
+    approve.click();
+    await tick();
     expect(post).not.toHaveBeenCalled();
-    expect(section.node.querySelector('[data-testid="mlopshub-error"]')!.textContent).toContain('Say why');
+    expect(review.node.querySelector('[data-testid="mlopshub-error"]')!.textContent).toContain('Say what you checked');
+
+    (review.node.querySelector('[data-testid="mlopshub-decision-comment"]') as HTMLTextAreaElement).value = 'AUC and lineage checked';
+    (showDialog as jest.Mock).mockResolvedValue({ button: { accept: false } });
+    approve.click();
+    await tick();
+    expect(post).not.toHaveBeenCalled();
+
+    const message = "'sam' cannot approve release 'rel-abc': it was published by 'sam'";
+    (showDialog as jest.Mock).mockResolvedValue({ button: { accept: true } });
+    (post as jest.Mock).mockRejectedValue(new Error(message));
+    approve.click();
+    await tick();
+    await tick();
+    expect(post).toHaveBeenCalledWith('releases/rel-abc/approve', { comment: 'AUC and lineage checked' });
+    expect(review.node.querySelector('[data-testid="mlopshub-decision-status"]')!.textContent).toBe(message);
+    review.dispose();
   });
 });

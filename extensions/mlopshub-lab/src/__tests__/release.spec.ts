@@ -1,5 +1,10 @@
 import {
+  auditQuery,
+  decisionProblem,
+  exampleBody,
   exampleRequest,
+  listInterval,
+  thresholdRows,
   IRelease,
   isMoving,
   pollDelay,
@@ -90,7 +95,7 @@ describe('model names', () => {
     ['loans-default_v2.1', null],
     ['9lives', null],
     ['', 'give the model a name'],
-    ['x'.repeat(64), 'the name is 64 characters; at most 63'],
+    ['x'.repeat(64), 'the name is 64 characters; at most 63: shorten it (nothing is cut for you)'],
     ['-loans', "use letters, digits, '_', '.' or '-', starting with a letter or digit"],
     ['bad name!', "use letters, digits, '_', '.' or '-', starting with a letter or digit"]
   ])('%p -> %p', (name, problem) => {
@@ -102,7 +107,9 @@ describe('model names', () => {
     expect(suggestedName({ name: 'model', experiment: 'credit default' })).toBe('credit-default');
     expect(suggestedName({ name: 'model', experiment: null })).toBe('model');
     expect(suggestedName({ name: 'model', experiment: '__/x' })).toBe('x');
-    expect(modelNameProblem(suggestedName({ name: 'y'.repeat(80), experiment: null }))).toBeNull();
+    // Too long stays whole, and the form says so: a silent cut could name another model.
+    expect(suggestedName({ name: 'y'.repeat(80), experiment: null })).toBe('y'.repeat(80));
+    expect(modelNameProblem(suggestedName({ name: 'y'.repeat(80), experiment: null }))).toContain('80 characters; at most 63');
   });
 });
 
@@ -158,5 +165,41 @@ describe('what a reviewer reads', () => {
       ['commit', 'a1b2c3d4e5f6'],
       ['data data/loans.csv', '01234567']
     ]);
+  });
+});
+
+describe('the review and audit helpers', () => {
+  it('puts hold-out metrics against their thresholds, metrics without one last', () => {
+    const gate = {
+      name: 'metrics',
+      passed: false,
+      reason: '',
+      details: { metrics: { auc: 0.7, log_loss: 0.4, f1: 0.5 }, thresholds: { auc: { min: 0.75 }, log_loss: { max: 0.5 } } }
+    };
+    expect(thresholdRows(release({ gate_results: [gate] }))).toEqual([
+      { metric: 'auc', value: 0.7, bound: '≥ 0.75', met: false },
+      { metric: 'log_loss', value: 0.4, bound: '≤ 0.5', met: true },
+      { metric: 'f1', value: 0.5, bound: '', met: null }
+    ]);
+  });
+
+  it('builds the audit query from the filter: empty fields left out, local times in UTC', () => {
+    const query = auditQuery({ model: ' loans ', actor: '', action: 'approved', since: '2026-12-01T09:00', until: 'not a time' });
+    expect(query).toEqual({ model: 'loans', action: 'approved', since: new Date('2026-12-01T09:00').toISOString() });
+  });
+
+  it('requires a comment for both decisions', () => {
+    expect(decisionProblem('approve', '  ')).toContain('Say what you checked');
+    expect(decisionProblem('reject', '')).toContain('Say why');
+    expect(decisionProblem('approve', 'ok')).toBeNull();
+  });
+
+  it('looks at lists often while a release moves by itself', () => {
+    expect(listInterval([{ state: 'gating' }, { state: 'production' }])).toBe(2000);
+    expect(listInterval([{ state: 'awaiting_approval' }])).toBe(10000);
+  });
+
+  it('builds the example body from the signature columns', () => {
+    expect(exampleBody(['amount', 'income'])).toEqual({ dataframe_split: { columns: ['amount', 'income'], data: [[0, 0]] } });
   });
 });
