@@ -16,9 +16,10 @@ user's branch, index, files and ``git status`` are untouched. What goes in:
 tracked files as they are now, deletions, and untracked files that
 ``.gitignore`` does not ignore; what stays out: ignored files, the data DVC
 tracks (its ``.dvc`` files say which), untracked files in hidden folders
-(tools' state: ``.ipynb_checkpoints``, ``.local``, ``.cache``) and untracked
-files over :data:`MAX_SNAPSHOT_FILE` (1 MiB: data or model files, which
-belong in DVC, not in git), the last named in ``mlopshub.git.snapshot.skipped``. The run is tagged with the snapshot
+and ``__pycache__`` (tools' state: ``.ipynb_checkpoints``, ``.local``), and
+untracked files over :data:`MAX_SNAPSHOT_FILE` (1 MiB: data or model files,
+which belong in DVC, not in git), the last named in
+``mlopshub.git.snapshot.skipped``. The run is tagged with the snapshot
 (``mlopshub.git.commit``), ``mlopshub.git.snapshot=true``, the branch's
 HEAD (``mlopshub.git.head``) and branch (``mlopshub.git.branch``). A
 repository without a commit yet gets no commit tag: the release pipeline
@@ -87,8 +88,8 @@ def left_out(top: Path, dvc_outs: Iterable[str]) -> tuple[list[str], list[str]]:
 
     Tools' state is what lies in hidden folders (``.ipynb_checkpoints``,
     ``.local``, ``.cache``, ``.ipython``: a project that is the whole home has
-    them, and kernel connection files hold keys); hidden files such as a new
-    ``.gitignore`` are code.
+    them, and kernel connection files hold keys) and in ``__pycache__``;
+    hidden files such as a new ``.gitignore`` are code.
     """
     listing = git(["ls-files", "-z", "--others", "--exclude-standard"], top)
     if listing is None:
@@ -97,8 +98,8 @@ def left_out(top: Path, dvc_outs: Iterable[str]) -> tuple[list[str], list[str]]:
     quiet: list[str] = []
     large: list[str] = []
     for name in filter(None, listing.split("\0")):
-        hidden = any(part.startswith(".") for part in Path(name).parts[:-1])
-        if hidden or any(name == o or name.startswith(o + "/") for o in outs):
+        state = any(part.startswith(".") or part == "__pycache__" for part in Path(name).parts[:-1])
+        if state or any(name == o or name.startswith(o + "/") for o in outs):
             quiet.append(name)
             continue
         try:

@@ -101,6 +101,8 @@ def test_a_dirty_tree_is_recorded_as_a_snapshot_commit_with_exactly_the_code(pro
     (project / ".local" / "share" / "jupyter" / "runtime").mkdir(parents=True)
     (project / ".local" / "share" / "jupyter" / "runtime" / "kernel-1.json").write_text('{"key": "secret"}')
     (project / "notes" / ".gitignore").write_text("*.tmp\n")  # a hidden file is code
+    (project / "__pycache__").mkdir()
+    (project / "__pycache__" / "features.cpython-311.pyc").write_bytes(b"\0")
     (project / "model.pkl").write_bytes(b"\0" * (MAX_SNAPSHOT_FILE + 1))
     # A new data version, re-added but not committed: its .dvc file is code, the data stays with DVC.
     (project / "data" / "loans.csv").write_text("amount,default\n100,0\n250,1\n900,1\n")
