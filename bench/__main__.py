@@ -4,14 +4,16 @@ import argparse
 import json
 from pathlib import Path
 
-from . import pipeline_bench, platform_bench, report, sidebar_bench
+from . import pipeline_bench, platform_bench, recovery_bench, report, sidebar_bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["platform", "sidebar", "pipeline"], help="run one benchmark (default: all)")
+    parser.add_argument(
+        "--only", choices=["platform", "sidebar", "pipeline", "recovery"], help="run one benchmark (default: all)"
+    )
     parser.add_argument("--spawns", type=int, default=11, help="sequential spawns per hub for the median")
     parser.add_argument("--users", type=int, default=50, help="users spawning at once")
     parser.add_argument("--files", type=int, default=10_000, help="tracked files in the sidebar's data project")
@@ -19,6 +21,8 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=5, help="timed publishes (and by-hand baselines)")
     parser.add_argument("--load-seconds", type=float, default=20.0, help="seconds of load per throughput run")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight during the load runs")
+    parser.add_argument("--workspaces", type=int, default=20, help="running workspaces through a hub crash")
+    parser.add_argument("--busy-starts", type=int, default=10, help="up/down cycles with every core busy")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.only in (None, "platform"):
@@ -28,6 +32,8 @@ def main() -> None:
         (RESULTS / "sidebar.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.only in (None, "pipeline"):
         pipeline_bench.run(publishes=args.publishes, seconds=args.load_seconds, concurrency=args.concurrency)
+    if args.only in (None, "recovery"):
+        recovery_bench.run(users=args.workspaces, cycles=args.busy_starts)
     report.write()
 
 

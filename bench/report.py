@@ -77,6 +77,9 @@ def write() -> None:
     pipeline_file = RESULTS / "pipeline.json"
     if pipeline_file.exists():
         lines += pipeline_lines(json.loads(pipeline_file.read_text()))
+    recovery_file = RESULTS / "recovery.json"
+    if recovery_file.exists():
+        lines += recovery_lines(json.loads(recovery_file.read_text()))
     DOC.write_text("\n".join(lines))
 
 
@@ -198,3 +201,33 @@ def pipeline_lines(pipeline: dict) -> list[str]:
         f"{switches['load']['versions']}.",
         "",
     ]
+
+
+def recovery_lines(recovery: dict) -> list[str]:
+    """Recovery per part, workspaces through a hub crash, busy starts (bench/recovery_bench.py)."""
+    lines = [
+        "",
+        f"## Recovery after SIGKILL (issue 12, measured {recovery['measured_at']})",
+        "",
+        "Each part killed in turn while a consumer system scores against a production endpoint without pause.",
+        "Target: no failed request while the pipeline, MLflow, the hub or a model server is away.",
+        "",
+        "| killed | back after (s) | failed requests | served meanwhile |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kill in recovery["kills"]:
+        lines.append(
+            f"| {kill['part']} | {kill['recovery_seconds']} | {kill['failed_requests']} | {kill['served_requests']} |"
+        )
+    workspaces, busy = recovery["workspaces"], recovery["busy_starts"]
+    lines += [
+        "",
+        f"Workspaces reachable, unrestarted, after a hub crash: **{workspaces['reachable_after_hub_crash']}/"
+        f"{workspaces['workspaces']}** (hub back after {workspaces['hub_recovery_seconds']} s).",
+        "",
+        f"`up`/`down` with every core busy: {busy['started']}/{busy['cycles']} started, "
+        f"{busy['left_processes']} left a process behind; start times (s): "
+        f"{', '.join(map(str, busy['start_seconds']))}.",
+        "",
+    ]
+    return lines

@@ -67,6 +67,11 @@ class Runtime:
     existing_group_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Consumer system name -> its hub API token (one machine; on Kubernetes the chart's services).
     consumer_tokens: dict[str, str] = field(default_factory=dict)
+    #: One machine: the proxy's API token (the supervisor runs the proxy, the hub configures its routes).
+    proxy_auth_token: str = ""
+    #: One machine: the models service (mlopshub.serving.gateway), its port and hub token.
+    models_port: int = 0
+    models_service_token: str = ""
 
 
 def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
@@ -75,24 +80,19 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     c.JupyterHub.port = settings.port
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = runtime.hub_port
+    # The supervisor runs the proxy (mlopshub.proxy): a hub crash or restart keeps it and its routes.
+    c.JupyterHub.proxy_class = "mlopshub.proxy.SupervisedProxy"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
-    proxy = _proxy_command()
-    if proxy:
-        c.ConfigurableHTTPProxy.command = [proxy]
-    c.ConfigurableHTTPProxy.pid_file = str(settings.run_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.auth_token = runtime.proxy_auth_token
     c.JupyterHub.db_url = f"sqlite:///{settings.data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(settings.secrets_dir / "cookie-secret")
     c.JupyterHub.pid_file = str(settings.run_dir / "hub.pid")
-    c.JupyterHub.cleanup_servers = True
+    # Workspaces outlive a hub restart (`mlopshub restart`, a crash); `mlopshub down` stops them through the
+    # hub's API before it stops the hub (mlopshub.supervisor).
+    c.JupyterHub.cleanup_servers = False
     c.JupyterHub.default_url = "/hub/spawn"
     # Activity feeds the culler: ask the proxy more often than the 5-minute default.
     c.JupyterHub.last_activity_interval = min(300, max(10, settings.cull_every))
-
-
-def _proxy_command() -> str | None:
-    """configurable-http-proxy installed by ``make up`` into the repo's node_modules, if there."""
-    local = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "configurable-http-proxy"
-    return str(local) if local.exists() else None
 
 
 def apply_auth(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: Config) -> None:
@@ -156,7 +156,11 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     )
     # The pipeline reads who a token belongs to and what it may do (HubAuth needs no more).
     roles.append(
-        {"name": "pipeline-service", "scopes": ["read:users:groups", "read:users:name"], "services": [PIPELINE_SERVICE]}
+        {
+            "name": "pipeline-service",
+            "scopes": ["read:users:groups", "read:users:name"],
+            "services": [PIPELINE_SERVICE, MODELS_SERVICE] if settings.mode == "local" else [PIPELINE_SERVICE],
+        }
     )
     roles.append(MEMBERSHIP_ROLE)
     if settings.mode == "local":
@@ -342,8 +346,11 @@ def pipeline_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
     """The release pipeline, run by the platform (see :class:`ServiceProcess`).
 
     The pipeline reaches MLflow directly (not through the proxy) as the MLflow auth store's admin: it
-    registers versions in every team's workspace.
+    registers versions in every team's workspace. It switches endpoints through the models service's control
+    socket (:func:`models_process`).
     """
+    from .serving.gateway import control_socket
+
     return ServiceProcess(
         name=PIPELINE_SERVICE,
         url=f"http://127.0.0.1:{runtime.pipeline_port}",
@@ -360,21 +367,38 @@ def pipeline_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
             "MLOPSHUB_HOMES": str(settings.homes_dir),
             "MLOPSHUB_PUBLIC_URL": settings.public_url,
             "MLOPSHUB_MODELS_PREFIX": f"/services/{MODELS_SERVICE}/",
+            "MLOPSHUB_SERVING_SOCKET": str(control_socket(settings.pipeline_dir)),
             "DVC_NO_ANALYTICS": "1",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         },
     )
 
 
-def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
-    """The release pipeline's hub service spec (external: :func:`pipeline_process`), and the model endpoints.
+def models_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
+    """The models service: the endpoints' data path, apart from the pipeline (:mod:`mlopshub.serving.gateway`).
 
-    ``models`` is the pipeline's process under a second prefix, so that the hub's proxy routes
-    ``/services/models/`` there and consumer systems can be granted ``access:services!service=models``
-    alone.
+    It serves what the pipeline switched through its control socket, from the pipeline's sealed model copies,
+    and keeps serving while the pipeline or MLflow restarts.
     """
+    return ServiceProcess(
+        name=MODELS_SERVICE,
+        url=f"http://127.0.0.1:{runtime.models_port}",
+        api_token=runtime.models_service_token,
+        command=[sys.executable, "-m", "mlopshub.serving.gateway"],
+        environment={
+            "MLOPSHUB_CATALOG": str(settings.catalog_dir),
+            "MLOPSHUB_PIPELINE_DIR": str(settings.pipeline_dir),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        },
+    )
+
+
+def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
+    """The hub service specs of the release pipeline (:func:`pipeline_process`) and of the model endpoints
+    (:func:`models_process`), both external: the platform runs them. Consumer systems are granted
+    ``access:services!service=models`` alone."""
     pipeline = {**pipeline_process(settings, runtime).spec(), "display": False}
-    models = {"name": MODELS_SERVICE, "url": pipeline["url"], "display": False}
+    models = {**models_process(settings, runtime).spec(), "display": False}
     return [pipeline, models]
 
 

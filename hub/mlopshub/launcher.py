@@ -11,11 +11,13 @@ import errno
 import json
 import os
 import secrets
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,11 +194,11 @@ def ensure_runtime(settings: Settings) -> Runtime:
     return load_runtime(settings)
 
 
-INTERNAL_PORTS = ("hub_port", "proxy_api_port", "mlflow_port", "pipeline_port")
+INTERNAL_PORTS = ("hub_port", "proxy_api_port", "mlflow_port", "pipeline_port", "models_port")
 
 
 def pick_internal_ports() -> dict[str, int]:
-    """Distinct free ports: the hub's API, the proxy's API, MLflow and the release pipeline."""
+    """Distinct free ports: the hub's API, the proxy's API, MLflow, the release pipeline, the models service."""
     ports: dict[str, int] = {}
     for name in INTERNAL_PORTS:
         port = free_port()
@@ -218,6 +220,7 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
         proxy_api_port=ports["proxy_api_port"],
         mlflow_port=ports["mlflow_port"],
         pipeline_port=ports["pipeline_port"],
+        models_port=ports["models_port"],
         admin_token=ensure_secret(settings.secrets_dir / "admin-token", os.environ.get("MLOPSHUB_ADMIN_TOKEN")),
         mlflow_admin_password=ensure_secret(settings.secrets_dir / "mlflow-admin-password"),
         mlflow_secret_key=ensure_secret(settings.secrets_dir / "mlflow-secret-key"),
@@ -225,6 +228,8 @@ def load_runtime(settings: Settings, existing_group_properties: dict[str, Any] |
         # MLflow and the pipeline are external services (the supervisor runs them): their hub tokens are ours.
         mlflow_service_token=ensure_secret(settings.secrets_dir / "mlflow-service-token"),
         pipeline_service_token=ensure_secret(settings.secrets_dir / "pipeline-service-token"),
+        models_service_token=ensure_secret(settings.secrets_dir / "models-service-token"),
+        proxy_auth_token=ensure_secret(settings.secrets_dir / "proxy-auth-token"),
         existing_group_properties=existing_group_properties or {},
         consumer_tokens={
             name: ensure_secret(consumer_token_path(settings, name))
@@ -406,6 +411,36 @@ def up(settings: Settings, foreground: bool = False) -> int:
     return 0
 
 
+def restart(settings: Settings, parts: Sequence[str] = ()) -> int:
+    """Restart ``parts`` (default: MLflow, the pipeline and the hub) of the running platform, one at a time;
+    workspaces keep running, and model endpoints keep answering unless ``models`` is named."""
+    from .supervisor import RESTART_DEFAULT
+
+    unknown = sorted(set(parts) - set(PART_NAMES))
+    if unknown:
+        raise LaunchError(f"no part named {', '.join(unknown)}; the parts are {', '.join(PART_NAMES)}")
+    pid = supervisor_pid(settings)
+    if not pid:
+        raise LaunchError("mlopshub is not running; `mlopshub up` starts it")
+    names = list(parts or RESTART_DEFAULT)
+    before = {name: part.get("restarts", 0) for name, part in read_state(settings).get("parts", {}).items()}
+    _write_private(settings.run_dir / "restart.json", json.dumps({"parts": names}))
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + len(names) * settings.start_timeout + UP_MARGIN
+    while time.monotonic() < deadline:
+        state = read_state(settings)
+        done = all(state.get("parts", {}).get(name, {}).get("restarts", 0) > before.get(name, 0) for name in names)
+        if done and state.get("state") == "ready":
+            healthy = [name for name in names if state["parts"][name]["state"] == "healthy"]
+            if len(healthy) == len(names):
+                print(f"restarted {', '.join(names)}; workspaces kept")
+                return 0
+            failed = sorted(set(names) - set(healthy))
+            raise LaunchError(f"{', '.join(failed)} did not come back; the supervisor keeps trying (`mlopshub status`)")
+        time.sleep(0.5)
+    raise LaunchError(f"the restart of {', '.join(names)} did not finish in time; see {settings.logs_dir}")
+
+
 def stop_supervisor(pid: int, timeout: float = 180) -> None:
     """SIGTERM to the supervisor (it stops hub, pipeline, MLflow and what is below them); SIGKILL after
     ``timeout``, its tree with it."""
@@ -422,8 +457,8 @@ def stop_supervisor(pid: int, timeout: float = 180) -> None:
     stop_processes([child for child in below if child.is_running()])
 
 
-#: Pid files in ``<run>/`` of what the platform runs: the supervisor's parts, and the proxy (the hub's).
-PID_FILES = ("hub.pid", "pipeline.pid", "mlflow.pid", "proxy.pid")
+#: Pid files in ``<run>/`` of what the platform runs: the supervisor's parts.
+PID_FILES = tuple(f"{part}.pid" for part in PART_NAMES)
 
 
 def leftover_processes(settings: Settings) -> list[psutil.Process]:

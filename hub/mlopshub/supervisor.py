@@ -5,15 +5,19 @@ order and waits for each to answer its health check within ``MLOPSHUB_START_TIME
 
 1. ``mlflow``: its database migrations (``mlflow db upgrade``, a step of their own: they take most of
    MLflow's first start), then the tracking server;
-2. ``pipeline``: the release pipeline, which also answers the ``models`` service;
-3. ``hub``: JupyterHub, which starts configurable-http-proxy, the membership service, the idle culler and
-   the workspaces; healthy once the hub and both services answer through the proxy.
+2. ``models``: the model endpoints (:mod:`mlopshub.serving.gateway`), serving again what they served;
+3. ``pipeline``: the release pipeline, which switches endpoints through the models service;
+4. ``proxy``: configurable-http-proxy (:mod:`mlopshub.proxy`), so that the hub's death takes no route with it;
+5. ``hub``: JupyterHub, which runs the membership service and the idle culler (and starts them again when
+   they die) and the workspaces; healthy once the hub and the services answer through the proxy.
 
-MLflow and the pipeline are external services to the hub (ServiceProcess): a slow start no longer
-makes the hub give up. Once everything is up, a part that dies is started again, after a pause that doubles
-with each quick death (1 s to 60 s). On SIGTERM (``mlopshub down``) it stops the hub, then the pipeline,
-then MLflow, then whatever is left below it. The supervisor is the child subreaper of its tree (Linux), so
-what a killed hub leaves (proxy, workspaces) is still its own to stop.
+Each part is a process of its own, so a part that dies takes no other with it: endpoints answer while the
+pipeline or MLflow restarts, workspaces and endpoints while the hub does. Once everything is up, a part
+that dies is started again, after a pause that doubles with each quick death (1 s to 60 s). On SIGTERM
+(``mlopshub down``) it stops the workspaces through the hub's API, then the parts in the reverse order,
+then whatever is left below it. SIGHUP (``mlopshub restart``) restarts the parts named in
+``<run>/restart.json`` one at a time, workspaces kept. The supervisor is the child subreaper of its tree
+(Linux), so what a killed part leaves is still its own to stop.
 
 It writes ``<run>/supervisor.pid`` and ``<run>/supervisor.json`` (each part's pid, state and restarts, and
 on a failed start which part and why), which ``up`` and ``status`` read, and ``<run>/<part>.pid``. Each
@@ -33,28 +37,37 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psutil
 import requests
 
+from . import proxy
 from .configure import (
     MLFLOW_SERVICE,
+    MODELS_SERVICE,
     PIPELINE_SERVICE,
     Runtime,
     ServiceProcess,
+    hub_api_url,
     mlflow_backend_uri,
     mlflow_process,
+    models_process,
     pipeline_process,
     service_environment,
 )
 from .settings import Settings, from_env
 
 #: Order of the parts: started in this order, stopped in the reverse.
-PART_NAMES = ("mlflow", "pipeline", "hub")
+PART_NAMES = ("mlflow", "models", "pipeline", "proxy", "hub")
+#: What ``mlopshub restart`` restarts unless told otherwise: not the data path (models) nor the routes (proxy).
+RESTART_DEFAULT = ("mlflow", "pipeline", "hub")
 #: Restart pauses: doubling from the first to the last while a part keeps dying within STABLE seconds.
 FIRST_PAUSE, LAST_PAUSE, STABLE = 1.0, 60.0, 60.0
 #: Seconds a part has to stop on SIGTERM before SIGKILL (the hub stops its workspaces first).
-STOP_GRACE = {"hub": 60.0, "pipeline": 20.0, "mlflow": 20.0}
+STOP_GRACE = {"hub": 60.0, "proxy": 10.0, "pipeline": 20.0, "models": 40.0, "mlflow": 20.0}
+#: Seconds ``down`` waits for the hub to stop the workspaces.
+WORKSPACES_STOP_TIMEOUT = 90.0
 #: Lines of a part's log that a failed start shows.
 LOG_TAIL_LINES = 20
 
@@ -118,7 +131,22 @@ def plan(settings: Settings, runtime: Runtime, inherited: Mapping[str, str], hub
             [sys.executable, "-m", "mlflow", "db", "upgrade", mlflow_backend_uri(settings)],
         )
     ]
+    models = _service_part(settings, runtime, models_process(settings, runtime), inherited)
     pipeline = _service_part(settings, runtime, pipeline_process(settings, runtime), inherited)
+    router = Part(
+        name="proxy",
+        command=proxy.command(settings.ip, settings.port, runtime.proxy_api_port, runtime.hub_port),
+        # The data dir in its environment marks it as this platform's (`up` after a crash finds it by that).
+        env={
+            "PATH": inherited.get("PATH", "/usr/bin:/bin"),
+            "CONFIGPROXY_AUTH_TOKEN": runtime.proxy_auth_token,
+            "MLOPSHUB_DATA_DIR": str(settings.data_dir),
+        },
+        # Its own health answer on the public address (its API would need the token).
+        health=[f"{settings.public_url}/_chp_healthz"],
+        log=settings.logs_dir / "proxy.log",
+        pid_file=settings.run_dir / "proxy.pid",
+    )
     public = settings.public_url
     hub = Part(
         name="hub",
@@ -128,13 +156,14 @@ def plan(settings: Settings, runtime: Runtime, inherited: Mapping[str, str], hub
             f"{public}/hub/health",
             f"{public}/services/{MLFLOW_SERVICE}/health",
             f"{public}/services/{PIPELINE_SERVICE}/health",
+            f"{public}/services/{MODELS_SERVICE}/health",
         ],
         log=settings.logs_dir / "hub.log",
         pid_file=settings.run_dir / "hub.pid",
         cwd=settings.data_dir,
         headers={"Authorization": f"token {runtime.admin_token}"},
     )
-    return [mlflow, pipeline, hub]
+    return [mlflow, models, pipeline, router, hub]
 
 
 def next_pause(pause: float, lived: float) -> float:
@@ -203,11 +232,16 @@ def write_private(path: Path, text: str) -> None:
 class Supervisor:
     """Starts, watches and stops the parts; see the module's docstring."""
 
-    def __init__(self, settings: Settings, parts: list[Part], say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, settings: Settings, parts: list[Part], say: Callable[[str], None] = print, hub_api: str = ""
+    ) -> None:
         self.settings = settings
         self.parts = parts
         self.say = say
+        #: The hub's REST API (internal address), to stop the workspaces on ``down``.
+        self.hub_api = hub_api
         self.stopping = False
+        self.restart_requested = False
         self.state = "starting"
         self.failure: dict[str, str] | None = None
 
@@ -347,18 +381,79 @@ class Supervisor:
         return True
 
     def stop_all(self) -> None:
-        """Stop the hub, then the pipeline, then MLflow, then anything still below the supervisor."""
+        """Stop the workspaces, then the parts in the reverse order, then anything still below the supervisor."""
         self.state = "stopping"
         self.report()
+        self.stop_workspaces()
         below = _descendants(os.getpid())
         for part in reversed(self.parts):
             self.stop(part)
         stop_processes([process for process in below + _descendants(os.getpid()) if process.is_running()])
         self.reap()
 
+    def stop_workspaces(self) -> None:
+        """Have the hub stop every running workspace (it keeps them across its own restarts), within a bound;
+        what is left is stopped with the rest of the tree."""
+        hub = next((part for part in self.parts if part.name == "hub"), None)
+        if hub is None or hub.process is None or hub.process.poll() is not None or not self.hub_api:
+            return
+        deadline = time.monotonic() + WORKSPACES_STOP_TIMEOUT
+        try:
+            active = self._active_servers(hub)
+            if active:
+                self.say(f"hub: stopping {len(active)} workspace(s)")
+            for path in active:
+                requests.delete(f"{self.hub_api}{path}", headers=hub.headers, timeout=10)
+            while active and time.monotonic() < deadline:
+                time.sleep(1)
+                active = self._active_servers(hub)
+        except (requests.RequestException, ValueError) as error:
+            self.say(f"hub: could not stop the workspaces through its API ({error}); stopping their processes")
+
+    def _active_servers(self, hub: Part) -> list[str]:
+        """API paths of the running (or starting) servers: ``/users/<name>/server`` or ``.../servers/<name>``."""
+        answer = requests.get(f"{self.hub_api}/users", params={"state": "active"}, headers=hub.headers, timeout=10)
+        answer.raise_for_status()
+        return [
+            f"/users/{quote(user['name'])}/" + (f"servers/{quote(server)}" if server else "server")
+            for user in answer.json()
+            for server in (user.get("servers") or {})
+        ]
+
+    def restart_parts(self) -> None:
+        """Restart the parts that ``<run>/restart.json`` names, one at a time in start order (``mlopshub restart``).
+
+        Workspaces are kept (the hub does not stop them, :func:`_stop_group` spares them); a part that does not
+        come back is left to :meth:`watch`, which starts it again with backoff.
+        """
+        self.restart_requested = False
+        request = self.settings.run_dir / "restart.json"
+        try:
+            names = set(json.loads(request.read_text()).get("parts") or RESTART_DEFAULT)
+        except (OSError, ValueError):
+            names = set(RESTART_DEFAULT)
+        request.unlink(missing_ok=True)
+        self.state = "restarting"
+        self.report()
+        for part in self.parts:
+            if part.name not in names or self.stopping:
+                continue
+            self.stop(part)
+            part.restarts += 1
+            try:
+                self.start(part)
+            except StartFailed as failed:
+                self.say(f"{part.name}: {failed}; it will be started again")
+                part.state = "waiting"
+                part.restart_at = time.monotonic() + part.pause
+        self.state = "ready"
+        self.report()
+
     def watch(self) -> None:
         """Until SIGTERM: restart a part that died (with backoff), mark one healthy again when it answers."""
         while not self.stopping:
+            if self.restart_requested:
+                self.restart_parts()
             self.reap()
             now = time.monotonic()
             for part in self.parts:
@@ -404,7 +499,10 @@ class Supervisor:
                 pass
 
     def on_signal(self, signum: int, frame: Any) -> None:
-        self.stopping = True
+        if signum == signal.SIGHUP:
+            self.restart_requested = True
+        else:
+            self.stopping = True
 
 
 def _is_workspace(process: psutil.Process) -> bool:
@@ -432,8 +530,10 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM to ``process``'s group (it leads one: started in a session of its own), SIGKILL after ``grace``."""
-    below = _descendants(process.pid)
+    """SIGTERM to ``process``'s group (it leads one: started in a session of its own), SIGKILL after ``grace``,
+    then to what it started in sessions of their own, workspaces excepted (the hub keeps them across restarts;
+    ``down`` stops them)."""
+    below = [child for child in _descendants(process.pid) if not _is_workspace(child)]
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -471,9 +571,10 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> int:
 
     become_subreaper()
     runtime = load_runtime(settings)
-    supervisor = Supervisor(settings, plan(settings, runtime, os.environ, hub_command()), say)
-    signal.signal(signal.SIGTERM, supervisor.on_signal)
-    signal.signal(signal.SIGINT, supervisor.on_signal)
+    parts = plan(settings, runtime, os.environ, hub_command())
+    supervisor = Supervisor(settings, parts, say, hub_api=hub_api_url(runtime))
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, supervisor.on_signal)
     pid_file = settings.run_dir / "supervisor.pid"
     write_private(pid_file, f"{os.getpid()}\n")
     try:

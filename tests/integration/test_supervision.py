@@ -20,7 +20,7 @@ from testing_support import until
 
 pytestmark = pytest.mark.integration
 
-PART_PID_FILES = ("supervisor.pid", "hub.pid", "proxy.pid", "mlflow.pid", "pipeline.pid")
+PART_PID_FILES = ("supervisor.pid", "hub.pid", "proxy.pid", "mlflow.pid", "pipeline.pid", "models.pid")
 #: Keeps one core busy until killed.
 SPIN = "while True: pass"
 
@@ -70,7 +70,9 @@ def test_up_on_a_busy_machine_starts_every_part_and_down_leaves_nothing(fresh, b
     parts = fresh.status()["parts"]
     assert {name: (part["alive"], part["healthy"]) for name, part in parts.items()} == {
         "mlflow": (True, True),
+        "models": (True, True),
         "pipeline": (True, True),
+        "proxy": (True, True),
         "hub": (True, True),
     }
     fresh.cli("down")

@@ -112,7 +112,8 @@ def test_services_run_by_the_platform_get_what_jupyterhub_gives_a_managed_servic
 def test_the_pipeline_keeps_its_roles_as_an_external_service(local):
     c = apply(local)
     roles = {role["name"]: role for role in c.JupyterHub.load_roles}
-    assert roles["pipeline-service"]["services"] == ["pipeline"]
+    # The models service checks endpoint callers' tokens and teams as the pipeline did.
+    assert roles["pipeline-service"]["services"] == ["pipeline", "models"]
     assert set(roles["pipeline-service"]["scopes"]) == {"read:users:groups", "read:users:name"}
     assert roles["mlflow-service"]["services"] == ["mlflow"]
 
@@ -246,12 +247,13 @@ def test_git_in_a_workspace_never_looks_above_the_homes(local):
     assert apply(local).Spawner.environment == {"GIT_CEILING_DIRECTORIES": str(local.data_dir / "homes")}
 
 
-def test_local_mode_runs_the_pipeline_with_the_models_service_on_its_address(local):
-    runtime = replace(RUNTIME, pipeline_port=10004)
+def test_local_mode_runs_the_pipeline_and_the_models_service_as_processes_of_their_own(local):
+    runtime = replace(RUNTIME, pipeline_port=10004, models_port=10005, models_service_token="w" * 64)
     found = services(apply(local, runtime))
     pipeline, models = found["pipeline"], found["models"]
-    assert pipeline["url"] == models["url"] == "http://127.0.0.1:10004"
-    assert "command" not in models and "api_token" not in models
+    assert (pipeline["url"], models["url"]) == ("http://127.0.0.1:10004", "http://127.0.0.1:10005")
+    assert "command" not in models and models["api_token"] == "w" * 64
+    assert configure.models_process(local, runtime).command[1:] == ["-m", "mlopshub.serving.gateway"]
     process = configure.pipeline_process(local, runtime)
     assert process.command[1:] == ["-m", "mlopshub.services.pipeline"]
     env = process.environment
@@ -260,6 +262,14 @@ def test_local_mode_runs_the_pipeline_with_the_models_service_on_its_address(loc
     assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == ("mlopshub admin", "p")
     assert env["MLOPSHUB_PIPELINE_DIR"] == str(local.data_dir / "pipeline")
     assert env["MLOPSHUB_DVC_REMOTES"] == str(local.data_dir / "dvc-remotes")
+    assert env["MLOPSHUB_SERVING_SOCKET"] == str(local.data_dir / "pipeline" / "control" / "serving.sock")
+
+
+def test_the_hub_uses_the_supervisors_proxy_and_keeps_workspaces_when_it_stops(local):
+    c = apply(local, replace(RUNTIME, proxy_auth_token="x" * 64))
+    assert c.JupyterHub.proxy_class == "mlopshub.proxy.SupervisedProxy"
+    assert c.ConfigurableHTTPProxy.auth_token == "x" * 64
+    assert c.JupyterHub.cleanup_servers is False
 
 
 def test_workspace_tokens_may_reach_the_pipeline_with_what_their_user_holds(local):

@@ -14,8 +14,8 @@ from tornado import web
 
 from mlopshub import catalog, launcher, settings
 from mlopshub.services import membership, mlflow_auth
-from mlopshub.services.pipeline.app import endpoint_authorizer
-from mlopshub.services.pipeline.auth import Caller, hub_authenticator
+from mlopshub.services.pipeline.app import store_owner
+from mlopshub.services.pipeline.auth import Caller, endpoint_authorizer, hub_authenticator
 from mlopshub.settings import TRUST_SECONDS
 from mlopshub.spawners import TEAMS_STATE, LocalWorkspaceSpawner
 
@@ -190,6 +190,38 @@ def test_pipeline_refuses_a_revoked_token_once_the_trusted_answer_expires():
     assert asyncio.run(authenticate("t")) is None and hub.asked == 2
 
 
+class AwayHubAuth(FakeHubAuth):
+    """A hub that can be away: HubAuth then raises its 500 ("Failed to connect to Hub API")."""
+
+    away = False
+
+    async def user_for_token(self, token: str, use_cache: bool = True, sync: bool = True) -> dict | None:
+        if self.away:
+            self.asked += 1
+            raise web.HTTPError(500, "Failed to connect to Hub API")
+        return self._answer(token, use_cache)
+
+
+def test_while_the_hub_restarts_tokens_it_accepted_lately_still_are_and_others_get_a_503_saying_why():
+    clock, hub = Clock(), AwayHubAuth({"t": ALICE, "revoked": ALICE})
+    authenticate = hub_authenticator(hub, timer=clock, hub_away_grace=300)
+    accepted = asyncio.run(authenticate("t"))
+    asyncio.run(authenticate("revoked"))
+    del hub.tokens["revoked"]
+    clock.now += TRUST_SECONDS * 1.1
+    assert asyncio.run(authenticate("revoked")) is None  # refused while the hub still answered
+    hub.away = True
+    clock.now += 100
+    assert asyncio.run(authenticate("t")) is accepted  # a scoring client keeps working through a hub restart
+    for token in ("revoked", "never-seen"):
+        with pytest.raises(web.HTTPError) as away:
+            asyncio.run(authenticate(token))
+        assert away.value.status_code == 503 and "hub" in away.value.log_message
+    clock.now += 300  # the grace is over: the hub must answer again
+    with pytest.raises(web.HTTPError):
+        asyncio.run(authenticate("t"))
+
+
 class FakeHandler:
     def __init__(self, token: str) -> None:
         self.request = SimpleNamespace(headers={"Authorization": f"Bearer {token}"})
@@ -209,7 +241,7 @@ def test_an_endpoint_yes_lasts_no_longer_than_the_answer_it_rests_on():
         calls.append(token)
         return answers[len(calls) - 1]
 
-    authorize = endpoint_authorizer(runner, authenticate)
+    authorize = endpoint_authorizer(store_owner(runner), authenticate)
     asyncio.run(authorize(FakeHandler("t"), "credit-default", "staging"))
     asyncio.run(authorize(FakeHandler("t"), "credit-default", "staging"))  # the same answer: the same yes
     with pytest.raises(web.HTTPError) as refused:  # a fresh answer without the team: refused at once

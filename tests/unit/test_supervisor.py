@@ -19,6 +19,9 @@ RUNTIME = Runtime(
     crypt_key="00" * 32,
     mlflow_service_token="m" * 64,
     pipeline_service_token="q" * 64,
+    models_port=10005,
+    models_service_token="w" * 64,
+    proxy_auth_token="x" * 64,
 )
 INHERITED = {"PATH": "/usr/bin", "MLOPSHUB_ADMIN_TOKEN": "from-the-shell", "MLOPSHUB_PORT": "1"}
 
@@ -32,8 +35,20 @@ def plan(s: settings.Settings) -> dict[str, supervisor.Part]:
     return {part.name: part for part in supervisor.plan(s, RUNTIME, INHERITED, ["jupyterhub", "-f", "config.py"])}
 
 
-def test_parts_start_in_order_mlflow_then_the_pipeline_then_the_hub(local):
-    assert list(plan(local)) == ["mlflow", "pipeline", "hub"] == list(supervisor.PART_NAMES)
+def test_parts_start_in_order_mlflow_models_pipeline_proxy_then_the_hub(local):
+    # The models service before the pipeline (it switches endpoints there), the proxy before the hub (routes).
+    assert list(plan(local)) == ["mlflow", "models", "pipeline", "proxy", "hub"] == list(supervisor.PART_NAMES)
+
+
+def test_the_proxy_runs_on_the_public_address_with_its_api_on_loopback_and_its_token_in_the_environment(local):
+    proxy = plan(local)["proxy"]
+    arguments = dict(zip(proxy.command[1::2], proxy.command[2::2], strict=False))
+    assert (arguments["--ip"], arguments["--port"]) == ("127.0.0.1", "8123")
+    assert (arguments["--api-ip"], arguments["--api-port"]) == ("127.0.0.1", "10002")
+    assert arguments["--error-target"] == "http://127.0.0.1:10001/hub/error"
+    assert "x" * 64 not in " ".join(proxy.command)
+    assert proxy.env["CONFIGPROXY_AUTH_TOKEN"] == "x" * 64
+    assert proxy.health == ["http://127.0.0.1:8123/_chp_healthz"]
 
 
 def test_mlflow_migrates_its_database_before_it_starts(local):
@@ -46,10 +61,12 @@ def test_each_service_is_healthy_on_its_own_address_and_the_hub_through_the_prox
     parts = plan(local)
     assert parts["mlflow"].health == ["http://127.0.0.1:10003/services/mlflow/health"]
     assert parts["pipeline"].health == ["http://127.0.0.1:10004/services/pipeline/health"]
+    assert parts["models"].health == ["http://127.0.0.1:10005/services/models/health"]
     assert parts["hub"].health == [
         "http://127.0.0.1:8123/hub/health",
         "http://127.0.0.1:8123/services/mlflow/health",
         "http://127.0.0.1:8123/services/pipeline/health",
+        "http://127.0.0.1:8123/services/models/health",
     ]
 
 
@@ -64,6 +81,9 @@ def test_services_get_their_hub_token_and_the_hub_gets_the_settings_but_not_the_
     assert parts["mlflow"].env["JUPYTERHUB_API_TOKEN"] == "m" * 64
     assert parts["pipeline"].env["JUPYTERHUB_API_TOKEN"] == "q" * 64
     assert parts["pipeline"].env["JUPYTERHUB_API_URL"] == "http://127.0.0.1:10001/hub/api"
+    assert parts["models"].env["JUPYTERHUB_API_TOKEN"] == "w" * 64
+    # The pipeline switches endpoints through the models service's control socket.
+    assert parts["pipeline"].env["MLOPSHUB_SERVING_SOCKET"] == str(local.data_dir / "pipeline/control/serving.sock")
     hub = parts["hub"].env
     assert "MLOPSHUB_ADMIN_TOKEN" not in hub
     assert (hub["MLOPSHUB_DATA_DIR"], hub["MLOPSHUB_PORT"]) == (str(local.data_dir), "8123")

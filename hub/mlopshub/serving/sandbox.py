@@ -111,6 +111,11 @@ def account_name(team: str) -> str:
     return f"{ACCOUNT_PREFIX}{team}"[:32]
 
 
+def models_dir(pipeline_dir: str | Path) -> Path:
+    """Where the pipeline keeps its sealed copies of model versions (``<team>/<model>/<version>``)."""
+    return Path(pipeline_dir) / "models"
+
+
 def team_accounts(models_dir: str | Path, teams: Iterable[str]) -> dict[str, RunAs]:
     """As root: each team's account and model folder (created if missing); not root: none (run as this user)."""
     if os.geteuid() != 0:

@@ -5,9 +5,10 @@ that authenticates every request with a hub token and turns the core's
 errors into JSON with their ``http_status``. The API is written down in
 ``openapi.json`` next to this file, served at ``{prefix}openapi.json``.
 
-Model endpoints live in the same process because the pipeline switches them:
-``/services/models/{model}/{stage}/invocations`` is routed here too (the hub
-registers a ``models`` service with this process's URL).
+Model endpoints are served apart (:mod:`mlopshub.serving.gateway`, the ``models``
+service), so they keep answering while this process restarts; an app made on
+in-process :class:`~mlopshub.serving.Endpoints` (tests, a pipeline without a
+gateway) routes ``/services/models/`` here too.
 """
 
 from __future__ import annotations
@@ -15,50 +16,21 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from cachetools import TTLCache
 from tornado import web
 
 from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNotFound, State
 from mlopshub.pipeline.audit import AuditLog
 from mlopshub.serving import Endpoints, endpoint_routes
-from mlopshub.settings import TRUST_SECONDS
 
-from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller
+from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller, authenticated, endpoint_authorizer
 from .runner import ReleaseRunner
 
 log = logging.getLogger("mlopshub.pipeline")
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
-AUTH_HEADER = ("token", "bearer")
-
-
-def token_of(handler: web.RequestHandler) -> str | None:
-    """The hub token of a request: ``Authorization: token <t>`` or ``Bearer <t>`` (never a cookie or URL)."""
-    scheme, _, value = handler.request.headers.get("Authorization", "").partition(" ")
-    return value.strip() if scheme.lower() in AUTH_HEADER and value.strip() else None
-
-
-async def authenticated(handler: web.RequestHandler, authenticate: Authenticate) -> Caller:
-    """The caller of ``handler``'s request; 401 without an accepted hub token."""
-    token = token_of(handler)
-    caller = await authenticate(token) if token else None
-    if caller is None:
-        handler.set_header("WWW-Authenticate", 'Bearer realm="mlopshub"')
-        if token:
-            # A token was sent: say why it is not enough, not that one is missing.
-            parts = handler.request.path.split("/")
-            service = f"the service '{parts[2]}'" if len(parts) > 2 and parts[1] == "services" else "this service"
-            raise web.HTTPError(
-                401,
-                f"the hub token is not accepted here: it is unknown, revoked or expired, or grants no access to "
-                f"{service}",
-            )
-        raise web.HTTPError(401, "a hub token is required: Authorization: Bearer <token> (from the hub's token page)")
-    return caller
 
 
 class ApiHandler(web.RequestHandler):
@@ -277,31 +249,14 @@ class OpenApiHandler(web.RequestHandler):
         self.finish(OPENAPI.read_bytes())
 
 
-MODELS_ACCESS = "access:services!service=models"
-#: Endpoint decisions kept at most (the oldest go first).
-MAX_DECISIONS = 10_000
+def store_owner(runner: ReleaseRunner) -> Callable[[str], str]:
+    """``owner(model)``: the team of ``model`` ("" for an unknown model), from the release store.
 
-
-def endpoint_authorizer(  # type: ignore[no-untyped-def]
-    runner: ReleaseRunner,
-    authenticate: Authenticate,
-    consumers: Mapping[str, Collection[str]] | None = None,
-    *,
-    timer: Callable[[], float] = time.monotonic,
-):
-    """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
-
-    A consumer system is a hub service whose token carries
-    ``access:services!service=models`` and which the catalog grants the model
-    (``consumers``: service name -> model names). A user of another team is
-    refused even with that scope (every user has it, for their own team's models).
+    A model's team never changes (its first release names it), so each is read once.
     """
-    granted = {name: frozenset(models) for name, models in (consumers or {}).items()}
-
     owners: dict[str, str] = {}
 
     def owner(model: str) -> str:
-        # A model's team never changes (the first release names it), so it is read from the store once.
         if model not in owners:
             team = runner.store.owner(model)
             if team is None:
@@ -309,28 +264,7 @@ def endpoint_authorizer(  # type: ignore[no-untyped-def]
             owners[model] = team
         return owners[model]
 
-    # (token, model, stage) -> the Caller a yes was given to. A scoring client sends many requests with one token;
-    # ``authenticate`` returns the same Caller for a token while it trusts the hub's answer (TRUST_SECONDS), so a
-    # yes is reused only while the answer it rests on is: it never outlives a revocation by more than that.
-    allowed: TTLCache[tuple[str, str, str], Caller] = TTLCache(maxsize=MAX_DECISIONS, ttl=TRUST_SECONDS, timer=timer)
-
-    async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
-        caller = await authenticated(handler, authenticate)
-        key = (token_of(handler) or "", model, stage)
-        if allowed.get(key) is caller:
-            return
-        team = owner(model)
-        if (team and caller.may_read(team)) or (
-            stage == "production"
-            and caller.kind == "service"
-            and caller.has(MODELS_ACCESS)
-            and model in granted.get(caller.name, ())
-        ):
-            allowed[key] = caller
-            return
-        raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
-
-    return authorize
+    return owner
 
 
 class IndexHandler(web.RequestHandler):
@@ -398,6 +332,8 @@ def make_app(
         (rf"{prefix.rstrip('/')}/health", HealthHandler, {"audit": runner.store.audit}),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
     ]
-    authorize = endpoint_authorizer(runner, models_authenticate or authenticate, consumers)
-    routes += endpoint_routes(models_prefix, endpoints or runner.endpoints, authorize)
+    serving = endpoints or runner.endpoints
+    if isinstance(serving, Endpoints):
+        authorize = endpoint_authorizer(store_owner(runner), models_authenticate or authenticate, consumers)
+        routes += endpoint_routes(models_prefix, serving, authorize)
     return web.Application(routes)

@@ -15,12 +15,14 @@ a hub.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 from jupyterhub.services.auth import HubAuth, check_scopes
+from tornado import web
 
+from mlopshub.serving.proxy import Authorize
 from mlopshub.settings import TRUST_SECONDS
 
 PUBLISH = "custom:mlopshub:publish"
@@ -66,6 +68,9 @@ def caller_from_model(model: dict) -> Caller:
 
 #: Tokens whose answers are kept at most (the oldest go first).
 MAX_TOKENS = 10_000
+#: Seconds a token the hub accepted stays accepted while the hub cannot answer (it is restarting): nobody can
+#: revoke a token or change a membership then either, and a production endpoint keeps answering its callers.
+HUB_AWAY_GRACE = 300.0
 
 
 def hub_authenticator(
@@ -73,6 +78,7 @@ def hub_authenticator(
     access_scopes: Collection[str] | None = None,
     *,
     trust_seconds: float = TRUST_SECONDS,
+    hub_away_grace: float = HUB_AWAY_GRACE,
     timer: Callable[[], float] = time.monotonic,
 ) -> Authenticate:
     """An :data:`Authenticate` that asks the hub (``HubAuth.user_for_token``), at most once per ``trust_seconds``.
@@ -82,20 +88,111 @@ def hub_authenticator(
     answer, a :class:`Caller` or None, is the same object for a token until
     it expires, so callers may key their own decisions on it. HubAuth's own
     cache is bypassed: one cache, one bound.
+
+    When the hub cannot answer (HubAuth's 5xx: it is down or restarting), a
+    token it accepted within ``hub_away_grace`` seconds is still accepted, as
+    it was; any other gets a 503 that says the hub is away.
     """
     required = set(access_scopes if access_scopes is not None else hub_auth.access_scopes)
     answers: TTLCache[str, Caller | None] = TTLCache(maxsize=MAX_TOKENS, ttl=trust_seconds, timer=timer)
+    accepted: TTLCache[str, Caller] = TTLCache(maxsize=MAX_TOKENS, ttl=hub_away_grace, timer=timer)
 
     async def authenticate(token: str) -> Caller | None:
         try:
             return answers[token]
         except KeyError:
             pass
-        model = await hub_auth.user_for_token(token, use_cache=False, sync=False)
+        try:
+            model = await hub_auth.user_for_token(token, use_cache=False, sync=False)
+        except web.HTTPError as error:
+            if error.status_code < 500:
+                raise
+            known = accepted.get(token)
+            if known is None:
+                raise web.HTTPError(503, "the hub cannot check this token now (it is restarting); try again") from None
+            return known
         caller = None
         if model and (not required or hub_auth.check_scopes(required, model)):
             caller = caller_from_model(model)
+            accepted[token] = caller
+        else:
+            accepted.pop(token, None)
         answers[token] = caller
         return caller
 
     return authenticate
+
+
+# --- requests: the token of a request, and who may call a model endpoint ---
+
+AUTH_HEADER = ("token", "bearer")
+
+
+def token_of(handler: web.RequestHandler) -> str | None:
+    """The hub token of a request: ``Authorization: token <t>`` or ``Bearer <t>`` (never a cookie or URL)."""
+    scheme, _, value = handler.request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() in AUTH_HEADER and value.strip() else None
+
+
+async def authenticated(handler: web.RequestHandler, authenticate: Authenticate) -> Caller:
+    """The caller of ``handler``'s request; 401 without an accepted hub token."""
+    token = token_of(handler)
+    caller = await authenticate(token) if token else None
+    if caller is None:
+        handler.set_header("WWW-Authenticate", 'Bearer realm="mlopshub"')
+        if token:
+            # A token was sent: say why it is not enough, not that one is missing.
+            parts = handler.request.path.split("/")
+            service = f"the service '{parts[2]}'" if len(parts) > 2 and parts[1] == "services" else "this service"
+            raise web.HTTPError(
+                401,
+                f"the hub token is not accepted here: it is unknown, revoked or expired, or grants no access to "
+                f"{service}",
+            )
+        raise web.HTTPError(401, "a hub token is required: Authorization: Bearer <token> (from the hub's token page)")
+    return caller
+
+
+MODELS_ACCESS = "access:services!service=models"
+#: Endpoint decisions kept at most (the oldest go first).
+MAX_DECISIONS = 10_000
+
+
+def endpoint_authorizer(
+    owner: Callable[[str], str],
+    authenticate: Authenticate,
+    consumers: Mapping[str, Collection[str]] | None = None,
+    *,
+    timer: Callable[[], float] = time.monotonic,
+) -> Authorize:
+    """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
+
+    ``owner(model)`` is the model's team ("" when unknown). A consumer system
+    is a hub service whose token carries ``access:services!service=models``
+    and which the catalog grants the model (``consumers``: service name ->
+    model names). A user of another team is refused even with that scope
+    (every user has it, for their own team's models).
+    """
+    granted = {name: frozenset(models) for name, models in (consumers or {}).items()}
+    # (token, model, stage) -> the Caller a yes was given to. A scoring client sends many requests with one token;
+    # ``authenticate`` returns the same Caller for a token while it trusts the hub's answer (TRUST_SECONDS), so a
+    # yes is reused only while the answer it rests on is: it never outlives a revocation by more than that.
+    allowed: TTLCache[tuple[str, str, str], Caller] = TTLCache(maxsize=MAX_DECISIONS, ttl=TRUST_SECONDS, timer=timer)
+
+    async def authorize(handler: web.RequestHandler, model: str, stage: str) -> None:
+        caller = await authenticated(handler, authenticate)
+        key = (token_of(handler) or "", model, stage)
+        if allowed.get(key) is caller:
+            return
+        team = owner(model)
+        if (team and caller.may_read(team)) or (
+            stage == "production"
+            and caller.kind == "service"
+            and caller.has(MODELS_ACCESS)
+            and model in granted.get(caller.name, ())
+        ):
+            allowed[key] = caller
+            return
+        raise web.HTTPError(403, f"{caller.name} may not call the {stage} endpoint of {model}")
+
+    return authorize

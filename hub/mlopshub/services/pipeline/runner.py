@@ -40,6 +40,7 @@ from mlopshub.pipeline import (
 from mlopshub.pipeline.database import utc_now
 from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, GateResult, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
+from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
 from mlopshub.serving.kserve import NAMESPACE, resource_name
 from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
@@ -97,7 +98,7 @@ class ReleaseRunner:
         self,
         store: ReleaseStore,
         registry: Registry,
-        endpoints: Endpoints | KServeEndpoints,
+        endpoints: Endpoints | KServeEndpoints | RemoteEndpoints,
         teams: Mapping[str, TeamRelease],
         load_holdout: HoldoutLoader,
         endpoint_url: Callable[[str, str], str],
@@ -120,7 +121,7 @@ class ReleaseRunner:
         self._publishing: dict[str, asyncio.Lock] = {}
         if isinstance(endpoints, Endpoints):
             # A model server's restart that finds its copy changed stops serving; the audit log says so.
-            endpoints.on_refused = self._endpoint_refused
+            endpoints.on_refused = self.endpoint_refused
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _lock(self, model: str) -> asyncio.Lock:
@@ -137,7 +138,7 @@ class ReleaseRunner:
             details=details,
         )
 
-    def _endpoint_refused(self, endpoint: Any, reason: str) -> None:
+    def endpoint_refused(self, endpoint: Any, reason: str) -> None:
         """Record that ``endpoint`` stopped serving because its model copy no longer has the recorded digest."""
         release = self.store.production(endpoint.model) if endpoint.stage == "production" else None
         release = release or self.store.in_flight(endpoint.model)
@@ -707,6 +708,9 @@ class ReleaseRunner:
     async def _restore_endpoint(self, release: Release, stage: str) -> None:
         if release.kind != "online":
             return
+        current = self.endpoints.get(release.model_name, stage)
+        if current is not None and current.version == release.version:
+            return  # still served: the models service outlives this process
         try:
             await self._serve(release, stage)
         except Exception as error:
@@ -807,8 +811,3 @@ def read_output(folder: Path, name: str, limit: int) -> bytes:
 
 def _schedule_of(release: Release) -> str:
     return str((release.batch or {}).get("schedule") or "on demand")
-
-
-def cache_dir(data_dir: str | Path) -> Path:
-    """Where downloaded model versions are kept."""
-    return Path(data_dir) / "models"

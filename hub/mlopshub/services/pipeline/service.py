@@ -15,6 +15,9 @@ Environment (set in the hub's service definition):
   that training data was pushed there);
 * ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``: the MLflow auth store's admin;
 * ``MLOPSHUB_MLFLOW_WORKSPACES``: ``true`` (default) when MLflow runs with a workspace per team;
+* ``MLOPSHUB_SERVING_SOCKET``: one machine: the control socket of the models service
+  (:mod:`mlopshub.serving.gateway`), which serves the endpoints this service switches; unset, the endpoints
+  are served by this process;
 * ``MLOPSHUB_MODE``: ``kubernetes`` to serve models in the cluster (KServe InferenceServices, batch
   Jobs and CronJobs in ``mlopshub-models``) instead of as processes of this service; then also
   ``MLOPSHUB_KUBECTL``, the kubectl command that applies them (empty: only written, under
@@ -37,16 +40,17 @@ from mlopshub import catalog
 from mlopshub.logs import bound_handlers
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.audit import AuditLog, Verification
-from mlopshub.serving import Endpoints, KServeEndpoints
+from mlopshub.serving import Endpoint, Endpoints, KServeEndpoints, ServerFailed
+from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.manifests import ManifestDeployer
-from mlopshub.serving.sandbox import RunAs, team_accounts
+from mlopshub.serving.sandbox import RunAs, models_dir, team_accounts
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
 from .projects import ProjectReader
 from .registry import Registry
-from .runner import Cluster, ReleaseRunner, TeamRelease, cache_dir
+from .runner import Cluster, ReleaseRunner, TeamRelease
 from .scheduler import start_scheduler
 
 log = logging.getLogger("mlopshub.pipeline")
@@ -74,6 +78,7 @@ def build_runner(
     mode: str = "local",
     env: Mapping[str, str] | None = None,
     projects: ProjectReader | None = None,
+    serving_socket: str | Path | None = None,
 ) -> ReleaseRunner:
     """The release runner on ``data_dir`` (created if missing).
 
@@ -81,23 +86,27 @@ def build_runner(
     ``kubernetes`` (:func:`cluster_endpoints`, settings from ``env``).
     ``projects`` reads publishers' projects (hold-out sets, batch inputs);
     by default from ``<data_dir>/homes``, as their Unix accounts when root.
+    ``serving_socket``: one machine, endpoints served by the models service
+    behind that control socket (:class:`RemoteEndpoints`); None, by this process.
     """
     projects = projects or ProjectReader(Path(data_dir) / "homes")
     data_dir = Path(data_dir)
     store = ReleaseStore(data_dir / "pipeline.sqlite")
     check_audit_at_start(store.audit)
     base = public_url.rstrip("/") + "/" + models_prefix.strip("/")
-    endpoints: Endpoints | KServeEndpoints
+    endpoints: Endpoints | KServeEndpoints | RemoteEndpoints
     cluster: Cluster | None = None
     if mode == "kubernetes":
         endpoints, cluster = cluster_endpoints(data_dir, env or {})
+    elif mode == "local" and serving_socket:
+        endpoints = RemoteEndpoints(serving_socket, run_as=run_as, log_dir=data_dir / "logs" / "gates")
     elif mode == "local":
         endpoints = Endpoints(log_dir=data_dir / "logs", socket_dir=data_dir / "sockets", run_as=run_as)
     else:
         raise ValueError(f"MLOPSHUB_MODE={mode!r}: expected 'local' (one machine) or 'kubernetes'")
     return ReleaseRunner(
         store=store,
-        registry=Registry(tracking_uri, cache_dir(data_dir), workspaces=workspaces),
+        registry=Registry(tracking_uri, models_dir(data_dir), workspaces=workspaces),
         endpoints=endpoints,
         teams=teams,
         load_holdout=load_holdout or dvc_holdout_loader(projects),
@@ -186,20 +195,43 @@ async def serve(
     await runner.endpoints.warm(*runner.teams)
     await resume_unless_audit_broken(runner)
     audit_check = asyncio.ensure_future(check_audit_periodically(runner.store.audit))
+    if isinstance(runner.endpoints, RemoteEndpoints):
+        refusals = asyncio.ensure_future(record_refusals(runner, runner.endpoints))
     # Batch models in production, on their cron schedules; in Kubernetes their CronJobs do it.
     scheduler = start_scheduler(runner) if runner.cluster is None else None
     try:
         await asyncio.Event().wait()
     finally:
         audit_check.cancel()
+        if isinstance(runner.endpoints, RemoteEndpoints):
+            refusals.cancel()
         if scheduler is not None:
             scheduler.cancel()
         server.stop()
         await runner.endpoints.close()
 
 
+#: Seconds between two reads of the models service's table (endpoints shown by the API, refusals to record).
+FOLLOW_SERVING_EVERY = 2.0
+
+
+async def record_refusals(runner: ReleaseRunner, remote: RemoteEndpoints, every: float = FOLLOW_SERVING_EVERY) -> None:
+    """Write to the audit log each endpoint the models service stopped because its model changed (then forget it
+    there): the models service keeps a refusal until this has recorded it, through any restart of either."""
+    while True:
+        try:
+            await remote.refresh()
+            for refusal in remote.refusals:
+                endpoint = Endpoint(refusal["model"], refusal["stage"], str(refusal["version"]), server=None)  # type: ignore[arg-type]
+                runner.endpoint_refused(endpoint, refusal["reason"])
+                await remote.forget_refusal(refusal["id"])
+        except ServerFailed as error:
+            log.warning("%s", error)
+        await asyncio.sleep(every)
+
+
 def main() -> None:
-    """``python -m mlopshub.services.pipeline`` (run by the hub)."""
+    """``python -m mlopshub.services.pipeline`` (run by the platform's supervisor, or the hub)."""
     from jupyterhub.services.auth import HubAuth
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -224,10 +256,11 @@ def main() -> None:
         pushed=local_remote_check(env["MLOPSHUB_DVC_REMOTES"]) if env.get("MLOPSHUB_DVC_REMOTES") else None,
         workspaces=env.get("MLOPSHUB_MLFLOW_WORKSPACES", "true") == "true",
         # As root, each team's model code runs as the team's own Unix account (mlopshub.serving.sandbox).
-        run_as=team_accounts(cache_dir(data_dir), cat.teams),
+        run_as=team_accounts(models_dir(data_dir), cat.teams),
         mode=env.get("MLOPSHUB_MODE", "local"),
         env=env,
         projects=ProjectReader(env["MLOPSHUB_HOMES"]) if env.get("MLOPSHUB_HOMES") else None,
+        serving_socket=env.get("MLOPSHUB_SERVING_SOCKET") or None,
     )
     # hub_authenticator keeps each answer for TRUST_SECONDS itself: HubAuth's cache is written, never read.
     hub_auth = HubAuth(cache_max_age=1)
