@@ -141,7 +141,8 @@ def snapshot_commit(top: Path, tree: str, head: str) -> str:
     commit = git(["commit-tree", tree, "-p", head, "-m", message], top, identity(top))
     if not commit:
         raise SnapshotFailed("git commit-tree could not write the snapshot commit")
-    if git(["update-ref", SNAPSHOT_REFS + commit, commit, ""], top) is None:
+    # Named by its commit: two runs on the same work tree within a second share one snapshot, and its ref.
+    if git(["update-ref", SNAPSHOT_REFS + commit, commit], top) is None:
         raise SnapshotFailed(f"git update-ref could not keep the snapshot on {SNAPSHOT_REFS}{commit}")
     return commit
 

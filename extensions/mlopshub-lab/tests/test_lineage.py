@@ -152,6 +152,17 @@ def test_a_dirty_tree_is_recorded_as_a_snapshot_commit_with_exactly_the_code(pro
     assert subprocess.run(["git", "cat-file", "-e", big], cwd=project, check=False).returncode != 0
 
 
+def test_runs_started_one_after_another_on_the_same_changes_each_record_a_snapshot(project):
+    (project / "train.py").write_text("print('changed')\n")
+    first, second = lineage_tags(project, None, {}), lineage_tags(project, None, {})
+    assert first["mlopshub.git.snapshot"] == second["mlopshub.git.snapshot"] == "true"
+    for tags in (first, second):
+        assert (
+            run(["git", "rev-parse", SNAPSHOT_REFS + tags["mlopshub.git.commit"]], project).strip()
+            == (tags["mlopshub.git.commit"])
+        )
+
+
 def test_a_clean_tree_records_head_and_makes_no_snapshot(project):
     (project / ".ipynb_checkpoints").mkdir()
     (project / ".ipynb_checkpoints" / "train-checkpoint.ipynb").write_text("{}")
