@@ -20,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: its age to ours). At one hub request per token per second, the hub's load stays small; the endpoints' hot path
 #: keeps a per-token answer, so a scoring client does not wait on the hub more than once a second.
 TRUST_SECONDS = 1.0
+#: Seconds a token the hub accepted stays accepted while the hub cannot answer (it is restarting): nobody can
+#: revoke a token or change a membership then either, and endpoints and MLflow keep answering their callers.
+HUB_AWAY_GRACE = 300.0
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,32 @@ def test_mlflow_asks_the_hub_again_once_the_trusted_answer_expires(monkeypatch):
     assert mlflow_auth.hub_answer("t") is None and hub.asked == 2
 
 
+def test_mlflow_keeps_a_lately_accepted_token_while_the_hub_restarts_and_refuses_others(monkeypatch):
+    from cachetools import TTLCache
+
+    clock = Clock()
+
+    class SyncAwayHubAuth(AwayHubAuth):
+        def user_for_token(self, token, use_cache=True, sync=True):  # type: ignore[override]
+            if self.away:
+                raise web.HTTPError(500, "Failed to connect to Hub API")
+            return self._answer(token, use_cache)
+
+    hub = SyncAwayHubAuth({"t": ALICE})
+    monkeypatch.setattr(mlflow_auth, "_hub_auth", hub)
+    monkeypatch.setattr(mlflow_auth, "_answers", TTLCache(maxsize=10, ttl=TRUST_SECONDS, timer=clock))
+    monkeypatch.setattr(mlflow_auth, "_accepted", TTLCache(maxsize=10, ttl=300, timer=clock))
+    assert mlflow_auth.hub_answer("t")["name"] == "alice"
+    hub.away = True
+    clock.now += 60
+    assert mlflow_auth.hub_answer("t")["name"] == "alice"
+    with pytest.raises(web.HTTPError):
+        mlflow_auth.hub_answer("never-seen")
+    clock.now += 300
+    with pytest.raises(web.HTTPError):
+        mlflow_auth.hub_answer("t")
+
+
 # --- the membership service ------------------------------------------------
 
 

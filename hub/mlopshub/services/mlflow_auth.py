@@ -27,9 +27,10 @@ import requests
 from cachetools import TTLCache
 from flask import Response, redirect, request
 from jupyterhub.services.auth import HubOAuth
+from tornado.web import HTTPError
 from werkzeug.datastructures import Authorization
 
-from mlopshub.settings import TRUST_SECONDS
+from mlopshub.settings import HUB_AWAY_GRACE, TRUST_SECONDS
 
 log = logging.getLogger("mlopshub.mlflow")
 
@@ -53,6 +54,8 @@ _hub_auth: HubOAuth | None = None
 _teams: frozenset[str] | None = None
 #: Token -> the hub's answer (None: not accepted), trusted for TRUST_SECONDS, the revocation bound.
 _answers: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
+#: Token -> the hub's last yes, used only while the hub cannot answer (see :func:`hub_answer`).
+_accepted: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=MAX_ENTRIES, ttl=HUB_AWAY_GRACE)
 #: User -> their groups, when a token's answer does not carry them (asked with the service's own token).
 _groups: TTLCache[str, list[str]] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
 #: User -> the teams last written to MLflow's auth store; a change is written at once, and the store is
@@ -93,11 +96,27 @@ def _remember(cache: TTLCache, key: str, value: Any) -> None:
 
 
 def hub_answer(token: str) -> dict[str, Any] | None:
-    """The hub's model of ``token``'s owner (with the token's scopes), or None; asked at most once per TRUST_SECONDS."""
+    """The hub's model of ``token``'s owner (with the token's scopes), or None; asked at most once per TRUST_SECONDS.
+
+    While the hub cannot answer (HubAuth's 5xx: it is restarting), a token it accepted within
+    :data:`~mlopshub.settings.HUB_AWAY_GRACE` keeps its last answer (nobody can revoke it then);
+    others get the hub's error.
+    """
     answer = _cached(_answers, token)
     if answer is _MISSING:
-        answer = hub_auth().user_for_token(token, use_cache=False, sync=True)
+        try:
+            answer = hub_auth().user_for_token(token, use_cache=False, sync=True)
+        except HTTPError as error:
+            known = _cached(_accepted, token)
+            if error.status_code < 500 or known is _MISSING:
+                raise
+            return known
         _remember(_answers, token, answer)
+        if answer:
+            _remember(_accepted, token, answer)
+        else:
+            with _cache_lock:
+                _accepted.pop(token, None)
     return answer
 
 

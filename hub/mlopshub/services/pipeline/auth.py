@@ -23,7 +23,7 @@ from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado import web
 
 from mlopshub.serving.proxy import Authorize
-from mlopshub.settings import TRUST_SECONDS
+from mlopshub.settings import HUB_AWAY_GRACE, TRUST_SECONDS
 
 PUBLISH = "custom:mlopshub:publish"
 APPROVE = "custom:mlopshub:approve"
@@ -68,9 +68,6 @@ def caller_from_model(model: dict) -> Caller:
 
 #: Tokens whose answers are kept at most (the oldest go first).
 MAX_TOKENS = 10_000
-#: Seconds a token the hub accepted stays accepted while the hub cannot answer (it is restarting): nobody can
-#: revoke a token or change a membership then either, and a production endpoint keeps answering its callers.
-HUB_AWAY_GRACE = 300.0
 
 
 def hub_authenticator(
