@@ -39,7 +39,7 @@ from .pipeline.audit import HEAD_FILE, HeadFile, check_chain, verify_file
 from .serving.sandbox import ACCOUNT_PREFIX
 from .settings import Settings
 
-#: The manifest's format; a restore refuses a newer one.
+#: The manifest's format; a restore refuses any other (made by another mlopshub).
 FORMAT = 1
 MANIFEST = "manifest.json"
 #: The backup's folders: the data dir's copy and the catalog's.
