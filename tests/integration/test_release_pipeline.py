@@ -136,6 +136,73 @@ def test_registry_holds_versions_aliases_and_lineage_tags(platform, carol):
     assert len(tags["mlopshub.git.commit"]) == 40 and "mlopshub.data.data/loans.csv" in tags
 
 
+#: An uncommitted change to the code: a module the notebook imports, written but never committed.
+UNCOMMITTED = r"""
+import os, subprocess
+os.chdir(os.path.expanduser("~/credit"))
+with open("features.py", "w") as f:
+    f.write("COLUMNS = ['amount', 'income']\n")
+print(subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip())
+"""
+
+
+def git_in(platform, token, *args: str) -> str:
+    """``git <args>`` in carol's ~/credit, as carol."""
+    code = f"import os, subprocess; os.chdir(os.path.expanduser('~/credit')); print(subprocess.run({['git', *args]!r}, "
+    code += "capture_output=True, text=True, check=True).stdout, end='')"
+    return platform.execute("carol", token, code)
+
+
+def test_a_notebook_trained_on_uncommitted_code_publishes_and_lineage_names_its_snapshot(platform, carol):
+    token, _ = carol
+    assert "project ready" in platform.execute("carol", token, make_project(seed=3))
+    head = platform.execute("carol", token, UNCOMMITTED).strip()
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    kernel = platform.open_notebook("carol", token, "credit/train.ipynb", notebook, "python3")
+
+    def user_state() -> tuple[set[str], str]:
+        return set(git_in(platform, token, "status", "--porcelain").splitlines()), git_in(
+            platform, token, "branch", "-v"
+        )
+
+    status, branches = user_state()
+    status.add("?? __pycache__/")  # importing features.py writes it; no snapshot does
+    code = train(1.0).replace(
+        'features = frame[["amount", "income"]]', "from features import COLUMNS\nfeatures = frame[COLUMNS]"
+    )
+    assert "from features import COLUMNS" in code
+    run_id = platform.run_in_kernel("carol", token, kernel, code, 120).strip().splitlines()[-1]
+
+    headers = {"Authorization": f"Bearer {token}", "X-MLFLOW-WORKSPACE": TEAM}
+    run = requests.get(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/get",
+        params={"run_id": run_id},
+        headers=headers,
+        timeout=30,
+    )
+    tags = {tag["key"]: tag["value"] for tag in run.json()["run"]["data"]["tags"]}
+    snapshot = tags["mlopshub.git.commit"]
+    assert tags["mlopshub.git.snapshot"] == "true" and tags["mlopshub.git.head"] == head and snapshot != head
+    # The snapshot holds the untracked module and notebook, by carol; her branch, index and files are as they were.
+    files = git_in(platform, token, "ls-tree", "-r", "--name-only", snapshot).split()
+    assert {"features.py", "train.ipynb", "data/loans.csv.dvc"} <= set(files)
+    assert "data/loans.csv" not in files and not [n for n in files if n.startswith((".ipynb", "__pycache__/"))]
+    assert (
+        git_in(platform, token, "log", "-1", "--format=%an <%ae>", snapshot).strip() == "carol <carol@users.mlopshub>"
+    )
+    assert user_state() == (status, branches) and "?? features.py" in status
+    assert git_in(platform, token, "rev-parse", "HEAD") == f"{head}\n"
+
+    pipeline = Pipeline(platform, token)
+    release = pipeline.wait(pipeline.publish(run_id, "credit-snapshot")["id"])
+    gates = {gate["name"]: gate for gate in release["gate_results"]}
+    assert release["state"] == "awaiting_approval", (release["reason"], gates)
+    lineage = gates["lineage"]
+    assert lineage["passed"] and lineage["details"]["commit"] == snapshot and lineage["details"]["snapshot"] is True
+    assert lineage["reason"].startswith(f"code at snapshot commit {snapshot[:12]} (uncommitted changes on {head[:12]})")
+    assert lineage["details"]["head"] == head and lineage["details"]["branch"] == "main"
+
+
 def test_unpushed_data_fails_the_lineage_gate_and_nothing_is_served(platform, carol):
     token, _ = carol
     assert "project ready" in platform.execute("carol", token, make_project(seed=2, push=False))
