@@ -461,6 +461,10 @@ class Supervisor:
                     continue
                 if part.process.poll() is None:
                     part.below = _descendants(part.process.pid)
+                    if part.state == "starting" and self.healthy(part, timeout=2):
+                        part.state = "healthy"
+                        self.say(f"{part.name}: healthy again (pid {part.process.pid})")
+                        self.report()
                 elif part.state != "waiting":
                     self.stop_orphans(part)
                     lived = now - part.started_at
@@ -472,10 +476,6 @@ class Supervisor:
                 elif part.state == "waiting" and now >= part.restart_at:
                     part.restarts += 1
                     self._spawn(part)
-                elif part.state == "starting" and self.healthy(part, timeout=2):
-                    part.state = "healthy"
-                    self.say(f"{part.name}: healthy again (pid {part.process.pid})")
-                    self.report()
             time.sleep(0.5)
 
     def stop_orphans(self, part: Part) -> None:
