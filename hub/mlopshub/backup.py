@@ -48,8 +48,9 @@ DATA, CATALOG = "data", "catalog"
 DATABASE_FOLDERS = ("pipeline", "", "mlflow")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-#: What a start rebuilds (pid files, ports, logs, model servers' sockets): left out of a backup.
-RUNTIME = ("run", "logs", "pipeline/logs", "pipeline/sockets")
+#: What a start rebuilds (pid files, ports, logs, model servers' sockets, the models service's control socket): left
+#: out of a backup.
+RUNTIME = ("run", "logs", "pipeline/logs", "pipeline/sockets", "pipeline/control")
 #: Kept from the logs: the membership service's record of workspaces it stopped (an audit record).
 KEPT_LOGS = ("logs/membership.log",)
 CHUNK = 1 << 20

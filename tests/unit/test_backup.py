@@ -68,6 +68,7 @@ def platform(tmp_path) -> settings.Settings:
     write(s.logs_dir / "hub.log", "a log line\n")
     write(s.logs_dir / "membership.log", '{"user": "alice"}\n')
     write(s.pipeline_dir / "logs" / "credit-production.log", "served\n")
+    write(s.pipeline_dir / "control" / "serving.sock", "")
     return s
 
 
@@ -95,7 +96,13 @@ def test_backup_copies_the_platforms_data_and_leaves_out_what_a_start_rebuilds(p
         "catalog/teams.yaml",
     ):
         assert listed[path]["type"] == "file", path
-    for path in ("data/run", "data/logs/hub.log", "data/pipeline/logs", "data/mlflow/mlflow.sqlite-wal"):
+    for path in (
+        "data/run",
+        "data/logs/hub.log",
+        "data/pipeline/logs",
+        "data/pipeline/control",
+        "data/mlflow/mlflow.sqlite-wal",
+    ):
         assert path not in listed and not (tmp_path / "backup" / path).exists(), path
     assert manifest["audit"]["intact"] and manifest["audit"]["head"]["seq"] == 1
     assert manifest["mlopshub"] and manifest["created"]
