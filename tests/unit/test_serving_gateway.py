@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from tornado.netutil import bind_sockets
 
 from mlopshub.serving import Endpoints, IntegrityError
-from mlopshub.serving.gateway import Gateway, RemoteEndpoints, RouteTable, control_socket, serve
+from mlopshub.serving.gateway import Gateway, RemoteEndpoints, Route, RouteTable, control_socket, serve
 from mlopshub.serving.integrity import tree_digest
 
 COLUMNS = ["income", "debt", "age", "tenure"]
@@ -156,3 +156,19 @@ def test_a_changed_model_is_refused_at_deploy_and_at_restart_and_the_refusal_wai
         assert remote.refusals == []
     finally:
         again.stop()
+
+
+def test_routes_name_model_copies_relative_to_the_pipeline_folder_so_a_restored_data_dir_may_move(tmp_path):
+    old, new = tmp_path / "old" / "pipeline", tmp_path / "new" / "pipeline"
+    copy = old / "models" / "sme-credit" / "loans" / "1"
+    copy.mkdir(parents=True)
+    table = RouteTable(old / "routes.json")
+    table.routes[("loans", "production")] = Route("loans", "production", "1", str(copy), "sme-credit", None)
+    table.routes[("other", "staging")] = Route("other", "staging", "2", "/srv/elsewhere/2", "retail-scoring", None)
+    table.save()
+    assert json.loads((old / "routes.json").read_text())["routes"][0]["path"] == "models/sme-credit/loans/1"
+    new.parent.mkdir()
+    old.rename(new)
+    moved = RouteTable(new / "routes.json")
+    assert moved.routes[("loans", "production")].path == str(new / "models" / "sme-credit" / "loans" / "1")
+    assert moved.routes[("other", "staging")].path == "/srv/elsewhere/2"

@@ -85,10 +85,16 @@ class RouteTable:
         if self.path.exists():
             saved = json.loads(self.path.read_text())
             for entry in saved.get("routes", []):
-                route = Route(**entry)
+                # Paths inside the pipeline's folder are kept relative to it: a restored data dir may move.
+                route = Route(**{**entry, "path": str(self.path.parent / entry["path"])})
                 self.routes[(route.model, route.stage)] = route
             self.refusals = list(saved.get("refusals", []))
             self.owners = dict(saved.get("owners", {}))
+
+    def _relative(self, path: str) -> str:
+        folder = self.path.parent.resolve()
+        resolved = Path(path).resolve()
+        return str(resolved.relative_to(folder)) if resolved.is_relative_to(folder) else path
 
     def team_of(self, model: str) -> str:
         """The team of ``model`` ("" for a model never served here: nobody but model risk may call it)."""
@@ -96,7 +102,7 @@ class RouteTable:
 
     def save(self) -> None:
         data = {
-            "routes": [asdict(route) for route in self.routes.values()],
+            "routes": [{**asdict(route), "path": self._relative(route.path)} for route in self.routes.values()],
             "refusals": self.refusals,
             "owners": self.owners,
         }
