@@ -4,7 +4,7 @@ Dana (team sme-credit, also a model validator) trains two scikit-learn models
 in a notebook on DVC-versioned data and publishes them from the sidebar's
 Models section; the gates pass and the staging endpoint answers the four
 MLflow input formats; her own approval is refused with the pipeline's reason;
-Victor (model validator only) approves in his sidebar; production answers;
+Victor (model validator only) approves on his review page; production answers;
 Dana rolls back and the previous version serves again.
 """
 
@@ -76,12 +76,21 @@ def publish(page, run_id, name=MODEL, until="awaiting_approval"):
     return release, release.get_attribute("data-release")
 
 
-def approval_card(page, release_id):
+def review_page(page, release_id):
+    """The release's review page, opened from its card in Approvals (which follows the pipeline by itself)."""
     card = page.locator(f"[data-testid=mlopshub-approval][data-release='{release_id}']")
-    if not card.is_visible():
-        page.locator("#mlopshub-refresh-approvals").click()
     card.wait_for(timeout=30_000)
-    return card
+    card.locator("[data-testid=mlopshub-review]").click()
+    review = page.locator(f"[data-testid=mlopshub-review-page][data-release='{release_id}']")
+    review.locator("[data-testid=mlopshub-decision]").wait_for()
+    return review
+
+
+def approve(page, review, comment):
+    """Approve on the review page: the comment, then the confirmation dialog."""
+    review.locator("[data-testid=mlopshub-decision-comment]").fill(comment)
+    review.locator("[data-testid=mlopshub-approve]").click()
+    page.locator(".jp-Dialog .jp-mod-accept", has_text="Approve").click()
 
 
 def invoke(platform, token, stage, body):
@@ -112,35 +121,32 @@ def test_publish_approve_serve_and_roll_back_from_the_sidebar(page, browser, pla
         assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2, (name, answer.text)
 
     # Four eyes: Dana is a validator, but this release is hers.
-    card = approval_card(page, first)
-    card.locator("[data-testid=mlopshub-approve]").click()
-    refused = card.locator("[data-testid=mlopshub-error]")
+    review = review_page(page, first)
+    approve(page, review, "my own model, looks fine")
+    refused = review.locator("[data-testid=mlopshub-decision-status] [data-testid=mlopshub-error]")
     refused.wait_for()
     assert "needs a second person's approval" in refused.inner_text()
 
     validator = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     validator.set_default_timeout(60_000)
     open_sidebar(validator, platform, "victor-v", victor)
-    card = approval_card(validator, first)
-    assert card.locator("dd[data-fact=publisher]").inner_text().strip() == "dana"
-    card.locator("[data-testid=mlopshub-approve-comment]").fill("hold-out AUC and lineage reviewed")
+    review = review_page(validator, first)
+    assert review.locator("header dd[data-fact=publisher]").inner_text().strip() == "dana"
     validator.screenshot(path=str(artifacts / "sidebar-approval.png"))
-    card.locator("[data-testid=mlopshub-approve]").click()
-    card.locator(".mlopshub-done").wait_for()
+    approve(validator, review, "hold-out AUC and lineage reviewed")
+    review.locator("[data-testid=mlopshub-release-state][data-state=production]").wait_for(timeout=RELEASE_TIMEOUT)
     release.locator("[data-testid=mlopshub-release-state][data-state=production]").wait_for(timeout=RELEASE_TIMEOUT)
     first_version = production_version(platform, token)
     assert invoke(platform, token, "production", FORMATS["inputs"]).status_code == 200
 
     # A second version goes the same way; then Dana rolls production back to the first.
     _, second = publish(page, second_run)
-    card = approval_card(validator, second)
-    card.locator("[data-testid=mlopshub-approve]").click()
-    card.locator(".mlopshub-done").wait_for()
+    approve(validator, review_page(validator, second), "second version reviewed")
     second_box = page.locator(f"#mlopshub-release-box [data-testid=mlopshub-release][data-release='{second}']")
     second_box.locator("[data-testid=mlopshub-release-state][data-state=production]").wait_for(timeout=RELEASE_TIMEOUT)
     assert production_version(platform, token) != first_version
 
-    page.locator("#mlopshub-refresh-models").click()
+    # "Releases of the team" follows the states by itself: no Refresh.
     row = page.locator(f"[data-testid=mlopshub-release-row][data-release='{second}'][data-state=production]")
     row.locator("[data-testid=mlopshub-rollback]").click()
     page.locator("[data-testid=mlopshub-rollback-reason]").fill("drift on last week's applications")
