@@ -80,7 +80,13 @@ def test_version_data_and_restore_an_earlier_version(page, platform, sam, artifa
     page.locator(".jp-Dialog .jp-mod-accept").click()
     data.locator("text=Saved version").wait_for()
     row = data.locator("tr[data-path='credit/loans.csv']")
-    assert "up to date" in row.inner_text()
+    # Versioned but not in the team's remote yet: the row says so and the Data section's badge counts it.
+    row.locator("text=not pushed").wait_for()
+    badge = data.locator("[data-testid=mlopshub-badge]")
+    assert badge.inner_text() == "1" and "not pushed" in badge.get_attribute("title")
+    data.locator("#mlopshub-push").click()
+    row.locator("text=up to date").wait_for()
+    assert badge.is_hidden()
 
     platform.workspace(
         "sam", "api/contents/credit/loans.csv", token, "PUT", json={"type": "file", "format": "text", "content": V2}
@@ -125,10 +131,17 @@ def test_runs_appear_with_lineage_and_two_compare(page, platform, sam, artifacts
     for index in range(2):
         runs.nth(index).locator("input[type=checkbox]").check()
     experiments.locator("#mlopshub-compare-runs").click()
-    compare = page.locator("#mlopshub-compare")
-    compare.locator("tr[data-metric='auc']").wait_for()
-    assert compare.locator("tr[data-metric='auc'] td").all_inner_texts()[1:] in (
-        ["0.8300", "0.7100"],
-        ["0.7100", "0.8300"],
+    # The comparison opens in a main-area tab: metrics with the best marked, params, lineage, plots.
+    compare = page.locator("[data-testid=mlopshub-compare-page]")
+    auc = compare.locator("[data-testid=mlopshub-compare-metrics] tr[data-metric='auc']")
+    auc.wait_for()
+    assert auc.locator("td").all_inner_texts()[1:] == ["0.8300", "0.7100"]  # sorted by auc: C=1.0 first
+    assert auc.locator("td.mlopshub-best").inner_text() == "0.8300"
+    assert compare.locator("[data-testid=mlopshub-compare-params] tr[data-key=C]").get_attribute("class") == (
+        "mlopshub-differs"
     )
+    assert "credit/train.ipynb" in compare.locator("[data-testid=mlopshub-compare-lineage]").inner_text()
+    plot = compare.locator("[data-testid=mlopshub-plot][data-metric=auc]")
+    plot.locator("circle").nth(1).wait_for()
+    assert plot.locator("circle").count() == 2, "one point per run (each logged auc once)"
     page.screenshot(path=str(artifacts / "sidebar-experiments-compare.png"))

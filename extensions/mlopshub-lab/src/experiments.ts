@@ -84,7 +84,9 @@ export class ExperimentsSection extends Widget {
       this._runs = more ? [...this._runs, ...reply.runs] : reply.runs;
       this._next = reply.next_page_token;
       if (!more) {
-        this._selected.clear();
+        // A reload (Refresh, or the sidebar shown again) keeps the runs the user ticked that are still there.
+        const ids = new Set(reply.runs.map(run => run.run_id));
+        this._selected = new Set([...this._selected].filter(id => ids.has(id)));
       }
       this._render();
     } catch (error) {

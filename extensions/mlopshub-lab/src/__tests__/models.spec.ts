@@ -119,3 +119,30 @@ describe('the review page', () => {
     review.dispose();
   });
 });
+
+describe('the Experiments section', () => {
+  const { ExperimentsSection } = jest.requireActual<typeof import('../experiments')>('../experiments');
+  const run = (id: string) => ({ run_id: id, run_name: id, status: 'FINISHED', start_time: 1, end_time: 2, duration_ms: 1, metrics: { auc: 0.8 }, params: {}, lineage: {} });
+
+  it('keeps the ticked runs through a reload and opens them side by side in a tab', async () => {
+    (requestAPI as jest.Mock).mockImplementation(async (endpoint: string) =>
+      endpoint === 'experiments/workspaces'
+        ? { workspaces: ['sme-credit'], current: 'sme-credit' }
+        : endpoint === 'experiments/list'
+          ? { experiments: [{ id: '1', name: 'credit', last_update_time: 1 }] }
+          : { runs: [run('a'), run('b')], next_page_token: null }
+    );
+    const section = new ExperimentsSection(views);
+    await section.refresh('credit');
+    for (const id of ['a', 'b']) {
+      const box = section.node.querySelector(`tr.mlopshub-run[data-run="${id}"] input`) as HTMLInputElement;
+      box.checked = true;
+      box.dispatchEvent(new Event('change'));
+    }
+    await section.refresh('credit');
+    const compare = section.node.querySelector('#mlopshub-compare-runs') as HTMLButtonElement;
+    expect(compare.disabled).toBe(false);
+    compare.click();
+    expect(views.openCompare).toHaveBeenCalledWith('sme-credit', ['a', 'b']);
+  });
+});
