@@ -10,6 +10,7 @@ when the proxy was restarted (its route table then lacks the hub's own route).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from tornado.ioloop import PeriodicCallback
@@ -54,9 +55,9 @@ class SupervisedProxy(ConfigurableHTTPProxy):
 
     _routes_check: PeriodicCallback | None = None
 
-    async def add_route(self, routespec: str, target: str, data: dict) -> None:
-        await super().add_route(routespec, target, data)
-        # The first route is added once the hub knows its users and services: watch from then on.
+    async def check_routes(self, user_dict: Any, service_dict: Any, routes: dict | None = None) -> None:
+        await super().check_routes(user_dict, service_dict, routes)
+        # The hub checks the routes once it knows its users and services (at its start): watch from then on.
         if self._routes_check is None:
             self._routes_check = PeriodicCallback(self.restore_if_lost, 1e3 * self.check_routes_interval)
             self._routes_check.start()
