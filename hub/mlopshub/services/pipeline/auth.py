@@ -22,7 +22,7 @@ from cachetools import TTLCache
 from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado import web
 
-from mlopshub.serving.proxy import Authorize
+from mlopshub.serving.proxy import Authorize, bounded
 from mlopshub.settings import HUB_AWAY_GRACE, TRUST_SECONDS
 
 PUBLISH = "custom:mlopshub:publish"
@@ -164,7 +164,8 @@ def endpoint_authorizer(
 ) -> Authorize:
     """Who may call a model endpoint: model risk and the model's team (both stages), consumer systems (production).
 
-    ``owner(model)`` is the model's team ("" when unknown). A consumer system
+    ``owner(model)`` is the model's team ("" when unknown: then a signed-in caller gets the 404 of a missing
+    endpoint). A consumer system
     is a hub service whose token carries ``access:services!service=models``
     and which the catalog grants the model (``consumers``: service name ->
     model names). A user of another team is refused even with that scope
@@ -182,7 +183,11 @@ def endpoint_authorizer(
         if allowed.get(key) is caller:
             return
         team = owner(model)
-        if (team and caller.may_read(team)) or (
+        if not team:
+            # Nothing of that name was ever served: say so, as for any endpoint that is not there.
+            missing = f"model {bounded(model)!r} has no {stage} endpoint; publish it or check the release"
+            raise web.HTTPError(404, missing)
+        if caller.may_read(team) or (
             stage == "production"
             and caller.kind == "service"
             and caller.has(MODELS_ACCESS)
