@@ -151,13 +151,22 @@ def test_restart_keeps_workspaces_and_endpoints_and_nothing_is_lost(platform, wo
     pipeline = alice.pipeline(platform)
     release = pipeline.call("GET", f"releases/{world['release']['id']}").json()
     assert release["state"] == "production"
+    mlflow_headers = {"Authorization": f"token {alice.token}", "X-MLFLOW-WORKSPACE": CREDIT}
     run = requests.get(
         f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/get",
         params={"run_id": alice.runs[0]},
-        headers={"Authorization": f"token {alice.token}", "X-MLFLOW-WORKSPACE": CREDIT},
+        headers=mlflow_headers,
         timeout=30,
     )
     assert run.status_code == 200, run.text
+    registered = requests.get(
+        f"{platform.url}/services/mlflow/api/2.0/mlflow/registered-models/get",
+        params={"name": GRANTED_MODEL},
+        headers=mlflow_headers,
+        timeout=30,
+    )
+    assert registered.status_code == 200, registered.text
+    assert platform.workspace("alice", "api/contents/credit/data/loans.csv.dvc", alice.token).status_code == 200
     audit = platform.cli("audit", "verify", check=False)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert supervisor_state(platform.data_dir)["state"] == "ready"
