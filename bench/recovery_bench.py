@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests" / "security"))
 
 from adversary import CONSUMER, CREDIT, GRANTED_MODEL, Person, data_scientist, live_endpoints  # noqa: E402
 from fault_injection import Load, kill_part, kill_process  # noqa: E402
-from platform_under_test import Platform  # noqa: E402
+from platform_under_test import Platform, reachable_dir  # noqa: E402
 from release_flow import FORMATS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -90,13 +90,11 @@ def workspaces_after_hub_crash(platform: Platform, users: int) -> dict:
 
 
 def busy_starts(cycles: int) -> dict:
-    import tempfile
-
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     started, left, seconds = 0, 0, []
     try:
         for _ in range(cycles):
-            platform = Platform(Path(tempfile.mkdtemp(prefix="mlopshub-busy-", dir="/var/tmp")))
+            platform = Platform(reachable_dir(None))
             began = time.monotonic()
             result = platform.cli("up", check=False, timeout=1800)
             if result.returncode == 0:
@@ -111,9 +109,7 @@ def busy_starts(cycles: int) -> dict:
 
 
 def run(users: int = 20, cycles: int = 10) -> dict:
-    import tempfile
-
-    platform = Platform(Path(tempfile.mkdtemp(prefix="mlopshub-recovery-", dir="/var/tmp"))).up()
+    platform = Platform(reachable_dir(None)).up()
     try:
         consumer = production_model(platform)
         kills = [measure_kill(platform, consumer, part) for part in (*PARTS, "model server")]
