@@ -364,12 +364,14 @@ async def serve(
     private_folder(socket_path.parent)
     control = HTTPServer(control_app(gateway))
     control.add_socket(bind_unix_socket(str(socket_path), mode=0o600))
-    await gateway.endpoints.warm(*teams)
+    # What was served comes back first (starting the zygotes of those teams); the other teams' zygotes after
+    # the endpoints answer, so that a restart costs the served models' load time only.
     await gateway.restore()
     routes = [(rf"{prefix.rstrip('/')}/health", HealthHandler), *endpoint_routes(prefix, gateway.endpoints, authorize)]
     public = HTTPServer(web.Application(routes), xheaders=False)
     public.listen(port, host)
     log.info("models service on http://%s:%d%s, control on %s", host, port, prefix, socket_path)
+    await gateway.endpoints.warm(*teams)
     try:
         await asyncio.Event().wait()
     finally:
