@@ -208,6 +208,15 @@ def workspace_environment(
     return env
 
 
+def _is_workspace_of(pid: int, user: str, server: str) -> bool:
+    """Whether ``pid`` runs the single-user server of ``user``'s ``server`` (JupyterHub sets both variables)."""
+    try:
+        env = psutil.Process(pid).environ()
+    except psutil.Error:
+        return False
+    return env.get("JUPYTERHUB_USER") == user and env.get("JUPYTERHUB_SERVER_NAME", "") == server
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     """Every process below ``pid`` (none if it is gone)."""
     try:
@@ -378,6 +387,17 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         return self._preexec_fn
+
+    async def poll(self) -> int | None:
+        """As LocalProcessSpawner's; and a server found again by its pid (after a hub restart) must still be this
+        user's workspace. After a reboot or a restore the recorded pid may name another process, which must be
+        neither adopted nor, later, stopped as if it were the workspace."""
+        status = await super().poll()
+        if status is None and self.proc is None and not _is_workspace_of(self.pid, self.user.name, self.name):
+            self.log.warning("%s: pid %s is no longer its workspace; the server is gone", self._log_name, self.pid)
+            self.clear_state()
+            return 0
+        return status
 
     async def stop(self, now: bool = False) -> None:
         """Stop the server, then whatever it started that outlived it.

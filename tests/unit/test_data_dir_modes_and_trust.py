@@ -389,3 +389,25 @@ def test_the_spawner_keeps_the_teams_it_started_with_in_its_state():
     assert restored.started_teams == ["sme-credit"]
     restored.clear_state()
     assert TEAMS_STATE not in restored.get_state()
+
+
+def test_a_recorded_pid_is_adopted_only_while_it_is_still_that_users_workspace():
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    def sleeper(env: dict) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, **env})
+
+    workspace = sleeper({"JUPYTERHUB_USER": "alice", "JUPYTERHUB_SERVER_NAME": ""})
+    stranger = sleeper({})  # what a reboot or a restore may find under the recorded pid
+    try:
+        for process, expected in ((workspace, None), (stranger, 0)):
+            spawner = LocalWorkspaceSpawner()
+            spawner.user = SimpleNamespace(name="alice")
+            spawner.load_state({"pid": process.pid})
+            assert asyncio.run(spawner.poll()) == expected
+        assert spawner.pid == 0 and stranger.poll() is None, "the stranger is forgotten, not stopped"
+    finally:
+        workspace.kill()
+        stranger.kill()
