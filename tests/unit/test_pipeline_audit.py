@@ -28,6 +28,7 @@ from mlopshub.pipeline.audit import (
     Problem,
     next_chain,
 )
+from mlopshub.pipeline.gates import GateResult
 from mlopshub.pipeline.release import ReleaseStore, validate_publish
 
 
@@ -275,6 +276,12 @@ def test_entries_filter_by_release_and_time(log):
     assert [e.actor for e in log.entries(since=later.isoformat(), release_id="rel-2")] == []
     with pytest.raises(ValueError, match="not an ISO 8601 time: 'yesterday'"):
         log.entries(since="yesterday")
+    log.record("bob", "rejected", release_id="rel-2", model="churn")
+    assert [e.id for e in log.entries(until=later)] == [1, 2], "until is exclusive of what comes after"
+    assert [e.id for e in log.entries(model="churn", actor="bob", action="rejected")] == [4]
+    assert [e.id for e in log.entries(actor="bob", action="approved")] == [3]
+    assert [e.id for e in log.entries(after=1, limit=2)] == [2, 3]
+    assert [e.id for e in log.entries(after=4)] == []
 
 
 def test_export_csv_and_json_hold_every_entry_with_its_chain(log, tmp_path):
@@ -445,3 +452,121 @@ def test_pipeline_chain_is_intact_after_a_restart(pipeline_dir):
         service.close()
     result = audit_verify("--database", str(data_dir / "pipeline.sqlite"))
     assert (result.returncode, result.stdout.split(",")[0]) == (0, "audit log intact: 5 entries")
+
+
+# --- GET /api/audit: filters, pages, and a release's trail for its team -----------------------------------------
+
+
+@pytest.fixture
+def two_teams(tmp_path):
+    """A running pipeline with three releases: two of sme-credit (one by sam, awaiting approval), one of retail."""
+    store = ReleaseStore(tmp_path / "pipeline.sqlite")
+
+    def release(name: str, team: str, publisher: str, awaiting: bool):
+        run = "0123456789abcdef0123456789abcdef"
+        body = {"model_uri": f"runs:/{run}/model", "name": name, "kind": "online", "description": "lr"}
+        created = store.create(validate_publish(body, {run: team}.get), version=1, publisher=publisher)
+        store.start_gating(created.id)
+        if not awaiting:
+            return store.mark_failed(created.id, "gates could not run")
+        store.record_gate_results(created.id, [GateResult("model_loads", True, "the model loads")])
+        return store.mark_staging_ready(created.id, {"staging": f"/services/models/{name}/staging/invocations"})
+
+    ids = {
+        "credit": release("credit-default", "sme-credit", "ann", awaiting=False).id,
+        "retail": release("churn", "retail-scoring", "bob", awaiting=False).id,
+    }
+    service = started(tmp_path)
+    # Made awaiting once the service runs: at start it would bring the staging endpoint back, from no MLflow.
+    ids["awaiting"] = release("credit-limits", "sme-credit", "sam", awaiting=True).id
+    yield service, ids
+    service.close()
+
+
+def test_a_team_member_reads_the_trail_of_the_teams_release_and_nothing_else(two_teams):
+    service, ids = two_teams
+    trail = service.api("GET", "audit", "ann", release_id=ids["credit"])
+    assert trail.status_code == 200, trail.text
+    assert [e["action"] for e in trail.json()] == ["registered", "gating started", "failed"]
+    assert {e["release_id"] for e in trail.json()} == {ids["credit"]}
+    csv_trail = service.api("GET", "audit", "ann", release_id=ids["credit"], format="csv")
+    assert csv_trail.text.splitlines()[0] == "id,at,actor,action,release_id,model,version,reason,details,chain"
+    assert len(csv_trail.text.splitlines()) == 4
+
+    whole = service.api("GET", "audit", "ann")
+    assert whole.status_code == 403 and "custom:mlopshub:read-releases" in whole.json()["message"]
+    # Another team's release answers as one that does not exist: bob learns nothing of it.
+    foreign = service.api("GET", "audit", "bob", release_id=ids["credit"])
+    unknown = service.api("GET", "audit", "bob", release_id="rel-000000000000")
+    assert foreign.status_code == unknown.status_code == 404
+    assert foreign.text.replace(ids["credit"], "<id>") == unknown.text.replace("rel-000000000000", "<id>")
+    assert service.api("GET", "audit", "bob", release_id=ids["retail"]).status_code == 200
+    # A validator reads any release's trail, and an id with no entries is just an empty list to her.
+    assert len(service.api("GET", "audit", "val", release_id=ids["retail"]).json()) == 3
+    assert service.api("GET", "audit", "val", release_id="rel-000000000000").json() == []
+
+
+def test_the_audit_log_filters_and_pages_on_the_server(two_teams):
+    service, ids = two_teams
+    everything = service.api("GET", "audit", "val").json()
+    assert len(everything) == 10
+
+    def ask(**params):
+        answer = service.api("GET", "audit", "val", **params)
+        assert answer.status_code == 200, answer.text
+        return [e["id"] for e in answer.json()]
+
+    assert ask(model="churn") == [e["id"] for e in everything if e["model"] == "churn"]
+    assert ask(actor="sam", action="registered") == [everything[6]["id"]]
+    assert ask(action="failed", model="credit-default") == [everything[2]["id"]]
+    middle = everything[5]["at"]
+    assert ask(since=middle) == [e["id"] for e in everything if e["at"] >= middle]
+    assert ask(until=middle) == [e["id"] for e in everything if e["at"] < middle], "until is exclusive"
+    assert ask(since=middle.replace("+00:00", "Z"), until="2999-01-01T01:00:00+01:00") == ask(since=middle)
+
+    pages, after = [], 0
+    while page := ask(limit=4, after=after):
+        pages.append(page)
+        after = page[-1]
+    assert [len(p) for p in pages] == [4, 4, 2] and sum(pages, []) == [e["id"] for e in everything]
+    assert ask(limit=1000) == ask()
+    csv_page = service.api("GET", "audit", "val", format="csv", actor="pipeline", after=3, limit=2)
+    rows = list(csv.DictReader(io.StringIO(csv_page.text)))
+    assert [int(r["id"]) for r in rows] == ask(actor="pipeline", after=3)[:2]
+    assert {r["actor"] for r in rows} == {"pipeline"} and rows[0]["release_id"] == ids["retail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "says"),
+    [
+        ({"since": "2026-12-01T09:00"}, "since", "has no time zone"),
+        ({"until": "2026-12-01T09:00:00"}, "until", "has no time zone"),
+        ({"until": "yesterday"}, "until", "is not a time"),
+        ({"limit": "0"}, "limit", "from 1 to 1000"),
+        ({"limit": "1001"}, "limit", "from 1 to 1000"),
+        ({"limit": "ten"}, "limit", "got 'ten'"),
+        ({"after": "-1"}, "after", "whole number"),
+        ({"after": "9" * 30}, "after", "whole number"),
+        ({"model": "m" * 201}, "model", "at most 200"),
+        ({"format": "xml"}, "format", "json or csv"),
+    ],
+)
+def test_a_wrong_audit_filter_is_422_naming_it(two_teams, params, field, says):
+    service, _ = two_teams
+    answer = service.api("GET", "audit", "val", **params)
+    assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+    assert says in answer.json()["message"]
+
+
+def test_an_approval_without_a_comment_is_422_and_a_refused_one_is_still_recorded(two_teams):
+    service, ids = two_teams
+    for body in ({}, {"comment": ""}, {"comment": " \t "}, {"comment": "x" * 2001}, {"comment": None}):
+        answer = service.api("POST", f"releases/{ids['awaiting']}/approve", "val", body)
+        assert (answer.status_code, answer.json()["field"]) == (422, "comment"), (body, answer.text)
+    assert service.api("GET", f"releases/{ids['awaiting']}", "val").json()["state"] == "awaiting_approval"
+    # Refused whatever the comment, and recorded: the publisher (four eyes), then a user without the scope.
+    own = service.api("POST", f"releases/{ids['awaiting']}/approve", "sam", {})
+    assert own.status_code == 403 and "published by 'sam'" in own.json()["message"]
+    assert service.api("POST", f"releases/{ids['awaiting']}/approve", "ann", {}).status_code == 403
+    refused = service.api("GET", "audit", "val", release_id=ids["awaiting"], action="approval refused").json()
+    assert [e["actor"] for e in refused] == ["sam", "ann"]

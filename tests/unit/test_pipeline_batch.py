@@ -204,7 +204,7 @@ def test_batch_release_staging_run_approval_schedule_on_demand_and_rollback(serv
     second = service.api("POST", "releases", "ann", batch_body(runs[1]))
     assert second.status_code == 201, second.text
     service.wait_for(second.json()["id"], "awaiting_approval", timeout=180)
-    assert service.api("POST", f"releases/{second.json()['id']}/approve", "val", {}).ok
+    assert service.api("POST", f"releases/{second.json()['id']}/approve", "val", {"comment": "v2 checked"}).ok
     service.wait_for(second.json()["id"], "production")
     assert [r.version for r in scheduler.due(six.replace(day=7))] == ["2"]
     rolled = service.api("POST", f"models/{MODEL}/rollback", "val", {"reason": "v2 scores drift"})

@@ -170,11 +170,27 @@ def test_validator_cannot_approve_own_release(store):
     assert [e.action for e in store.audit.entries(release_id=release.id)][-1] == "staging ready"
 
 
+def test_approval_needs_a_comment_but_a_self_approval_is_refused_as_such_first(store):
+    release = to_awaiting_approval(store, publisher="pat")
+    for said in (None, "", "   \n", 7, "x" * 2001):
+        with pytest.raises(InvalidRequest) as raised:
+            store.approve(release.id, "val", said)
+        assert (raised.value.field, raised.value.http_status) == ("comment", 422), said
+    with pytest.raises(InvalidRequest, match="comment: is required: say why"):
+        store.approve(release.id, "val", "")
+    with pytest.raises(NotAllowed, match="published by 'pat'"):
+        store.approve(release.id, "pat", "")
+    assert store.get(release.id).state == State.AWAITING_APPROVAL
+    approved = store.approve(release.id, "val", "  " + "y" * 2000 + "\n")
+    assert approved.comment == "y" * 2000, "2000 characters once stripped"
+    assert store.audit.entries(release_id=release.id)[-1].reason == "y" * 2000
+
+
 def test_approval_only_from_awaiting_approval_and_names_the_state(store):
     release = store.create(request(), version=1, publisher="pat")
     store.start_gating(release.id)
     with pytest.raises(InvalidTransition, match="is 'gating'; approved needs it to be 'awaiting_approval'") as raised:
-        store.approve(release.id, "val")
+        store.approve(release.id, "val", "checked")
     assert raised.value.http_status == 409
     assert store.get(release.id).state == State.GATING
 
@@ -313,7 +329,7 @@ def test_restart_resumes_idempotent_steps_and_leaves_waiting_releases_alone(tmp_
     store.start_gating(staging.id)
     store.record_gate_results(staging.id, PASSED)
     approved = to_awaiting_approval(store, "approved-model")
-    store.approve(approved.id, "val")
+    store.approve(approved.id, "val", "checked")
     waiting = to_awaiting_approval(store, "waiting-model")
 
     recovery = ReleaseStore(tmp_path / "pipeline.db").resume_or_fail_on_restart()
@@ -342,7 +358,7 @@ def test_release_interrupted_twice_while_gated_is_failed_with_nothing_deployed(s
 
 def test_a_deploy_interrupted_again_and_again_is_still_resumed(store):
     release = to_awaiting_approval(store)
-    store.approve(release.id, "val")
+    store.approve(release.id, "val", "checked")
     for _ in range(3):
         assert [r.id for r in store.resume_or_fail_on_restart().resume] == [release.id]
     assert store.get(release.id).state == State.APPROVED

@@ -175,7 +175,7 @@ def test_publish_gates_staging_approval_production_rollback(service, logged, tra
     service.wait_for(second, "awaiting_approval")
     own = service.api("POST", f"releases/{second}/approve", "sam", {"comment": "looks fine"})
     assert own.status_code == 403 and "sam" in own.json()["message"]
-    assert service.api("POST", f"releases/{second}/approve", "val", {}).status_code == 200
+    assert service.api("POST", f"releases/{second}/approve", "val", {"comment": "v2 checked"}).status_code == 200
     service.wait_for(second, "production")
     assert (
         score(production, "val", {"inputs": logged["x"].head(1).to_dict(orient="list")}).headers[

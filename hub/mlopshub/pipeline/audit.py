@@ -828,18 +828,41 @@ class AuditLog:
             f"{self.head_file.path} ends at entry {on_file[0] if on_file else 0}, the database at {seq}",
         )
 
-    def entries(self, since: datetime | str | None = None, release_id: str | None = None) -> list[AuditEntry]:
-        """Entries in the order they were written, optionally from ``since`` on and for one release."""
+    def entries(
+        self,
+        since: datetime | str | None = None,
+        release_id: str | None = None,
+        *,
+        until: datetime | str | None = None,
+        model: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Entries in the order they were written, those that pass every filter given.
+
+        ``since`` is inclusive and ``until`` exclusive; the fields match exactly;
+        ``after`` and ``limit`` page: the first ``limit`` entries with an id above ``after``.
+        """
         clauses, values = [], []
         if since is not None:
             clauses.append("at >= ?")
             values.append(as_utc_iso(since))
-        if release_id is not None:
-            clauses.append("release_id = ?")
-            values.append(release_id)
+        if until is not None:
+            clauses.append("at < ?")
+            values.append(as_utc_iso(until))
+        for column, value in (("release_id", release_id), ("model", model), ("actor", actor), ("action", action)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if after is not None:
+            clauses.append("id > ?")
+            values.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        page = "" if limit is None else f"LIMIT {int(limit)}"
         with self.database.reading() as connection:
-            rows = connection.execute(f"SELECT * FROM audit {where} ORDER BY id", values).fetchall()
+            rows = connection.execute(f"SELECT * FROM audit {where} ORDER BY id {page}", values).fetchall()
         return [_entry(row) for row in rows]
 
     def head(self) -> tuple[int, str] | None:
@@ -848,9 +871,9 @@ class AuditLog:
             row = connection.execute("SELECT id, chain FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         return (row["id"], row["chain"]) if row else None
 
-    def export_csv(self, file: str | Path | TextIO, since: datetime | str | None = None) -> int:
-        """Write the entries as CSV (details as JSON text) to a path or open text file; return how many."""
-        entries = self.entries(since=since)
+    def export_csv(self, file: str | Path | TextIO, **filters: Any) -> int:
+        """Write the entries that pass ``filters`` (:meth:`entries`) as CSV to a path or open text file; how many."""
+        entries = self.entries(**filters)
 
         def write(stream: TextIO) -> None:
             writer = csv.writer(stream)
@@ -863,9 +886,9 @@ class AuditLog:
         _write_to(file, write, newline="")
         return len(entries)
 
-    def export_json(self, file: str | Path | TextIO, since: datetime | str | None = None) -> int:
-        """Write the entries as a JSON list to a path or open text file; return how many."""
-        entries = self.entries(since=since)
+    def export_json(self, file: str | Path | TextIO, **filters: Any) -> int:
+        """Write the entries that pass ``filters`` (:meth:`entries`) as a JSON list to a path or open file; how many."""
+        entries = self.entries(**filters)
         _write_to(file, lambda stream: json.dump([e.to_dict() for e in entries], stream, indent=1), newline=None)
         return len(entries)
 

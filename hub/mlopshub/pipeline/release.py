@@ -330,11 +330,12 @@ def _comment(value: Any, field_name: str, *, required: bool) -> str:
         value = ""
     if not isinstance(value, str):
         raise InvalidRequest(field_name, f"expected a string, got {type(value).__name__}")
-    if required and not value.strip():
+    value = value.strip()
+    if required and not value:
         raise InvalidRequest(field_name, "is required: say why, the publisher and model risk read it")
     if len(value) > MAX_TEXT:
         raise InvalidRequest(field_name, f"is {len(value)} characters; at most {MAX_TEXT}")
-    return value.strip()
+    return value
 
 
 def _actor(value: Any, field_name: str = "actor") -> str:
@@ -540,26 +541,28 @@ class ReleaseStore:
             release_id, "staging ready", actor, (State.STAGING,), change, details={"endpoints": endpoints}
         )
 
-    def approve(self, release_id: str, actor: str, comment: str = "") -> Release:
-        """``awaiting_approval`` -> ``approved`` by a validator who is not the publisher (four eyes).
+    def approve(self, release_id: str, actor: str, comment: str) -> Release:
+        """``awaiting_approval`` -> ``approved`` by a validator who is not the publisher (four eyes), saying why.
 
-        Raises :class:`NotAllowed` when ``actor`` published the release, whatever its state.
+        Raises :class:`NotAllowed` when ``actor`` published the release, whatever
+        its state and comment (so that the refusal is recorded), then
+        :class:`InvalidRequest` for a missing comment.
         """
         actor = _actor(actor)
-        comment = _comment(comment, "comment", required=False)
+        said = comment.strip() if isinstance(comment, str) else ""  # written only once check() has accepted it
 
         def change(release: Release) -> Release:
-            detail = f"approved by {actor}" + (f": {comment}" if comment else "")
-            steps = _with_step(release.steps, "approval", "passed", detail)
+            steps = _with_step(release.steps, "approval", "passed", f"approved by {actor}: {said}")
             steps = _with_step(steps, "production", "running")
-            return replace(release, state=State.APPROVED, steps=steps, approver=actor, comment=comment)
+            return replace(release, state=State.APPROVED, steps=steps, approver=actor, comment=said)
 
-        def four_eyes(release: Release) -> None:
+        def check(release: Release) -> None:
             if same_person(actor, release.publisher):
                 raise NotAllowed(
                     f"'{actor}' cannot approve release '{release.id}': it was published by '{release.publisher}', "
                     "and a release needs a second person's approval; ask a model validator who did not publish it"
                 )
+            _comment(comment, "comment", required=True)
 
         # The approval names the exact bytes approved: what production may serve.
         return self._transition(
@@ -568,8 +571,8 @@ class ReleaseStore:
             actor,
             (State.AWAITING_APPROVAL,),
             change,
-            reason=comment,
-            check=four_eyes,
+            reason=said,
+            check=check,
             details=lambda release: {"model_digest": release.model_digest},
         )
 

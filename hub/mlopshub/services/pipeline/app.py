@@ -17,6 +17,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class ReleaseHandler(ApiHandler):
 
 class ApproveHandler(ApiHandler):
     async def post(self, release_id: str) -> None:
-        """Approve ``{comment}``: needs the approve scope, and never by the publisher (four eyes)."""
+        """Approve ``{comment}`` (required): needs the approve scope, and never by the publisher (four eyes)."""
         if not self.caller.has(APPROVE):
             message = f"{self.caller.name} may not approve releases: the token lacks the scope {APPROVE}"
             self.runner.refuse_approval(release_id, self.caller, message)
@@ -212,26 +213,84 @@ class RunOutputHandler(ApiHandler):
         self.finish()
 
 
+#: Entries one ``GET .../audit`` answers at most, and by default: page on with ``after=<the last one's id>``.
+AUDIT_PAGE = 1000
+#: The audit log's filters that match an entry's field of the same name exactly, and their longest value.
+AUDIT_FIELDS = ("release_id", "model", "actor", "action")
+MAX_FILTER = 200
+#: SQLite's largest integer: an entry id above it cannot exist.
+MAX_ID = 2**63 - 1
+
+
+def instant(name: str, value: str) -> datetime:
+    """``value`` as an ISO 8601 time in UTC; 422 naming ``name`` when it is not one or has no zone (ambiguous)."""
+    try:
+        moment = datetime.fromisoformat(value)
+        zoned = moment.tzinfo is not None
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(
+            name, f"{value[:100]!r} is not a time; expected ISO 8601 like 2026-12-01T09:00:00Z"
+        ) from None
+    if not zoned:
+        raise InvalidRequest(name, f"{value[:100]!r} has no time zone; add Z (UTC) or an offset like +01:00")
+    return moment
+
+
+def whole(name: str, value: str, low: int, high: int) -> int:
+    """``value`` as a whole number from ``low`` to ``high``; 422 naming ``name`` otherwise."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise InvalidRequest(name, f"expected a whole number from {low} to {high}, got {value[:100]!r}")
+    return number
+
+
 class AuditHandler(ApiHandler):
     async def get(self) -> None:
-        """The audit log, ``?format=json`` (default) or ``csv``, ``?since=<ISO time>``."""
-        self.require(READ_RELEASES, "read the audit log")
+        """The audit log, filtered and paged (openapi.json), ``?format=json`` (default) or ``csv``.
+
+        Validators and admins read all of it; with ``release_id``, so does
+        whoever may read that release (another team's answers 404, as a missing one).
+        """
         form = self.get_argument("format", "json")
         if form not in ("json", "csv"):
             raise InvalidRequest("format", f"expected json or csv, got {form!r}")
-        since = self.get_argument("since", None)
+        filters = self.audit_filters()
+        if not self.caller.has(READ_RELEASES):
+            if "release_id" not in filters:
+                self.require(READ_RELEASES, "read the whole audit log (one release's trail: ?release_id=<id>)")
+            self.readable(filters["release_id"])
         stream = io.StringIO()
-        try:
-            if form == "csv":
-                self.store.audit.export_csv(stream, since=since)
-            else:
-                self.store.audit.export_json(stream, since=since)
-        except ValueError as error:
-            raise InvalidRequest("since", str(error)) from None
-        self.set_header("Content-Type", "text/csv" if form == "csv" else "application/json")
         if form == "csv":
+            self.store.audit.export_csv(stream, **filters)
+            self.set_header("Content-Type", "text/csv")
             self.set_header("Content-Disposition", 'attachment; filename="mlopshub-audit.csv"')
+        else:
+            self.store.audit.export_json(stream, **filters)
+            self.set_header("Content-Type", "application/json")
         self.finish(stream.getvalue())
+
+    def audit_filters(self) -> dict[str, Any]:
+        """The query's checked filters and page, as :meth:`AuditLog.entries` takes them (422 naming a wrong one)."""
+        filters: dict[str, Any] = {"limit": AUDIT_PAGE}
+        for name in (*AUDIT_FIELDS, "since", "until", "limit", "after"):
+            value = self.get_argument(name, "").strip()
+            if not value:
+                continue
+            if len(value) > MAX_FILTER:
+                raise InvalidRequest(name, f"is {len(value)} characters; at most {MAX_FILTER}")
+            if name in ("since", "until"):
+                filters[name] = instant(name, value)
+            elif name == "limit":
+                filters[name] = whole(name, value, 1, AUDIT_PAGE)
+            elif name == "after":
+                filters[name] = whole(name, value, 0, MAX_ID)
+            else:
+                filters[name] = value
+        return filters
 
 
 class EndpointsHandler(ApiHandler):
