@@ -426,7 +426,11 @@ class ApproveHandler(MlopshubHandler):
 
     @tornado.web.authenticated
     async def post(self, release_id: str) -> None:
-        """Forward the approval; the pipeline's 403 (the publisher, or no approve scope) comes back as it is."""
+        """Forward the approval; the pipeline's 403 (the publisher, or no approve scope) comes back as it is.
+
+        The comment is required, but by the pipeline: it refuses (and records) a
+        publisher or a user without the scope first, whatever the comment says.
+        """
         body = models.comment_body(self.body(), "comment", required=False)
         path = f"releases/{models.release_id(release_id)}/approve"
         _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
@@ -457,18 +461,19 @@ class TryEndpointHandler(MlopshubHandler):
 
 
 class AuditHandler(MlopshubHandler):
-    """GET /mlopshub-lab/audit?model=&actor=&action=&release_id=&since=&until=&format=: the pipeline's audit log."""
+    """GET /mlopshub-lab/audit?release_id=&model=&actor=&action=&since=&until=&limit=&after=&format=: the audit log."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
         """Answer the entries that pass the filters as ``{entries}``, or as a CSV file with ``format=csv``.
 
-        The pipeline decides who may read it (validators and platform admins): its 403 comes back as it is.
+        The pipeline filters and decides who may read what (validators and
+        platform admins all of it, a team its releases' trails): its 403, 404 and 422 come back as they are.
         """
         form = self.query("format") or "json"
         if form not in ("json", "csv"):
             raise BadRequest(f"'format' must be json or csv, not '{form[:100]}'")
-        filters = models.audit_filters({name: self.query(name) for name in (*models.AUDIT_FILTERS, "since", "until")})
+        filters = models.audit_filters({name: self.query(name) for name in models.AUDIT_FILTERS})
         entries = await models.audit(models.PipelineSettings.from_environ(), filters)
         if form == "json":
             self.reply({"entries": entries})

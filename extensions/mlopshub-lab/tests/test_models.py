@@ -278,6 +278,10 @@ async def test_a_user_without_the_approve_scope_is_refused_by_the_pipeline(call,
     assert status == 403 and refused["message"] == (
         f"ann may not approve releases: the token lacks the scope {APPROVE}"
     )
+    as_user("sam")
+    for without in ({}, {"comment": "   "}):
+        status, refused = await call("POST", f"releases/{body['id']}/approve", without)
+        assert (status, refused.get("field")) == (422, "comment") and "is required" in refused["message"]
 
 
 async def test_unknown_release_is_404_and_nothing_to_roll_back_is_409_from_the_pipeline(call, as_user):
@@ -383,9 +387,31 @@ async def test_the_audit_log_refuses_a_time_without_zone_and_a_member_without_th
     assert (status, body.get("field")) == (422, "since") and "no time zone" in body["message"]
     status, body = await call("GET", "audit", params={"until": "yesterday"})
     assert (status, body.get("field")) == (422, "until") and "not a time" in body["message"]
+    status, body = await call("GET", "audit", params={"limit": "0"})
+    assert (status, body.get("field")) == (422, "limit") and "from 1 to 1000" in body["message"]
     as_user("ann")
     status, body = await call("GET", "audit")
     assert status == 403 and "custom:mlopshub:read-releases" in body["message"]
+
+
+async def test_a_team_member_reads_the_trail_of_the_teams_release_paged_by_the_pipeline(
+    call, as_user, logged_models, jp_fetch
+):
+    status, body = await call("POST", "releases", publish_body(logged_models["runs"]["bare"], "loans-trail"))
+    assert status == 201, body
+    status, trail = await call("GET", "audit", params={"release_id": body["id"]})
+    assert status == 200 and trail["entries"], "ann, no validator, reads her release's trail"
+    assert {e["release_id"] for e in trail["entries"]} == {body["id"]}
+    assert trail["entries"][0]["action"] == "registered" and trail["entries"][0]["actor"] == "ann"
+    status, first = await call("GET", "audit", params={"release_id": body["id"], "limit": "1"})
+    assert status == 200 and [e["id"] for e in first["entries"]] == [trail["entries"][0]["id"]]
+    after = {"release_id": body["id"], "after": str(trail["entries"][0]["id"])}
+    status, rest = await call("GET", "audit", params=after)
+    assert status == 200 and rest["entries"] == trail["entries"][1:]
+    response = await jp_fetch("mlopshub-lab", "audit", params={"release_id": body["id"], "format": "csv"})
+    assert len(response.body.decode().splitlines()) == 1 + len(trail["entries"])
+    status, missing = await call("GET", "audit", params={"release_id": "rel-000000000000"})
+    assert status == 404 and "no release 'rel-000000000000'" in missing["message"]
 
 
 async def test_trying_a_release_without_a_staging_endpoint_says_so(call, as_user, logged_models):
