@@ -47,11 +47,11 @@ class AuditSection extends Widget {
 }
 
 /** The main-area views, one tab per item. */
-function makeViews(app: JupyterFrontEnd, me: () => IMe | null): IViews {
+function makeViews(app: JupyterFrontEnd): IViews {
   const tabs = new Tabs(app);
   return {
-    openRelease: id => tabs.open(tabId('release', id), `Release ${id}`, () => new ReleasePage(id, 'release', me())),
-    openReview: id => tabs.open(tabId('review', id), `Review ${id}`, () => new ReleasePage(id, 'review', me())),
+    openRelease: id => tabs.open(tabId('release', id), `Release ${id}`, () => new ReleasePage(id, 'release')),
+    openReview: id => tabs.open(tabId('review', id), `Review ${id}`, () => new ReleasePage(id, 'review')),
     openCompare: (workspace, runs) => tabs.open(tabId('compare', ...[...runs].sort()), `Compare ${runs.length} runs`, () => new CompareView(workspace, runs)),
     openAudit: () => tabs.open(tabId('audit'), 'Audit log', () => new AuditView())
   };
@@ -79,7 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 150 });
 
     let me: IMe | null = null;
-    const views = makeViews(app, () => me);
+    const views = makeViews(app);
     const whoAmI = requestAPI<IMe>('me').catch(error => {
       console.warn(`mlopshub-lab: no release pipeline here: ${error.message}`);
       return null;

@@ -10,7 +10,6 @@ import {
   decisionProblem,
   exampleBody,
   IAuditEntry,
-  IMe,
   IRelease,
   pollDelay,
   releaseLineage,
@@ -54,8 +53,7 @@ export class ReleasePage extends Widget {
 
   constructor(
     private readonly _id: string,
-    private readonly _mode: 'release' | 'review',
-    private readonly _me: IMe | null
+    private readonly _mode: 'release' | 'review'
   ) {
     super();
     this.addClass('mlopshub-page');
@@ -80,11 +78,10 @@ export class ReleasePage extends Widget {
       this._content.replaceChildren(errorBox(`The release ${this._id} is unavailable: ${messageOf(error)}`));
       throw error;
     }
-    if (this._me?.auditor) {
-      this._audit = await requestAPI<{ entries: IAuditEntry[] }>('audit', {}, { release_id: this._id })
-        .then(reply => reply.entries)
-        .catch(error => `The audit trail is unavailable: ${messageOf(error)}`);
-    }
+    // Only this release's entries: whoever may read the release (its team, validators, admins) may read them.
+    this._audit = await requestAPI<{ entries: IAuditEntry[] }>('audit', {}, { release_id: this._id })
+      .then(reply => reply.entries)
+      .catch(error => `The audit trail is unavailable: ${messageOf(error)}`);
     this._render();
     const delay = pollDelay(this._release.state);
     this._poll.frequency = { interval: delay ?? 30_000, backoff: true, max: 60_000 };
@@ -267,9 +264,6 @@ export class ReleasePage extends Widget {
   }
 
   private _trail(): HTMLElement {
-    if (!this._me?.auditor) {
-      return section('Audit trail', 'mlopshub-page-audit', h('p', { class: 'mlopshub-empty' }, 'The audit trail is shown to model validators and platform admins.'));
-    }
     if (typeof this._audit === 'string') {
       return section('Audit trail', 'mlopshub-page-audit', errorBox(this._audit));
     }

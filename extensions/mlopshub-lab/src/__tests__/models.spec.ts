@@ -42,7 +42,6 @@ const awaiting = {
 };
 
 const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn() };
-const me = { name: 'vera', groups: ['model-validators'], validator: true, auditor: true, publish_teams: [], pipeline: true };
 const tick = () => new Promise(resolve => setTimeout(resolve, 0));
 
 describe('the Approvals section', () => {
@@ -75,10 +74,25 @@ describe('the Approvals section', () => {
   });
 });
 
+describe('the release page', () => {
+  it("shows anyone who may read the release its audit trail, asking the pipeline for that release's entries only", async () => {
+    const registered = { id: 7, at: '2026-12-01T09:00:00+00:00', actor: 'sam', action: 'registered', release_id: 'rel-abc', model: 'loans', version: '3', reason: '', details: {}, chain: '' };
+    (requestAPI as jest.Mock).mockReset();
+    (requestAPI as jest.Mock).mockImplementation(async (endpoint: string) => (endpoint === 'audit' ? { entries: [registered] } : awaiting));
+    const release = new ReleasePage('rel-abc', 'release');
+    await tick();
+    await tick();
+    expect(requestAPI).toHaveBeenCalledWith('audit', {}, { release_id: 'rel-abc' });
+    const entry = release.node.querySelector('[data-testid="mlopshub-page-audit"] li[data-action="registered"]')!;
+    expect(entry.textContent).toContain('registered by sam');
+    release.dispose();
+  });
+});
+
 describe('the review page', () => {
   async function page() {
     (requestAPI as jest.Mock).mockImplementation(async (endpoint: string) => (endpoint === 'audit' ? { entries: [] } : awaiting));
-    const review = new ReleasePage('rel-abc', 'review', me);
+    const review = new ReleasePage('rel-abc', 'review');
     await tick();
     await tick();
     return review;
