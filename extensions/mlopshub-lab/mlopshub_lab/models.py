@@ -276,12 +276,25 @@ def audit_filters(query: Mapping[str, str | None]) -> dict[str, str]:
     return {name: value for name in AUDIT_FILTERS if (value := (query.get(name) or "").strip())}
 
 
+#: Entries the pipeline answers at most per ``GET audit``.
+AUDIT_PAGE = 1000
+
+
 async def audit(settings: PipelineSettings, filters: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The pipeline's audit entries that pass ``filters``, oldest first: the pipeline filters and pages them."""
-    _, entries = await forward(settings, "GET", "audit", params=dict(filters))
-    if not isinstance(entries, list):
-        raise PipelineUnavailable("the release pipeline answered its audit log in a form this workspace can't read")
-    return [entry for entry in entries if isinstance(entry, dict)]
+    """The pipeline's audit entries that pass ``filters``, oldest first: the pipeline filters them.
+
+    With ``limit``, the one page the pipeline answers; without, every page (what
+    the audit tab shows and exports is everything its filter matches).
+    """
+    params, entries = dict(filters), []
+    while True:
+        _, page = await forward(settings, "GET", "audit", params=params)
+        if not isinstance(page, list) or not all(isinstance(entry, dict) for entry in page):
+            raise PipelineUnavailable("the release pipeline answered its audit log in a form this workspace can't read")
+        entries += page
+        if "limit" in filters or len(page) < AUDIT_PAGE:
+            return entries
+        params["after"] = str(page[-1].get("id"))
 
 
 def audit_csv(entries: list[dict[str, Any]]) -> str:

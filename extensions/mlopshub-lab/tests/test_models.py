@@ -436,3 +436,13 @@ async def test_a_wrong_try_request_is_refused_naming_the_field(call, monkeypatch
     monkeypatch.setenv("MLOPSHUB_PIPELINE_URL", "http://127.0.0.1:9/api")
     status, refused = await call("POST", "releases/rel-1/try", body)
     assert (status, refused["field"]) == (422, field)
+
+
+async def test_the_audit_tab_gets_every_page_the_filter_matches_unless_it_asks_for_one(call, as_user, pipeline):
+    for n in range(1001):
+        pipeline.runner.store.audit.record("sam", "bulk checked", model="loans-bulk", reason=f"batch {n}")
+    as_user("sam")
+    status, everything = await call("GET", "audit", params={"model": "loans-bulk"})
+    assert status == 200 and [e["reason"] for e in everything["entries"]] == [f"batch {n}" for n in range(1001)]
+    status, one_page = await call("GET", "audit", params={"model": "loans-bulk", "limit": "1000"})
+    assert status == 200 and len(one_page["entries"]) == 1000
