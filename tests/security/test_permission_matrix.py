@@ -86,6 +86,8 @@ RULES: dict[str, Rule] = {
     "mlflow: read the team's registered model": Rule(service(MLFLOW_SERVICE), member_of=CREDIT),
     "pipeline: list the team's releases": Rule(service(PIPELINE_SERVICE), TEAM_READERS, when_denied="empty"),
     "pipeline: publish the team's run": Rule(service(PIPELINE_SERVICE), (f"{PUBLISH}!group={CREDIT}",)),
+    "pipeline: read the audit trail of the team's release": Rule(service(PIPELINE_SERVICE), TEAM_READERS),
+    "pipeline: read the whole audit log": Rule(service(PIPELINE_SERVICE), (READ_RELEASES,)),
     "pipeline: approve a release": Rule(service(PIPELINE_SERVICE), (APPROVE,)),
     "pipeline: reject the team's release": Rule(service(PIPELINE_SERVICE), (APPROVE, f"{PUBLISH}!group={CREDIT}")),
     "pipeline: roll back the team's model": Rule(service(PIPELINE_SERVICE), (APPROVE, f"{PUBLISH}!group={CREDIT}")),
@@ -222,6 +224,17 @@ def probe(action: str, platform, person, seed: Seed, role_name: str) -> str:
             lambda a: a.status_code == 200 and bool(a.json()["releases"]),
             lambda a: a.status_code == 200 and a.json()["releases"] == [],
         )
+    if action == "pipeline: read the audit trail of the team's release":
+        answer = call(platform, person, "GET", f"services/pipeline/api/audit?release_id={seed.withdrawn}")
+        return outcome(
+            answer,
+            lambda a: (
+                a.status_code == 200 and bool(a.json()) and {e["release_id"] for e in a.json()} == {seed.withdrawn}
+            ),
+        )
+    if action == "pipeline: read the whole audit log":
+        answer = call(platform, person, "GET", "services/pipeline/api/audit")
+        return outcome(answer, lambda a: a.status_code == 200 and len({e["release_id"] for e in a.json()}) > 1)
     if action == "pipeline: publish the team's run":
         name = "matrix-" + role_name.replace(" ", "-").replace("'", "")
         body = {"model_uri": f"runs:/{seed.run_id}/model", "name": name, "kind": "online"}
@@ -273,3 +286,14 @@ def test_the_matrix_has_an_allowed_and_a_denied_cell_in_every_action():
     for action, rule in RULES.items():
         answers = {expected(role, role.person, rule) for role in ROLES.values()}
         assert "allowed" in answers and answers - {"allowed"}, (action, answers)
+
+
+def test_another_teams_release_trail_answers_as_a_missing_release(platform, bob, seed):
+    # bob (retail) asks for the trail of sme-credit's release: the answer must not tell him it exists.
+    unknown = "rel-" + "0" * 12
+    foreign = call(platform, bob, "GET", f"services/pipeline/api/audit?release_id={seed.withdrawn}")
+    missing = call(platform, bob, "GET", f"services/pipeline/api/audit?release_id={unknown}")
+    assert foreign.status_code == missing.status_code == 404, (foreign.text, missing.text)
+    assert foreign.text.replace(seed.withdrawn, "<id>") == missing.text.replace(unknown, "<id>")
+    csv = call(platform, bob, "GET", f"services/pipeline/api/audit?release_id={seed.withdrawn}&format=csv")
+    assert (csv.status_code, csv.text) == (404, foreign.text)
