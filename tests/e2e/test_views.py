@@ -1,7 +1,7 @@
 """The sidebar as an index and the work in main-area tabs, in Chromium, as each role uses them.
 
 Dora (team sme-credit) trained a model and published it; she follows it in
-its release tab, and the publish form refuses a name over 63 characters
+its release tab, its audit trail included, and the publish form refuses a name over 63 characters
 instead of cutting it. Vic (a model validator in no team) sees only Approvals
 and the Audit log, with a badge for what awaits him; he reviews the release
 on its review page, tries the staging endpoint from there, and rejects it with
@@ -97,9 +97,12 @@ def test_the_release_tab_shows_timeline_gates_and_the_example_from_the_signature
     assert tab.locator("[data-testid=mlopshub-gate][data-passed=true]").count() == 4
     example = tab.locator("[data-testid=mlopshub-example-request][data-stage=staging]").inner_text()
     assert '"columns":["amount","income"]' in example and f"/services/models/{MODEL}/staging/invocations" in example
-    assert (
-        "shown to model validators and platform admins" in tab.locator("[data-testid=mlopshub-page-audit]").inner_text()
-    )
+    # Her release's audit trail, though she is no validator: only its entries, from her publish on.
+    trail = tab.locator("[data-testid=mlopshub-page-audit] li[data-action]")
+    trail.last.wait_for()
+    assert trail.first.get_attribute("data-action") == "registered" and "by dora" in trail.first.inner_text()
+    actions = trail.evaluate_all("items => items.map(item => item.dataset.action)")
+    assert {"gates passed", "staging ready"} <= set(actions), actions
     # Opening it again activates the same tab.
     row.locator(".mlopshub-open-release").click()
     assert page.locator("[data-testid=mlopshub-release-page]").count() == 1
