@@ -62,7 +62,7 @@ def test_uvicorns_access_log_keeps_its_arguments_and_is_bounded():
         logger.removeHandler(handler)
     line = stream.getvalue()
     assert len(line) < 700 and line.startswith('127.0.0.1:5000 - "GET /services/mlflow/xxx')
-    assert line.endswith(" more characters] HTTP/1.1\" 404 Not Found\n")
+    assert line.endswith(' more characters] HTTP/1.1" 404 Not Found\n')
 
 
 def test_mlflows_log_configuration_ships_with_the_package_and_bounds_both_handlers():
