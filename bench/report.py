@@ -225,9 +225,17 @@ def recovery_lines(recovery: dict) -> list[str]:
         f"Workspaces reachable, unrestarted, after a hub crash: **{workspaces['reachable_after_hub_crash']}/"
         f"{workspaces['workspaces']}** (hub back after {workspaces['hub_recovery_seconds']} s).",
         "",
-        f"`up`/`down` with every core busy: {busy['started']}/{busy['cycles']} started, "
-        f"{busy['left_processes']} left a process behind; start times (s): "
-        f"{', '.join(map(str, busy['start_seconds']))}.",
+        busy_line(busy),
         "",
     ]
     return lines
+
+
+def busy_line(busy: dict) -> str:
+    if not busy["cycles"]:
+        return "`up`/`down` with every core busy: not measured in this run (`python -m bench --busy-starts N`)."
+    return (
+        f"`up`/`down` with every core busy: {busy['started']}/{busy['cycles']} started, "
+        f"{busy['left_processes']} left a process behind; start times (s): "
+        f"{', '.join(map(str, busy['start_seconds']))}."
+    )
