@@ -155,6 +155,22 @@ def test_publish_approve_serve_and_roll_back_from_the_sidebar(page, browser, pla
     assert production_version(platform, token) == first_version
     assert invoke(platform, token, "production", FORMATS["dataframe_records"]).status_code == 200
     page.screenshot(path=str(artifacts / "sidebar-release-rolled-back.png"))
+
+    # The first version has no earlier one: its rollback is refused with the reason, and the refusal is in the
+    # audit log the validator reads (issue 11, item 10).
+    row = page.locator(f"[data-testid=mlopshub-release-row][data-release='{first}'][data-state=production]")
+    row.locator("[data-testid=mlopshub-rollback]").click()
+    row.locator("[data-testid=mlopshub-rollback-reason]").fill("one more step back")
+    row.locator("[data-testid=mlopshub-rollback-confirm]").click()
+    assert "no earlier production version" in row.locator("[data-testid=mlopshub-error]").inner_text()
+    validator.locator("[data-testid=mlopshub-open-audit]").click()
+    audit = validator.locator("[data-testid=mlopshub-audit-page]")
+    audit.locator("[data-testid=mlopshub-audit-action]").fill("rollback refused")
+    audit.locator("[data-testid=mlopshub-audit-apply]").click()
+    refused = audit.locator("[data-testid=mlopshub-audit-entries] tbody tr", has_text=MODEL)
+    refused.first.wait_for()
+    assert "dana" in refused.first.inner_text() and "no earlier production version" in refused.first.inner_text()
+    validator.screenshot(path=str(artifacts / "audit-rollback-refused.png"))
     validator.context.close()
 
 
