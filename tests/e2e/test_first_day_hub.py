@@ -79,6 +79,21 @@ def test_the_hub_services_menu_opens_mlflow(page, platform):
     assert page.get_by_text("retail-scoring", exact=True).count() == 1
 
 
+def test_signing_out_of_the_hub_in_the_browser_ends_its_mlflow_ui(page, platform):
+    password = platform.add_user("ulla", "sme-credit")
+    sign_in(page, platform, "ulla", password)
+    page.wait_for_url(re.compile(r".*/hub/spawn.*"))
+    page.goto(f"{platform.url}/services/mlflow/")
+    page.get_by_text("Select a workspace").first.wait_for(timeout=120_000)
+    page.goto(f"{platform.url}/hub/logout")
+    page.wait_for_url(re.compile(r".*/hub/login.*"))
+    assert not [cookie for cookie in page.context.cookies() if cookie["name"] == "mlopshub-mlflow-token"]
+    # Back to the MLflow UI: the hub asks for a sign-in again; MLflow shows nothing meanwhile.
+    page.goto(f"{platform.url}/services/mlflow/")
+    page.wait_for_url(re.compile(r".*/hub/login.*"))
+    assert page.get_by_text("Select a workspace").count() == 0
+
+
 def test_the_admin_guides_order_sign_up_authorize_then_add_to_a_team(page, browser, platform, artifacts):
     # 1. The new user signs up on the real page.
     page.goto(f"{platform.url}/hub/signup")
