@@ -267,6 +267,35 @@ def test_model_servers_are_unreachable_from_a_workspace(platform, bob, victor, i
     assert found["answered"] == [], found["answered"]
 
 
+#: Asks the models service's control socket to list and to stop endpoints, as a workspace would try.
+CONTROL = r"""
+import json, socket
+out = {{}}
+for what, request in (("list", b"GET /endpoints HTTP/1.0\r\n\r\n"),
+                      ("stop", b"DELETE /endpoints/{model}/production HTTP/1.0\r\n\r\n")):
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(3)
+        s.connect({path!r})
+        s.sendall(request)
+        out[what] = s.recv(200).decode(errors="replace")
+    except OSError as error:
+        out[what] = type(error).__name__
+print(json.dumps(out))
+"""
+
+
+def test_a_workspace_cannot_switch_endpoints_through_the_models_services_control_socket(
+    platform, bob, victor, in_production
+):
+    # Issue 12: the pipeline switches endpoints through a socket of the models service; only the platform may.
+    path = platform.data_dir / "pipeline" / "control" / "serving.sock"
+    assert path.is_socket()
+    out = json.loads(bob.run(platform, CONTROL.format(path=str(path), model=GRANTED_MODEL)).strip())
+    assert out == {"list": "PermissionError", "stop": "PermissionError"}
+    assert (GRANTED_MODEL, "production") in {(e["model"], e["stage"]) for e in live_endpoints(platform, victor)}
+
+
 # --- item 8: the smaller ones ----------------------------------------------------------------------
 
 
