@@ -24,7 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "security"))
 
-from adversary import CONSUMER, CREDIT, GRANTED_MODEL, Person, data_scientist, live_endpoints  # noqa: E402
+from adversary import (  # noqa: E402
+    CREDIT,
+    GRANTED_MODEL,
+    Person,
+    consumer_token,
+    data_scientist,
+    live_endpoints,
+    release_to_production,
+)
 from fault_injection import Load, kill_part, kill_process  # noqa: E402
 from platform_under_test import Platform, reachable_dir  # noqa: E402
 from release_flow import FORMATS  # noqa: E402
@@ -38,11 +46,8 @@ def production_model(platform: Platform) -> str:
     alice = data_scientist(platform, "alice", CREDIT, seed=1, cs=(1.0,))
     platform.add_user("victor", "model-validators")
     victor = Person("victor", platform.token_for("victor"))
-    pipeline = alice.pipeline(platform)
-    release = pipeline.wait(pipeline.publish(alice.runs[0], GRANTED_MODEL)["id"])
-    victor.pipeline(platform).call("POST", f"releases/{release['id']}/approve", {"comment": "bench"})
-    pipeline.wait(release["id"], {"production", "failed"})
-    return (platform.data_dir / "secrets" / "consumers" / f"{CONSUMER}.token").read_text().strip()
+    release_to_production(platform, alice, victor, alice.runs[0], GRANTED_MODEL)
+    return consumer_token(platform)
 
 
 def measure_kill(platform: Platform, consumer: str, part: str) -> dict:

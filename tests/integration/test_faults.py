@@ -22,7 +22,15 @@ from testing_support import until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 
-from adversary import CONSUMER, CREDIT, GRANTED_MODEL, Person, data_scientist, live_endpoints  # noqa: E402
+from adversary import (  # noqa: E402
+    CREDIT,
+    GRANTED_MODEL,
+    Person,
+    consumer_token,
+    data_scientist,
+    live_endpoints,
+    release_to_production,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +50,10 @@ def world(platform):
     alice = data_scientist(platform, "alice", CREDIT, seed=1, cs=(1.0,))
     platform.add_user("victor", "model-validators")
     victor = Person("victor", platform.token_for("victor"))
-    pipeline = alice.pipeline(platform)
-    release = pipeline.wait(pipeline.publish(alice.runs[0], GRANTED_MODEL)["id"])
-    assert release["state"] == "awaiting_approval", (release["reason"], release["gate_results"])
-    approved = victor.pipeline(platform).call("POST", f"releases/{release['id']}/approve", {"comment": "ok"})
-    assert approved.status_code == 200, approved.text
-    release = pipeline.wait(release["id"], {"production", "failed"})
-    assert release["state"] == "production", release
+    release = release_to_production(platform, alice, victor, alice.runs[0], GRANTED_MODEL)
     kernel = platform.open_notebook("alice", alice.token, "credit/state.ipynb", NOTEBOOK, "python3")
     platform.run_in_kernel("alice", alice.token, kernel, "x = 41")
-    consumer = (platform.data_dir / "secrets" / "consumers" / f"{CONSUMER}.token").read_text().strip()
+    consumer = consumer_token(platform)
     return {"alice": alice, "victor": victor, "release": release, "kernel": kernel, "consumer": consumer}
 
 

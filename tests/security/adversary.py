@@ -81,3 +81,20 @@ def member_with_workspace(platform: Any, name: str, team: str) -> Iterator[tuple
         yield name, platform.token_for(name)
     finally:
         platform.stop(name)
+
+
+def release_to_production(platform: Any, publisher: DataScientist, validator: Person, run_id: str, model: str) -> dict:
+    """``run_id`` published as ``model`` by ``publisher``, approved by ``validator``: the release in production."""
+    pipeline = publisher.pipeline(platform)
+    release = pipeline.wait(pipeline.publish(run_id, model)["id"])
+    assert release["state"] == "awaiting_approval", (release["reason"], release["gate_results"])
+    approved = validator.pipeline(platform).call("POST", f"releases/{release['id']}/approve", {"comment": "ok"})
+    assert approved.status_code == 200, approved.text
+    release = pipeline.wait(release["id"], {"production", "failed"})
+    assert release["state"] == "production", release
+    return release
+
+
+def consumer_token(platform: Any) -> str:
+    """The hub token `mlopshub up` wrote for the consumer system granted GRANTED_MODEL."""
+    return (platform.data_dir / "secrets" / "consumers" / f"{CONSUMER}.token").read_text().strip()

@@ -10,7 +10,17 @@ same name).
 from __future__ import annotations
 
 import pytest
-from adversary import CONSUMER, CREDIT, GRANTED_MODEL, RETAIL, DataScientist, Person, data_scientist
+from adversary import (
+    CONSUMER,
+    CREDIT,
+    GRANTED_MODEL,
+    RETAIL,
+    DataScientist,
+    Person,
+    consumer_token,
+    data_scientist,
+    release_to_production,
+)
 from platform_under_test import Platform, reachable_dir
 
 
@@ -52,8 +62,7 @@ def paula(platform) -> Person:
 @pytest.fixture(scope="session")
 def consumer(platform) -> Person:
     """The consumer system loan-origination, with the service token `mlopshub up` wrote for it."""
-    token = (platform.data_dir / "secrets" / "consumers" / f"{CONSUMER}.token").read_text().strip()
-    return Person(CONSUMER, token)
+    return Person(CONSUMER, consumer_token(platform))
 
 
 @pytest.fixture(scope="session")
@@ -64,13 +73,8 @@ def anonymous() -> Person:
 @pytest.fixture(scope="session")
 def in_production(platform, alice, victor) -> dict:
     """alice's first run released as credit-default and approved by victor: live in staging and production."""
+    release = release_to_production(platform, alice, victor, alice.runs[0], GRANTED_MODEL)
     pipeline = alice.pipeline(platform)
-    release = pipeline.wait(pipeline.publish(alice.runs[0], GRANTED_MODEL)["id"])
-    assert release["state"] == "awaiting_approval", (release["reason"], release["gate_results"])
-    approved = victor.pipeline(platform).call("POST", f"releases/{release['id']}/approve", {"comment": "ok"})
-    assert approved.status_code == 200, approved.text
-    release = pipeline.wait(release["id"], {"production", "failed"})
-    assert release["state"] == "production", release
     # A second version awaiting approval, so that the staging endpoint is live too (promotion stops staging).
     second = pipeline.wait(pipeline.publish(alice.runs[1], GRANTED_MODEL)["id"])
     assert second["state"] == "awaiting_approval", (second["reason"], second["gate_results"])
