@@ -73,7 +73,8 @@ test: install system-test-packages lint ## Every test: lint, unit (Python and je
 	cd $(LAB) && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
 	# The extension's suite runs on its own: pytest-jupyter's fixtures would hold every test's event loop.
 	cd $(LAB) && $(CURDIR)/$(BIN)/python -m pytest -ra tests
-	$(BIN)/python -m pytest -ra tests/unit tests/integration tests/security tests/e2e
+	# The adversarial suite first: its platform stops when it ends, before the shared one starts (one at a time).
+	$(BIN)/python -m pytest -ra --durations=25 tests/unit tests/security tests/integration tests/e2e
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q

@@ -135,12 +135,16 @@ def test_first_day_from_sign_in_to_production_without_an_error(browser, platform
     assert platform.workspace("nina", "api/contents/credit/train.ipynb", token, "PUT", json=body).ok
     page.goto(f"{platform.url}/user/nina/lab/tree/credit/train.ipynb")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle], .jp-Toolbar-kernelStatus").first.wait_for()
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").wait_for(timeout=120_000)
     page.locator(".jp-Notebook .jp-Cell").first.click()
     page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-OutputArea-output", has_text=re.compile(r"run [0-9a-f]{32}"))
-    output.wait_for(timeout=240_000)
-    run_id = re.search(r"run ([0-9a-f]{32})", output.inner_text()).group(1)
+    # The run's id, or a traceback: a failing cell fails the test at once, with what the notebook showed.
+    output = page.locator(".jp-OutputArea-output", has_text=re.compile(r"run [0-9a-f]{32}|Traceback"))
+    output.first.wait_for(timeout=240_000)
+    printed = "\n".join(output.all_inner_texts())
+    found = re.search(r"run ([0-9a-f]{32})", printed)
+    assert found, f"training failed in the notebook:\n{printed}"
+    run_id = found.group(1)
     page.screenshot(path=str(artifacts / "first-day-notebook.png"))
     times["trained"] = time.monotonic() - started
 
