@@ -17,6 +17,11 @@ new profile or a new tag cannot be forgotten in the Helm values:
   ``models-<team>`` its InferenceServices and scoring Jobs run as, in the
   models namespace, reading the team's models in S3 through the Secret
   ``models-<team>-s3`` (KServe's S3 credentials; the bank creates it).
+* ``helm-values/generated/team-volumes.yaml`` (:func:`render_team_volumes`):
+  per team, the PersistentVolumeClaim ``team-<team>`` (ReadWriteMany) that
+  every workspace of the team mounts at ``~/teams/<team>`` (see
+  :func:`mlopshub.kubernetes.team_volumes`). Its StorageClass and size are the
+  site's, from ``helm-values/platform/team-volumes.yaml``.
 
 Everything here is pure: the ``render_*`` functions return text and
 :func:`write_generated` is the only function that writes (``mlopshub helm
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,7 @@ import yaml
 
 from . import catalog as catalog_module
 from . import images
+from .kubernetes import team_volumes
 from .settings import REPO_ROOT
 
 CATALOG_DIR = REPO_ROOT / "profiles"
@@ -42,6 +49,9 @@ GENERATED_DIR = REPO_ROOT / "helm-values" / "generated"
 CATALOG_VALUES_FILE = GENERATED_DIR / "catalog.yaml"
 CATALOG_CONFIGMAP_FILE = GENERATED_DIR / "catalog-configmap.yaml"
 MODEL_ACCOUNTS_FILE = GENERATED_DIR / "models-service-accounts.yaml"
+TEAM_VOLUMES_FILE = GENERATED_DIR / "team-volumes.yaml"
+#: The site's settings for the team volumes (hand-written): StorageClass and size.
+TEAM_VOLUME_SETTINGS = REPO_ROOT / "helm-values" / "platform" / "team-volumes.yaml"
 #: Where released models run in Kubernetes (see :mod:`mlopshub.serving.kserve`).
 MODELS_NAMESPACE = "mlopshub-models"
 
@@ -224,8 +234,76 @@ def render_model_service_accounts(folder: Path = CATALOG_DIR) -> str:
     )
 
 
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def team_volume_settings(path: Path = TEAM_VOLUME_SETTINGS) -> dict[str, str]:
+    """``{"storageClassName": ..., "size": ...}`` from ``path``; :class:`ValueError` naming the file and key.
+
+    The StorageClass must provision ReadWriteMany volumes (NFS, CephFS, Azure
+    Files, EFS, ...): every workspace of a team mounts the same volume, on
+    whichever node it runs.
+    """
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing; it names the team volumes' StorageClass (ReadWriteMany) and size") from None
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"{path}: expected a mapping with storageClassName and size")
+    unknown = sorted(set(settings) - {"storageClassName", "size"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; expected storageClassName and size")
+    storage_class = settings.get("storageClassName")
+    if not isinstance(storage_class, str) or not _DNS_SUBDOMAIN.fullmatch(storage_class):
+        raise ValueError(
+            f"{path}: storageClassName {storage_class!r} must name a StorageClass that provisions ReadWriteMany "
+            "volumes (lower case, e.g. 'nfs-client')"
+        )
+    size = settings.get("size")
+    if not isinstance(size, str) or not _QUANTITY.fullmatch(size):
+        raise ValueError(f"{path}: size {size!r} must be a Kubernetes quantity such as '100Gi'")
+    return {"storageClassName": storage_class, "size": size}
+
+
+def team_volume_claims(catalog: catalog_module.Catalog, settings: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One PVC per team, named as the workspaces mount it (:func:`mlopshub.kubernetes.team_volumes`)."""
+    volumes, _ = team_volumes(list(catalog.teams))
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": volume["persistentVolumeClaim"]["claimName"],
+                "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": settings["storageClassName"],
+                "resources": {"requests": {"storage": settings["size"]}},
+            },
+        }
+        for team, volume in zip(catalog.teams, volumes, strict=True)
+    ]
+
+
+def render_team_volumes(folder: Path = CATALOG_DIR, settings_file: Path = TEAM_VOLUME_SETTINGS) -> str:
+    """The text of ``helm-values/generated/team-volumes.yaml`` for the catalog in ``folder``."""
+    claims = team_volume_claims(catalog_module.load(folder), team_volume_settings(settings_file))
+    body = "".join(f"---\n{_dump(claim)}" for claim in claims)
+    return (
+        HEADER
+        + "# from profiles/teams.yaml and helm-values/platform/team-volumes.yaml;\n"
+        + "# kubectl apply -f this file in the hub's namespace before a team's first workspace starts\n"
+        + body
+    )
+
+
 def write_generated(
-    out_dir: Path = GENERATED_DIR, folder: Path = CATALOG_DIR, tags_file: Path = images.TAGS_FILE
+    out_dir: Path = GENERATED_DIR,
+    folder: Path = CATALOG_DIR,
+    tags_file: Path = images.TAGS_FILE,
+    team_volumes_file: Path = TEAM_VOLUME_SETTINGS,
 ) -> list[Path]:
     """Write the generated files into ``out_dir``; return their paths (``mlopshub helm generate``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +311,7 @@ def write_generated(
         out_dir / CATALOG_VALUES_FILE.name: render_catalog_values(folder, tags_file),
         out_dir / CATALOG_CONFIGMAP_FILE.name: render_catalog_configmap(folder),
         out_dir / MODEL_ACCOUNTS_FILE.name: render_model_service_accounts(folder),
+        out_dir / TEAM_VOLUMES_FILE.name: render_team_volumes(folder, team_volumes_file),
     }
     for path, text in outputs.items():
         path.write_text(text)
