@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import catalog, environment, launcher
 from .settings import from_env
@@ -90,34 +91,31 @@ def _cmd_images_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_serving_render(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .serving import kserve, manifests
+    from .serving import manifests
 
     if args.release_json:
         # A release as the pipeline API returns it: the objects the pipeline would apply for it at --stage.
         release = json.loads(Path(args.release_json).read_text())
-        print(manifests.to_yaml(manifests.release_objects(release, args.stage, storage_uri=args.storage_uri)), end="")
-        return 0
+    else:
+        release = _release_from_args(args)
+    objects = manifests.release_objects(release, args.stage, storage_uri=args.storage_uri, output_root=args.output)
+    print(manifests.to_yaml(objects), end="")
+    return 0
+
+
+def _release_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The release ``mlopshub serving render --model ...`` names, in the pipeline API's shape."""
     if not (args.model and args.version and args.team):
         raise ValueError("--model, --version and --team: name the model version to render (or give --release-json)")
+    release: dict[str, Any] = {"model_name": args.model, "version": args.version, "team": args.team, "kind": args.kind}
     if args.kind == "online":
-        document = kserve.inference_service(args.model, args.version, args.storage_uri, args.team, args.stage)
-    else:
-        if not args.input:
-            raise ValueError("--input: a batch model scores a DVC-tracked input; name it")
-        document = kserve.batch_cronjob(
-            args.model,
-            args.version,
-            f"models:/{args.model}/{args.version}",
-            args.team,
-            args.input,
-            args.rev,
-            args.output,
-            args.schedule,
-        )
-    print(yaml.safe_dump(document, sort_keys=False), end="")
-    return 0
+        if not args.storage_uri:
+            raise ValueError("--storage-uri: an online model is served from its artifacts (s3://...); name them")
+        return release
+    if not args.input:
+        raise ValueError("--input: a batch model scores a DVC-tracked input; name it")
+    release["batch"] = {"input": args.input, "rev": args.rev, "schedule": args.schedule, "repo": None}
+    return release
 
 
 #: Exit status of ``mlopshub audit verify`` on a broken chain (1 is "could not check").
@@ -228,7 +226,9 @@ def parser() -> argparse.ArgumentParser:
     serving = commands.add_parser("serving", help="Kubernetes objects that serve released models")
     serving_commands = serving.add_subparsers(dest="serving_command", required=True)
     serve = serving_commands.add_parser(
-        "render", help="print a KServe InferenceService (online) or a CronJob/Job (batch)"
+        "render",
+        help="print what the pipeline applies at --stage: a KServe InferenceService (online), a Job (batch "
+        "staging) or a CronJob (batch production)",
     )
     serve.add_argument(
         "--release-json", help="a release as GET /services/pipeline/api/releases/{id} returns it (replaces --model...)"
@@ -241,14 +241,16 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--storage-uri", default="", help="online: where the model's artifacts are (s3://...)")
     serve.add_argument("--input", help="batch: the DVC-tracked input to score")
     serve.add_argument("--rev", default="main", help="batch: the input's git revision")
-    serve.add_argument("--output", default="/scores", help="batch: output folder")
+    serve.add_argument(
+        "--output", default="/scores", help="batch: where outputs go, one folder per model and stage below it"
+    )
     serve.add_argument("--schedule", default="0 6 * * *", help="batch: cron schedule")
     serve.set_defaults(func=_cmd_serving_render)
 
     helm_cmd = commands.add_parser("helm", help="Helm values derived from the catalog")
     helm_commands = helm_cmd.add_subparsers(dest="helm_command", required=True)
     helm_commands.add_parser(
-        "generate", help="write helm-values/generated/ from profiles/ and images/tags.yaml"
+        "generate", help="write helm-values/generated/ from profiles/ and hub/mlopshub/image_tags.yaml"
     ).set_defaults(func=_cmd_helm_generate)
 
     images_cmd = commands.add_parser("images", help="workspace and hub images")

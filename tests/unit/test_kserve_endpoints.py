@@ -32,7 +32,9 @@ from mlopshub.services.pipeline.registry import Registry
 from mlopshub.services.pipeline.runner import Cluster, ReleaseRunner
 from mlopshub.services.pipeline.service import build_runner
 from mlopshub.serving import Endpoints, KServeEndpoints, ModelServer, NotReady, endpoint_routes
+from mlopshub.serving.kserve import NAMESPACE
 from mlopshub.serving.manifests import ManifestDeployer
+from mlopshub.serving.names import inference_service_name
 
 COLUMNS = ["income", "debt", "age", "tenure"]
 STORAGE = "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"
@@ -127,7 +129,7 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
     written = endpoints.deployer.path("Credit_Default", "staging")
     (service,) = list(yaml.safe_load_all(written.read_text()))
     assert kserve_errors(service) == []
-    assert service["metadata"]["name"] == "credit-default-staging"
+    assert service["metadata"]["name"] == inference_service_name("Credit_Default", "staging", NAMESPACE)
     assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE
     assert service["metadata"]["labels"]["mlopshub.io/model-version"] == "3"
     wait = ["wait", "--for=condition=Ready", f"--timeout={int(endpoints.ready_timeout)}s", "-f", str(written)]
@@ -148,7 +150,7 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
 
 def test_the_default_predictor_address_is_the_inference_services_cluster_service(tmp_path):
     endpoints = KServeEndpoints(ManifestDeployer(tmp_path))
-    assert endpoints.url("Credit_Default", "production") == (
+    assert endpoints.url("credit-default", "production") == (
         "http://credit-default-production-predictor.mlopshub-models.svc.cluster.local"
     )
     assert endpoints.run_as == {}

@@ -9,12 +9,12 @@ import kubernetes_validate
 import pytest
 from testing_support import kserve_errors
 
-from mlopshub.serving import batch, kserve, manifests
+from mlopshub.serving import batch, kserve, manifests, names
 
 
 @pytest.mark.parametrize("stage", ["staging", "production"])
 def test_inference_service_is_valid_for_kserve(stage):
-    service = kserve.inference_service("Credit Default", "3", "s3://mlflow/3/abc/artifacts/model", "sme-credit", stage)
+    service = kserve.inference_service("credit-default", "3", "s3://mlflow/3/abc/artifacts/model", "sme-credit", stage)
     assert kserve_errors(service) == []
     assert service["metadata"]["name"] == f"credit-default-{stage}"
     assert service["spec"]["predictor"]["model"]["modelFormat"] == {"name": "mlflow"}
@@ -170,7 +170,9 @@ def test_every_object_the_pipeline_would_apply_is_valid(kind, stage, expected):
         if stage == "production":
             assert spec["schedule"] == "*/30 6-18 * * 1-5"
         else:
-            assert objects[0]["metadata"]["name"] == "credit-default-v3-staging"
+            # Credit_Default is no Kubernetes name: lower case, a hash of the real one (test_kubernetes_names.py).
+            assert objects[0]["metadata"]["name"] == names.job_name("Credit_Default", "3", "staging")
+            assert objects[0]["metadata"]["name"].startswith("credit-default--")
 
 
 def test_a_batch_model_without_schedule_keeps_nothing_in_the_cluster_and_online_needs_its_storage():

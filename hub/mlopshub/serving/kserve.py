@@ -4,15 +4,16 @@ Pure builders (no cluster): the pipeline applies what these return. Online
 models are served by KServe's MLflow runtime (``modelFormat: mlflow``, the
 V2 protocol); batch models are scored by ``python -m mlopshub.serving.batch``
 in the hub image, on a schedule in production (a CronJob) and once in
-staging (a Job). :mod:`.manifests` picks which for a release.
+staging (a Job). :mod:`.manifests` picks which for a release; :mod:`.names`
+names them.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..images import image_ref
+from .names import cronjob_name, inference_service_name, job_name
 from .schedule import ScheduleError, parse
 
 NAMESPACE = "mlopshub-models"
@@ -24,15 +25,9 @@ def _model_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
 
 
-def resource_name(model: str, suffix: str) -> str:
-    """A DNS-1123 name for a model's object (lower case, '-', at most 63 characters)."""
-    base = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-") or "model"
-    return f"{base[: 62 - len(suffix)]}-{suffix}".strip("-")
-
-
-def _labels(model: str, version: str, team: str, stage: str) -> dict[str, str]:
+def _labels(name: str, version: str, team: str, stage: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": resource_name(model, stage),
+        "app.kubernetes.io/name": name,
         "app.kubernetes.io/managed-by": "mlopshub",
         "mlopshub.io/team": team,
         "mlopshub.io/stage": stage,
@@ -46,13 +41,14 @@ def inference_service(
     """The InferenceService serving ``model`` version ``version`` at ``stage`` (staging or production)."""
     if stage not in STAGES:
         raise ValueError(f"stage '{stage}': expected one of {', '.join(STAGES)}")
+    name = inference_service_name(model, stage, namespace)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {
-            "name": resource_name(model, stage),
+            "name": name,
             "namespace": namespace,
-            "labels": _labels(model, version, team, stage),
+            "labels": _labels(name, version, team, stage),
             "annotations": {"mlopshub.io/model": model},
         },
         "spec": {
@@ -122,12 +118,18 @@ def batch_cronjob(
         parse(schedule)
     except ScheduleError as error:
         raise ValueError(f"schedule '{schedule}': {error}") from None
-    labels = _labels(model, version, team, "production")
+    name = cronjob_name(model)
+    labels = _labels(name, version, team, "production")
     container = _score_container(model_uri, team, input_path, input_rev, output_dir, repo)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": resource_name(model, "batch"), "namespace": namespace, "labels": labels},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"mlopshub.io/model": model},
+        },
         "spec": {
             "schedule": schedule,
             "concurrencyPolicy": "Forbid",
@@ -151,15 +153,17 @@ def batch_job(
     """A one-off Job scoring the input once: a batch model's staging run (named per version: Jobs are immutable)."""
     if stage not in STAGES:
         raise ValueError(f"stage '{stage}': expected one of {', '.join(STAGES)}")
-    labels = _labels(model, version, team, stage)
+    name = job_name(model, version, stage)
+    labels = _labels(name, version, team, stage)
     container = _score_container(model_uri, team, input_path, input_rev, output_dir, repo)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": resource_name(model, f"v{version}-{stage}"),
+            "name": name,
             "namespace": namespace,
             "labels": labels,
+            "annotations": {"mlopshub.io/model": model},
         },
         # Finished staging runs are cleaned up by the cluster a week later; their output stays in the output folder.
         "spec": {**_job_spec(labels, team, container), "ttlSecondsAfterFinished": 7 * 24 * 3600},

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .endpoints import Endpoint, check_stage
-from .kserve import NAMESPACE, resource_name
+from .kserve import NAMESPACE
 from .manifests import ManifestDeployer
+from .names import inference_service_name
 from .server import until_idle
 from .upstream import Upstream
 
@@ -94,7 +95,8 @@ class KServeEndpoints:
 
     def url(self, model: str, stage: str) -> str:
         """Where the predictor of ``model`` at ``stage`` answers."""
-        return self.url_template.format(name=resource_name(model, stage), namespace=self.namespace).rstrip("/")
+        name = inference_service_name(model, stage, self.namespace)
+        return self.url_template.format(name=name, namespace=self.namespace).rstrip("/")
 
     def get(self, model: str, stage: str) -> Endpoint | None:
         """The endpoint answering for ``model`` at ``stage`` now, if any."""
@@ -157,7 +159,7 @@ class KServeEndpoints:
             raise NotReady(
                 f"the InferenceService of {model} version {version} at {stage} did not become Ready "
                 f"({error}); the previous endpoint keeps serving. Look at `kubectl -n {self.namespace} describe "
-                f"inferenceservice {resource_name(model, stage)}`"
+                f"inferenceservice {inference_service_name(model, stage, self.namespace)}`"
             ) from None
 
     async def _wait_ready(self, url: str, model: str, stage: str, version: str) -> None:
@@ -168,7 +170,7 @@ class KServeEndpoints:
                 if answer is not None and answer.code == 200:
                     return
             if time.monotonic() > deadline:
-                name = resource_name(model, stage)
+                name = inference_service_name(model, stage, self.namespace)
                 raise NotReady(
                     f"the predictor of {model} version {version} at {stage} ({url}) did not answer "
                     f"{' or '.join(READY_PATHS)} within {self.ready_timeout:.0f} s; the previous endpoint keeps "

@@ -11,6 +11,9 @@ batch      Job ``<model>-v<version>-staging``       CronJob ``<model>-batch`` on
            (one scoring run)                        schedule (none without a schedule)
 =========  =======================================  ===========================================
 
+(``<model>`` as :mod:`.names` makes it valid for each kind: lower case, cut
+to fit, with a hash of the model's name when it had to change.)
+
 :class:`ManifestDeployer` writes them as YAML to
 ``<folder>/<model>-<stage>.yaml`` and, when given a kubectl command
 (``MLOPSHUB_KUBECTL``), runs ``kubectl apply -f`` on the file;

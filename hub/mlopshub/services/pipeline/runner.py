@@ -42,8 +42,9 @@ from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, GateResult, data_v
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
-from mlopshub.serving.kserve import NAMESPACE, resource_name
+from mlopshub.serving.kserve import NAMESPACE
 from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
+from mlopshub.serving.names import cronjob_name
 from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options, seal
 
 from .auth import Caller
@@ -686,7 +687,7 @@ class ReleaseRunner:
     def _refuse_local_run_in_cluster(self, release: Release, stage: str) -> None:
         if self.cluster is None:
             return
-        name = resource_name(release.model_name, "batch")
+        name = cronjob_name(release.model_name)
         raise Conflict(
             f"in Kubernetes, runs of {release.model_name} are Jobs in the cluster, not processes of the pipeline: "
             f"start one with `kubectl -n {NAMESPACE} create job --from=cronjob/{name} {name}-manual` "
