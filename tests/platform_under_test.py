@@ -156,6 +156,10 @@ class Platform:
     def add_user(self, name: str, team: str | None, password: str | None = None) -> str:
         """Sign ``name`` up, authorize them as the admin would, put them in ``team``; return their password."""
         password = password or "pw-" + secrets.token_hex(8)
+        # Suites share one platform: a second sign-up of a name would be refused, and the test would go on with a
+        # password that is not the user's (a sign-in "fails" minutes later). Name the clash here instead.
+        existing = self.api("GET", f"users/{name}")
+        assert existing.status_code == 404, f"user {name!r} already exists on this platform: use another name"
         self.sign_up(name, password)
         admin = self.admin_session()
         response = admin.get(f"{self.url}/hub/authorize/{name}", timeout=30)

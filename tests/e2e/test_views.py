@@ -70,10 +70,10 @@ def dora(platform):
 @pytest.fixture(scope="module")
 def vic(platform):
     """A model validator in no team, with a workspace of his own."""
-    password = platform.add_user("vic", "model-validators")
-    platform.start("vic", "python-cpu")
+    password = platform.add_user("vico", "model-validators")
+    platform.start("vico", "python-cpu")
     yield password
-    platform.stop("vic")
+    platform.stop("vico")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_the_release_tab_shows_timeline_gates_and_the_example_from_the_signature
 
 def test_a_validator_reviews_tries_staging_and_rejects_with_a_reason(page, platform, dora, vic, artifacts):
     _, token, _, release = dora
-    sign_in(page, platform, "vic", vic)
+    sign_in(page, platform, "vico", vic)
     sidebar = page.locator("#mlopshub-sidebar")
     card = sidebar.locator(f"[data-testid=mlopshub-approval][data-release='{release['id']}']")
     card.wait_for()

@@ -51,18 +51,18 @@ def mlflow(platform, token: str, path: str, **params: str) -> requests.Response:
 
 @pytest.fixture(scope="module")
 def released(platform):
-    """A model of sme-credit in production, published by dana from a run in MLflow and approved by vince."""
-    platform.add_user("dana", TEAM)
+    """A model of sme-credit in production, published by dina from a run in MLflow and approved by vince."""
+    platform.add_user("dina", TEAM)
     platform.add_user("vince", "model-validators")
-    token, validator = platform.token_for("dana"), platform.token_for("vince")
-    platform.start("dana", "python-cpu")
+    token, validator = platform.token_for("dina"), platform.token_for("vince")
+    platform.start("dina", "python-cpu")
     try:
-        assert "project ready" in platform.execute("dana", token, make_project(seed=5))
-        run_id = platform.execute("dana", token, train(1.0)).strip().splitlines()[-1]
+        assert "project ready" in platform.execute("dina", token, make_project(seed=5))
+        run_id = platform.execute("dina", token, train(1.0)).strip().splitlines()[-1]
     finally:
         # A workspace running at the backup would be in the hub database's copy: the restored hub, on this same
         # machine, would take the source's live workspace process for its own (and stop it on its way down).
-        platform.stop("dana")
+        platform.stop("dina")
     body = {"model_uri": f"runs:/{run_id}/model", "name": MODEL, "kind": "online"}
     published = pipeline(platform, token, "POST", "releases", body)
     assert published.status_code == 201, published.text
@@ -151,9 +151,9 @@ def test_a_backup_under_load_restores_releases_runs_models_endpoints_and_the_aud
         assert verified and int(verified[1]) >= manifest["audit"]["entries"], "the chain goes on from the backup's"
         validator = restored.token_for("vince")
         audit = {(e["actor"], e["action"]) for e in pipeline(restored, validator, "GET", "audit").json()}
-        assert {("dana", "registered"), ("vince", "approved")} <= audit
-        project = restored.data_dir / "homes" / "dana" / "credit" / "data" / "loans.csv.dvc"
-        assert project.stat().st_uid == pwd.getpwnam("jupyter-dana").pw_uid
+        assert {("dina", "registered"), ("vince", "approved")} <= audit
+        project = restored.data_dir / "homes" / "dina" / "credit" / "data" / "loans.csv.dvc"
+        assert project.stat().st_uid == pwd.getpwnam("jupyter-dina").pw_uid
     finally:
         restored.down()
         shutil.rmtree(folder.parent, ignore_errors=True)

@@ -63,8 +63,8 @@ def test_gpu_profile_is_refused_where_there_is_no_gpu(platform, alice):
 
 
 def test_user_in_no_team_cannot_start_a_workspace(platform):
-    platform.add_user("carol", None)
-    response = platform.spawn("carol", None)
+    platform.add_user("cora", None)
+    response = platform.spawn("cora", None)
     assert response.status_code == 403
     assert "no team" in response.json()["message"]
 
@@ -268,16 +268,16 @@ def test_token_without_mlflow_scope_is_refused(platform, alice_run):
 
 
 def test_leaving_the_team_removes_mlflow_access(platform, alice_run):
-    platform.add_user("erin", "sme-credit")
-    token = platform.token_for("erin")
+    platform.add_user("elin", "sme-credit")
+    token = platform.token_for("elin")
     assert mlflow_get(platform, "runs/get", token, "sme-credit", run_id=alice_run[0]).status_code == 200
-    platform.api("DELETE", "groups/sme-credit/users", json={"users": ["erin"]})
+    platform.api("DELETE", "groups/sme-credit/users", json={"users": ["elin"]})
     deadline = time.monotonic() + 90
     status = 200
     while time.monotonic() < deadline and status == 200:
         time.sleep(5)
         status = mlflow_get(
-            platform, "runs/get", platform.token_for("erin"), "sme-credit", run_id=alice_run[0]
+            platform, "runs/get", platform.token_for("elin"), "sme-credit", run_id=alice_run[0]
         ).status_code
     assert status in (403, 404)
 
