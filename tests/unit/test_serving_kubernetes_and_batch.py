@@ -218,3 +218,33 @@ def test_cli_renders_what_the_pipeline_would_apply_for_a_release(tmp_path):
     assert staging.returncode == 0 and "kind: Job" in staging.stdout, staging.stderr
     production = subprocess.run(command, capture_output=True, text=True)
     assert production.returncode == 0 and "kind: CronJob" in production.stdout, production.stderr
+
+
+def pod_specs(document: dict) -> tuple[dict, list[dict]]:
+    """The pod spec a rendered object makes and its containers (an InferenceService's model is its container)."""
+    if document["kind"] == "InferenceService":
+        predictor = document["spec"]["predictor"]
+        return predictor, [predictor["model"], *predictor.get("containers", [])]
+    job = document["spec"]["jobTemplate"]["spec"] if document["kind"] == "CronJob" else document["spec"]
+    pod = job["template"]["spec"]
+    return pod, [*pod.get("initContainers", []), *pod["containers"]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "stage"), [("online", "staging"), ("online", "production"), ("batch", "staging"), ("batch", "production")]
+)
+def test_every_pod_the_serving_code_renders_is_admitted_under_pod_security_restricted(kind, stage):
+    # A namespace enforcing `restricted` refuses a pod without these (kubernetes.io/docs/concepts/security/
+    # pod-security-standards); KServe copies the predictor's fields into the pod it makes.
+    (document,) = manifests.release_objects(release(kind), stage, storage_uri="s3://mlflow/3/abc/artifacts/model")
+    pod, containers = pod_specs(document)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not {"hostNetwork", "hostPID", "hostIPC", "volumes"} & set(pod), "no host namespaces or host paths"
+    for container in containers:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["runAsNonRoot"] is True
+        assert context.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}
+        assert not context.get("privileged") and "runAsUser" not in context, "root is never asked for"

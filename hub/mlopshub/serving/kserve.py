@@ -5,7 +5,8 @@ models are served by KServe's MLflow runtime (``modelFormat: mlflow``, the
 V2 protocol); batch models are scored by ``python -m mlopshub.serving.batch``
 in the hub image, on a schedule in production (a CronJob) and once in
 staging (a Job). :mod:`.manifests` picks which for a release; :mod:`.names`
-names them.
+names them. Every pod they make meets Pod Security's ``restricted`` standard
+(KServe's storage initializer excepted: KServe's install configures it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ STAGES = ("staging", "production")
 def _model_resources() -> dict[str, Any]:
     """What a predictor and a scoring job may use (one small scikit-learn model; adjust per bank), a fresh copy."""
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+
+
+def pod_security_context() -> dict[str, Any]:
+    """The pod-level settings Pod Security's ``restricted`` standard requires (a fresh copy)."""
+    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict[str, Any]:
+    """The container-level settings Pod Security's ``restricted`` standard requires (a fresh copy).
+
+    The images run as a numeric user other than root (the hub image as 1000,
+    KServe's MLServer image too), so ``runAsNonRoot`` holds without naming one.
+    """
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _labels(name: str, version: str, team: str, stage: str) -> dict[str, str]:
@@ -55,11 +75,13 @@ def inference_service(
             "predictor": {
                 "minReplicas": 1 if stage == "production" else 0,
                 "serviceAccountName": f"models-{team}",
+                "securityContext": pod_security_context(),
                 "model": {
                     "modelFormat": {"name": "mlflow"},
                     "protocolVersion": "v2",
                     "storageUri": storage_uri,
                     "resources": _model_resources(),
+                    "securityContext": container_security_context(),
                 },
             }
         },
@@ -84,7 +106,7 @@ def _score_container(
             {"name": "DVC_NO_ANALYTICS", "value": "1"},
         ],
         "resources": _model_resources(),
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+        "securityContext": container_security_context(),
     }
 
 
@@ -93,7 +115,12 @@ def _job_spec(labels: dict[str, str], team: str, container: dict[str, Any]) -> d
         "backoffLimit": 1,
         "template": {
             "metadata": {"labels": labels},
-            "spec": {"restartPolicy": "Never", "serviceAccountName": f"models-{team}", "containers": [container]},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": f"models-{team}",
+                "securityContext": pod_security_context(),
+                "containers": [container],
+            },
         },
     }
 
