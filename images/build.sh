@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build, and with --push push, the images named in images/tags.yaml.
+# Build, and with --push push, the images named in hub/mlopshub/image_tags.yaml.
 #
 #   images/build.sh                  # every image: workspaces and the hub
 #   images/build.sh python r         # only these image keys
@@ -8,7 +8,7 @@
 #
 # Each image is `docker build -f <dockerfile> -t <registry>/<name>:<tag> .`
 # from the repository root, with the build arguments its Dockerfile declares:
-#   MLOPSHUB_TAG                    images/tags.yaml's `tag`
+#   MLOPSHUB_TAG                    hub/mlopshub/image_tags.yaml's `tag`
 #   MLOPSHUB_ENVIRONMENT_SHA256       the sha256 of environment.yml
 #   KUBECTL_SHA256                  from the environment (the hub image's kubectl; see images/hub/Dockerfile)
 # so that the image's labels say which tag and which manifest it was built from.
@@ -74,11 +74,11 @@ import sys
 
 import yaml
 
-tags = yaml.safe_load(open("images/tags.yaml"))
+tags = yaml.safe_load(open("hub/mlopshub/image_tags.yaml"))
 wanted = sys.argv[1:] or list(tags["images"])
 unknown = [key for key in wanted if key not in tags["images"]]
 if unknown:
-    sys.exit(f"images/build.sh: unknown image key(s) {', '.join(unknown)}; images/tags.yaml has {', '.join(tags['images'])}")
+    sys.exit(f"images/build.sh: unknown image key(s) {', '.join(unknown)}; hub/mlopshub/image_tags.yaml has {', '.join(tags['images'])}")
 sha = hashlib.sha256(open("environment.yml", "rb").read()).hexdigest()
 for key in wanted:
     image = tags["images"][key]

@@ -78,7 +78,9 @@ def _cmd_profiles_render(args: argparse.Namespace) -> int:
 
 def _cmd_helm_generate(args: argparse.Namespace) -> int:
     from . import helm
+    from .settings import require_checkout
 
+    require_checkout("`mlopshub helm generate` (it writes helm-values/generated/ from profiles/)")
     for path in helm.write_generated():
         print(f"wrote {path}")
     return 0

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from .settings import REPO_ROOT
+from .settings import REPO_ROOT, require_checkout
 
+#: The checkout's manifest: the installed package (the hub image) has none, and needs none.
 MANIFEST = REPO_ROOT / "environment.yml"
 
 #: conda-forge package -> the Debian package that gives it on one machine.
@@ -29,6 +30,8 @@ DEBIAN_EQUIVALENTS = {
 
 def load(path: Path = MANIFEST) -> dict[str, Any]:
     """The manifest as a mapping."""
+    if path == MANIFEST:
+        require_checkout("the workspace environment (environment.yml)")
     return yaml.safe_load(path.read_text())
 
 

@@ -1,7 +1,7 @@
 """The generated half of ``helm-values/``: what the catalog and the image tags decide.
 
 ``helm-values/jupyterhub.yaml`` is written by hand. What follows from the
-catalog (``profiles/``) and ``images/tags.yaml`` is generated here, so that a
+catalog (``profiles/``) and ``hub/mlopshub/image_tags.yaml`` is generated here, so that a
 new profile or a new tag cannot be forgotten in the Helm values:
 
 * ``helm-values/generated/catalog.yaml`` (:func:`render_catalog_values`): Zero
@@ -147,7 +147,8 @@ def catalog_values(catalog: catalog_module.Catalog, image_refs: Mapping[str, str
         if key not in image_refs:
             known = ", ".join(image_refs)
             raise KeyError(
-                f"image key {key!r} used by the catalog is not in images/tags.yaml; expected one of: {known}"
+                f"image key {key!r} used by the catalog is not in hub/mlopshub/image_tags.yaml; "
+                f"expected one of: {known}"
             )
         name, tag = split_image(image_refs[key])
         # The chart names an init container after the key: a DNS label, so use the image's own name.
@@ -191,7 +192,8 @@ def catalog_configmap(files: Mapping[str, str]) -> dict[str, Any]:
 def render_catalog_values(folder: Path = CATALOG_DIR, tags_file: Path = images.TAGS_FILE) -> str:
     """The text of ``helm-values/generated/catalog.yaml`` for the catalog in ``folder``."""
     values = catalog_values(catalog_module.load(folder), images.all_refs(tags_file))
-    return HEADER + "# from profiles/ and images/tags.yaml; pass after helm-values/jupyterhub.yaml\n" + _dump(values)
+    source = "# from profiles/ and hub/mlopshub/image_tags.yaml; pass after helm-values/jupyterhub.yaml\n"
+    return HEADER + source + _dump(values)
 
 
 def render_catalog_configmap(folder: Path = CATALOG_DIR) -> str:

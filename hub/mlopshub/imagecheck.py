@@ -1,7 +1,7 @@
 """Do the manifest, the images, the catalog and the Helm values agree?
 
 Workspace images are built from ``environment.yml`` and tagged from
-``images/tags.yaml``; the catalog (``profiles/``) names images by key and the
+``hub/mlopshub/image_tags.yaml``; the catalog (``profiles/``) names images by key and the
 Helm values (``helm-values/``) name them by reference. Nothing here builds or
 pulls an image: these functions read the files and return one line per
 disagreement, naming the file, the thing and the fix.
@@ -30,8 +30,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import images
+from .settings import require_checkout
 
-#: Build arguments that carry images/tags.yaml's ``tag`` (workspace images use
+#: Build arguments that carry hub/mlopshub/image_tags.yaml's ``tag`` (workspace images use
 #: the first, the hub image the second).
 TAG_ARGS = ("MLOPSHUB_TAG",)
 #: Build argument that carries the sha256 of environment.yml.
@@ -284,12 +285,15 @@ def _label_problems(where: str, labels: dict[str, str], label: str, arg: str, ex
 
 
 def _dockerfile_problems(repo: Path, key: str, dockerfile: Path, tag: str, sha: str) -> list[str]:
-    """What disagrees between one image's Dockerfile and images/tags.yaml / environment.yml."""
+    """What disagrees between one image's Dockerfile and hub/mlopshub/image_tags.yaml / environment.yml."""
     where = _relative(dockerfile, repo)
     if not dockerfile.is_file():
-        return [f"images/tags.yaml: image {key!r} names {where}, which does not exist; create it or fix `dockerfile`"]
+        return [
+            f"hub/mlopshub/image_tags.yaml: image {key!r} names {where}, which does not exist; "
+            "create it or fix `dockerfile`"
+        ]
     args, labels = dockerfile_args(dockerfile), dockerfile_labels(dockerfile)
-    problems = _arg_problems(where, args, TAG_ARGS, tag, "images/tags.yaml's tag")
+    problems = _arg_problems(where, args, TAG_ARGS, tag, "hub/mlopshub/image_tags.yaml's tag")
     if not problems:
         tag_arg = next(name for name in TAG_ARGS if name in args)
         problems += _label_problems(where, labels, VERSION_LABEL, tag_arg, tag)
@@ -320,7 +324,7 @@ def _load_profiles(repo: Path) -> list[dict[str, Any]]:
 
 
 def _catalog_problems(profiles: list[dict[str, Any]], tags: dict[str, Any], repo: Path) -> list[str]:
-    """Profiles whose image key images/tags.yaml lacks, or whose kernels their image cannot have."""
+    """Profiles whose image key hub/mlopshub/image_tags.yaml lacks, or whose kernels their image cannot have."""
     known = tags.get("images") or {}
     problems = []
     for profile in profiles:
@@ -328,7 +332,8 @@ def _catalog_problems(profiles: list[dict[str, Any]], tags: dict[str, Any], repo
         for key in _profile_image_keys(profile):
             if key not in known:
                 problems.append(
-                    f"profiles/profiles.yaml: profile {slug!r} uses image {key!r}, which images/tags.yaml does not "
+                    f"profiles/profiles.yaml: profile {slug!r} uses image {key!r}, which hub/mlopshub/image_tags.yaml "
+                    "does not "
                     f"define (known: {', '.join(known)}); add it under `images:` or use a known key"
                 )
                 continue
@@ -370,7 +375,7 @@ def _expected_ref(ref: str, refs: dict[str, str]) -> str | None:
 
 
 def _helm_file_problems(path: Path, repo: Path, registry: str, refs: dict[str, str]) -> list[str]:
-    """Every image of our registry in one values or manifest file must be a reference from images/tags.yaml."""
+    """Every image of our registry in one values or manifest file must be a reference from image_tags.yaml."""
     where = _relative(path, repo)
     problems = []
     for document in yaml.safe_load_all(path.read_text()):
@@ -378,15 +383,15 @@ def _helm_file_problems(path: Path, repo: Path, registry: str, refs: dict[str, s
             if ref in refs.values():
                 continue
             expected = _expected_ref(ref, refs)
-            fix = f"make it {expected!r}" if expected else "use an image from images/tags.yaml"
+            fix = f"make it {expected!r}" if expected else "use an image from hub/mlopshub/image_tags.yaml"
             if "generated" in path.relative_to(repo).parts:
                 fix += " (run `mlopshub helm generate`)"
-            problems.append(f"{where}: {key_path} is {ref!r}, which images/tags.yaml does not give; {fix}")
+            problems.append(f"{where}: {key_path} is {ref!r}, which hub/mlopshub/image_tags.yaml does not give; {fix}")
     return problems
 
 
 def _hub_image_problems(values_file: Path, registry: str, hub_ref: str) -> list[str]:
-    """helm-values/jupyterhub.yaml must run the hub image from images/tags.yaml."""
+    """helm-values/jupyterhub.yaml must run the hub image from hub/mlopshub/image_tags.yaml."""
     image = ((yaml.safe_load(values_file.read_text()) or {}).get("hub") or {}).get("image") or {}
     name, tag = image.get("name"), image.get("tag")
     if f"{name}:{tag}" == hub_ref or str(name).startswith(registry.rstrip("/") + "/"):
@@ -412,7 +417,7 @@ def _prepull_problems(generated: Path, refs: dict[str, str], profiles: list[dict
 
 
 def _helm_problems(repo: Path, registry: str, refs: dict[str, str], profiles: list[dict[str, Any]]) -> list[str]:
-    """helm-values/ against images/tags.yaml: stale references, the hub image, images not pre-pulled."""
+    """helm-values/ against hub/mlopshub/image_tags.yaml: stale references, the hub image, images not pre-pulled."""
     values_dir = repo / "helm-values"
     if not values_dir.is_dir():
         return []
@@ -430,18 +435,18 @@ def consistency_problems(repo_root: Path) -> list[str]:
     """One line per disagreement between the manifest, the Dockerfiles, the catalog and the Helm values.
 
     Checks: environment.yml's pins against :data:`CONFLICTS`; each image's
-    Dockerfile build-argument defaults and labels against images/tags.yaml's
+    Dockerfile build-argument defaults and labels against hub/mlopshub/image_tags.yaml's
     ``tag`` and environment.yml's sha256; every profile's image key against
-    images/tags.yaml (and an ``ir`` kernel against an image with R); every
+    hub/mlopshub/image_tags.yaml (and an ``ir`` kernel against an image with R); every
     image of the registry in ``helm-values/`` against the references
-    images/tags.yaml gives, the hub image set in helm-values/jupyterhub.yaml,
+    hub/mlopshub/image_tags.yaml gives, the hub image set in helm-values/jupyterhub.yaml,
     and every profile's image pre-pulled. Files that do not exist yet
     (profiles, Helm values) are skipped.
     """
     repo = Path(repo_root)
-    tags_file, manifest = repo / "images" / "tags.yaml", repo / "environment.yml"
+    tags_file, manifest = repo / images.TAGS_IN_CHECKOUT, repo / "environment.yml"
     if not tags_file.is_file():
-        return ["images/tags.yaml is missing: it names every image and the tag; restore it"]
+        return ["hub/mlopshub/image_tags.yaml is missing: it names every image and the tag; restore it"]
     if not manifest.is_file():
         return ["environment.yml is missing: every workspace image installs it; restore it"]
     tags = images.load(tags_file)
@@ -468,9 +473,9 @@ def with_arg_defaults(text: str, defaults: dict[str, str]) -> str:
 
 
 def synced_arg_defaults(repo_root: Path) -> dict[Path, str]:
-    """Each Dockerfile in images/tags.yaml whose tag or manifest-sha default is stale, with its text fixed."""
+    """Each Dockerfile in image_tags.yaml whose tag or manifest-sha default is stale, with its text fixed."""
     repo = Path(repo_root)
-    tags_file = repo / "images" / "tags.yaml"
+    tags_file = repo / images.TAGS_IN_CHECKOUT
     tag, sha = str(images.load(tags_file)["tag"]), manifest_sha256(repo / "environment.yml")
     changed = {}
     for image in images.load(tags_file)["images"].values():
@@ -491,12 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the consistency problems of a repository (default: this one); exit 1 when there are any.
 
     ``--fix`` first rewrites the Dockerfiles' tag and manifest-sha256 build-argument
-    defaults from images/tags.yaml and environment.yml (the one mechanical fix).
+    defaults from hub/mlopshub/image_tags.yaml and environment.yml (the one mechanical fix).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     fix = "--fix" in args
     args = [arg for arg in args if arg != "--fix"]
-    repo = Path(args[0]) if args else images.TAGS_FILE.parents[1]
+    repo = Path(args[0]) if args else require_checkout("`mlopshub images check` (it reads the Dockerfiles)")
     if fix:
         for dockerfile, text in synced_arg_defaults(repo).items():
             dockerfile.write_text(text)

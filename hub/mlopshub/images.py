@@ -1,4 +1,9 @@
-"""Image references from ``images/tags.yaml``: the one place image names and the tag are set."""
+"""Image references from ``hub/mlopshub/image_tags.yaml``: the one place image names and the tag are set.
+
+The file is package data: the hub image carries the references of the workspace images it was released with,
+so the spawn form and ``mlopshub profiles render`` need no checkout. ``images/build.sh`` and
+``mlopshub images check`` read the same file from the checkout.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from .settings import REPO_ROOT
-
-TAGS_FILE = REPO_ROOT / "images" / "tags.yaml"
+TAGS_FILE = Path(__file__).resolve().with_name("image_tags.yaml")
+#: Where :data:`TAGS_FILE` lies in a checkout of the repository (for the commands that check one).
+TAGS_IN_CHECKOUT = Path("hub") / "mlopshub" / "image_tags.yaml"
 
 
 def load(path: Path = TAGS_FILE) -> dict[str, Any]:

@@ -281,11 +281,17 @@ def hub_pid(settings: Settings) -> int | None:
 
 
 def hub_command() -> list[str]:
+    if not HUB_CONFIG.is_file():
+        raise LaunchError(
+            f"`mlopshub up` runs the hub with {HUB_CONFIG.name} of a checkout, and there is none at {HUB_CONFIG}: "
+            "run it from a clone of the mlopshub repository (on Kubernetes the chart runs the hub)"
+        )
     return [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(HUB_CONFIG)]
 
 
 def check_can_start(settings: Settings) -> None:
     """Refuse to start with a clear message on a bad catalog or a taken port."""
+    hub_command()  # the checkout's jupyterhub_config.py, or a LaunchError saying there is none
     catalog.load(settings.catalog_dir)
     check_data_dir(settings)
     check_homes_reachable(settings)

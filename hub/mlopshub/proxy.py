@@ -9,12 +9,13 @@ when the proxy was restarted (its route table then lacks the hub's own route).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Integer
+
+from .settings import checkout_root
 
 #: Seconds between checks that the proxy still has its routes.
 CHECK_ROUTES_EVERY = 2
@@ -22,8 +23,9 @@ CHECK_ROUTES_EVERY = 2
 
 def executable() -> str:
     """configurable-http-proxy from the repo's node_modules (``make up`` installs it), else from PATH."""
-    local = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "configurable-http-proxy"
-    return str(local) if local.exists() else "configurable-http-proxy"
+    checkout = checkout_root()
+    local = checkout / "node_modules" / ".bin" / "configurable-http-proxy" if checkout else None
+    return str(local) if local and local.exists() else "configurable-http-proxy"
 
 
 def command(ip: str, port: int, api_port: int, hub_port: int) -> list[str]:

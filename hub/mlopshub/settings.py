@@ -11,7 +11,34 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The folder two levels above this package: the repository's root when the package runs from a checkout
+#: (``make up``, an editable install); anything else when it is installed (the hub image). Only
+#: :func:`checkout_root` says which.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def checkout_root() -> Path | None:
+    """The checkout of the mlopshub repository this package runs from, or None when it is installed.
+
+    The running platform reads nothing from a checkout: its data is package data, its catalog is
+    ``MLOPSHUB_CATALOG`` (on Kubernetes, the mounted ``mlopshub-catalog`` ConfigMap). Only the developer's
+    commands (build and check images, generate Helm values, the one-machine defaults) use it.
+    """
+    package = Path(__file__).resolve().parent
+    if package == REPO_ROOT / "hub" / "mlopshub" and (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT
+    return None
+
+
+def require_checkout(what: str) -> Path:
+    """The checkout, or a ValueError saying that ``what`` needs one (the installed package has none)."""
+    root = checkout_root()
+    if root is None:
+        raise ValueError(
+            f"{what} needs a checkout of the mlopshub repository, and this mlopshub is installed "
+            f"({Path(__file__).resolve().parent}); run it from a clone (`make up` installs it editable there)"
+        )
+    return root
 
 #: Seconds MLflow, the pipeline and the model endpoints trust what the hub said about a token (who it is, its
 #: scopes, the owner's groups) before asking again. This is the revocation bound: a revoked or expired token, or a
@@ -113,7 +140,9 @@ def _seconds(name: str, text: str) -> float:
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``environ`` (default: ``os.environ``)."""
     env = os.environ if environ is None else environ
-    data_dir = Path(env.get("MLOPSHUB_DATA_DIR") or REPO_ROOT / ".mlopshub").resolve()
+    checkout = checkout_root()
+    # ./.mlopshub: the checkout's when running from one (`make up`), else the working directory's.
+    data_dir = Path(env.get("MLOPSHUB_DATA_DIR") or (checkout or Path.cwd()) / ".mlopshub").resolve()
     port_text = env.get("MLOPSHUB_PORT", "8000")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"MLOPSHUB_PORT: expected a port number 1-65535, got {port_text!r}")
@@ -126,6 +155,12 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     if mode not in ("local", "kubernetes"):
         raise ValueError(f"MLOPSHUB_MODE: expected 'local' or 'kubernetes', got {mode!r}")
     start_timeout = _seconds("MLOPSHUB_START_TIMEOUT", env.get("MLOPSHUB_START_TIMEOUT", "300"))
+    catalog_text = env.get("MLOPSHUB_CATALOG", "")
+    if not catalog_text and mode == "kubernetes" and checkout is None:
+        raise ValueError(
+            "MLOPSHUB_CATALOG: not set; on Kubernetes it names the folder where the mlopshub-catalog ConfigMap "
+            "is mounted (helm-values/jupyterhub.yaml sets /etc/mlopshub/profiles)"
+        )
     gpu = env.get("MLOPSHUB_GPU", "auto")
     if gpu not in ("auto", "yes", "no"):
         raise ValueError(f"MLOPSHUB_GPU: expected 'auto', 'yes' or 'no', got {gpu!r}")
@@ -133,7 +168,8 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         port=int(port_text),
         ip=env.get("MLOPSHUB_IP", "127.0.0.1"),
-        catalog_dir=Path(env.get("MLOPSHUB_CATALOG") or REPO_ROOT / "profiles").resolve(),
+        # One machine: the checkout's profiles/ by default, else ./profiles (catalog.load names a missing one).
+        catalog_dir=Path(catalog_text or (checkout or Path.cwd()) / "profiles").resolve(),
         admin_user=env.get("MLOPSHUB_ADMIN_USER", "admin"),
         cull_timeout=int(cull_text),
         cull_every=int(every_text),

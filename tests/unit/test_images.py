@@ -1,4 +1,4 @@
-"""Workspace images: built from the one manifest, tagged from images/tags.yaml, named by the catalog and Helm.
+"""Workspace images: built from the one manifest, tagged from image_tags.yaml, named by the catalog and Helm.
 
 Pure: no Docker. Negative cases edit a copy of the repository's files in tmp_path.
 """
@@ -16,7 +16,7 @@ import yaml
 from mlopshub import imagecheck, images
 
 REPO = Path(__file__).resolve().parents[2]
-TAGS = images.load(REPO / "images" / "tags.yaml")
+TAGS = images.load(images.TAGS_FILE)
 PROFILES = yaml.safe_load((REPO / "profiles" / "profiles.yaml").read_text())["profiles"]
 #: The images a workspace profile starts (the hub image is not one).
 WORKSPACE_KEYS = sorted({profile["image"] for profile in PROFILES})
@@ -33,6 +33,8 @@ def repo_copy(tmp_path: Path) -> Path:
     for name in ("images", "profiles", "helm-values"):
         shutil.copytree(REPO / name, tmp_path / name)
     shutil.copy(REPO / "environment.yml", tmp_path / "environment.yml")
+    (tmp_path / images.TAGS_IN_CHECKOUT).parent.mkdir(parents=True)
+    shutil.copy(images.TAGS_FILE, tmp_path / images.TAGS_IN_CHECKOUT)
     return tmp_path
 
 
@@ -55,7 +57,7 @@ def test_the_repository_is_consistent():
 @pytest.mark.parametrize("key", list(TAGS["images"]))
 def test_every_image_key_has_its_dockerfile(key):
     assert (REPO / TAGS["images"][key]["dockerfile"]).is_file(), (
-        f"images/tags.yaml names a missing Dockerfile for {key}"
+        f"hub/mlopshub/image_tags.yaml names a missing Dockerfile for {key}"
     )
 
 
@@ -141,7 +143,7 @@ def test_a_profile_with_an_image_key_missing_from_tags_yaml_is_reported_naming_t
     path.write_text(yaml.safe_dump(data))
     problems = imagecheck.consistency_problems(repo_copy)
     slug = data["profiles"][0]["slug"]
-    named = [p for p in problems if f"profile {slug!r}" in p and "'julia'" in p and "images/tags.yaml" in p]
+    named = [p for p in problems if f"profile {slug!r}" in p and "'julia'" in p and "hub/mlopshub/image_tags.yaml" in p]
     assert named, problems
 
 
@@ -160,7 +162,7 @@ def test_a_stale_tag_in_the_helm_values_is_reported_with_the_current_reference(r
     problems = imagecheck.consistency_problems(repo_copy)
     stale = [p for p in problems if p.startswith("helm-values/generated/catalog.yaml") and "2020.1.1" in p]
     assert stale, problems
-    assert any(repr(images.image_ref("python", repo_copy / "images" / "tags.yaml")) in p for p in stale), stale
+    assert any(repr(images.image_ref("python", repo_copy / images.TAGS_IN_CHECKOUT)) in p for p in stale), stale
     assert any("mlopshub helm generate" in problem for problem in problems), problems
 
 
@@ -188,7 +190,7 @@ def test_fix_updates_the_dockerfile_defaults_after_a_manifest_edit(repo_copy, ca
 
 
 def test_fix_after_a_tag_bump_leaves_only_the_helm_values_to_regenerate(repo_copy):
-    tags_file = repo_copy / "images" / "tags.yaml"
+    tags_file = repo_copy / images.TAGS_IN_CHECKOUT
     tags_file.write_text(tags_file.read_text().replace(f'tag: "{TAGS["tag"]}"', 'tag: "2099.1.1"'))
     assert imagecheck.main([str(repo_copy), "--fix"]) == 1
     problems = imagecheck.consistency_problems(repo_copy)
@@ -332,7 +334,7 @@ def test_build_sh_builds_every_image_with_its_reference_and_build_arguments():
     )
     assert result.returncode == 0, result.stderr
     commands = [line.strip() for line in result.stdout.splitlines()]
-    refs = images.all_refs(REPO / "images" / "tags.yaml")
+    refs = images.all_refs(images.TAGS_FILE)
     sha = imagecheck.manifest_sha256(REPO / "environment.yml")
     builds = [line for line in commands if line.startswith("docker build")]
     assert len(builds) == len(refs)
