@@ -64,14 +64,19 @@ def _cmd_profiles_render(args: argparse.Namespace) -> int:
     import yaml
     from tornado.web import HTTPError
 
-    from . import kubernetes
+    from . import chart, kubernetes
 
     loaded = catalog.load(Path(args.dir) if args.dir else from_env().catalog_dir)
     choices = dict(choice.split("=", 1) for choice in args.option)
+    defaults = Path(args.chart_defaults) if args.chart_defaults else None
+    context = chart.for_render([Path(f) for f in args.values], defaults, args.release, args.namespace)
     try:
-        manifests = asyncio.run(kubernetes.render(loaded, args.team, args.profile, args.user, choices))
+        manifests = asyncio.run(kubernetes.render(loaded, args.team, args.profile, args.user, choices, chart=context))
     except HTTPError as error:
         raise ValueError(f"team '{args.team}': {error.log_message}") from None
+    if context.unknown:
+        print("# Rendered offline; the hub may differ in what these chart settings give:")
+        print("".join(f"#   - {item}\n" for item in context.unknown), end="")
     print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
     return 0
 
@@ -223,6 +228,21 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--user", required=True, help="hub user name")
     render.add_argument("--option", action="append", default=[], metavar="NAME=CHOICE", help="a profile option choice")
     render.add_argument("--dir", help="catalog folder (default: profiles/)")
+    render.add_argument(
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a values file the chart is installed with, in helm's -f order (default: the hub's own in the hub pod, "
+        "else helm-values/jupyterhub.yaml and helm-values/generated/catalog.yaml)",
+    )
+    render.add_argument(
+        "--chart-defaults",
+        metavar="FILE",
+        help="the chart's values.yaml, under the values files (default: ../shared/peers/z2jh/values.yaml if present)",
+    )
+    render.add_argument("--release", default="mlopshub", help="the Helm release name (offline only)")
+    render.add_argument("--namespace", default="mlopshub", help="the namespace of the hub (offline only)")
     render.set_defaults(func=_cmd_profiles_render)
 
     serving = commands.add_parser("serving", help="Kubernetes objects that serve released models")

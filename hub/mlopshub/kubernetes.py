@@ -22,10 +22,12 @@ from traitlets import Instance, Unicode, default
 
 from . import access
 from .catalog import Catalog, Profile, allowed_profiles
+from .chart import ChartContext, apply_chart_values
+from .configure import apply_kubernetes_mode, kubernetes_runtime
 from .images import image_ref
+from .settings import from_env
 from .spawners import entitlements_for, make_apply_profile, remember_email, workspace_environment
 
-HOME_MOUNT = "/home/jovyan"
 TEAMS_MOUNT = "/home/jovyan/teams"
 #: Keeps a CPU pod from seeing a GPU node's devices should it ever land on one.
 NO_GPU_ENV = {"NVIDIA_VISIBLE_DEVICES": "void"}
@@ -53,13 +55,25 @@ def _override(settings: Mapping[str, Any], image_key: str | None = None) -> dict
     if settings.get("node_selector"):
         override["node_selector"] = dict(settings["node_selector"])
     if settings.get("tolerations"):
-        override["tolerations"] = [dict(t) for t in settings["tolerations"]]
+        override["tolerations"] = _adding_tolerations([dict(t) for t in settings["tolerations"]])
     if "default_kernel" in settings:
         override["environment"] = {
             **override.get("environment", {}),
             "MLOPSHUB_DEFAULT_KERNEL": settings["default_kernel"],
         }
     return override
+
+
+def _adding_tolerations(extra: list[dict[str, Any]]) -> Callable[[Any], list[dict[str, Any]]]:
+    """A ``tolerations`` override that adds ``extra`` to the spawner's (the chart's user-pod tolerations),
+    where a plain list would replace them."""
+
+    def tolerations(spawner: Any) -> list[dict[str, Any]]:
+        current = spawner.tolerations
+        current = list(current.values()) if isinstance(current, dict) else list(current)
+        return [*current, *(t for t in extra if t not in current)]
+
+    return tolerations
 
 
 def kubespawner_profile(profile: Profile, default: bool) -> dict[str, Any]:
@@ -151,6 +165,13 @@ class CatalogKubeSpawner(KubeSpawner):
         return env
 
 
+def _added(existing: list[dict[str, Any]] | dict[str, Any], items: list[dict[str, Any]]) -> Any:
+    """``items`` added to a KubeSpawner volume or mount setting, a list or (as the chart sets it) a dict."""
+    if isinstance(existing, dict):
+        return {**existing, **{f"mlopshub-{item['name']}": item for item in items}}
+    return [*existing, *items]
+
+
 def make_apply_kubernetes_profile(catalog: Catalog) -> Callable[[Any, dict[str, Any]], None]:
     """The shared refusal hook, plus the user's team volumes (per user, so not in the profile list)."""
     apply_profile = make_apply_profile(catalog, gpu_available=True)
@@ -159,27 +180,24 @@ def make_apply_kubernetes_profile(catalog: Catalog) -> Callable[[Any, dict[str, 
         apply_profile(spawner, user_options)
         teams = access.user_teams(catalog, [g.name for g in spawner.user.groups])
         volumes, mounts = team_volumes(teams)
-        spawner.volumes = [*spawner.volumes, *volumes]
-        spawner.volume_mounts = [*spawner.volume_mounts, *mounts]
+        spawner.volumes = _added(spawner.volumes, volumes)
+        spawner.volume_mounts = _added(spawner.volume_mounts, mounts)
 
     return apply
 
 
-def apply_kubernetes(catalog: Catalog, mlflow_url: str, c: Any, storage_capacity: str = "10Gi") -> None:
-    """Configure KubeSpawner from the catalog (z2jh's own settings stay as the chart set them)."""
+def apply_kubernetes(catalog: Catalog, mlflow_url: str, c: Any) -> None:
+    """Configure KubeSpawner from the catalog.
+
+    The chart's own settings (home storage, uid and fsGid, labels, scheduling, security contexts) stay as
+    the chart's ``jupyterhub_config.py`` set them from the values: this runs after it, in ``hub.extraConfig``.
+    """
     c.JupyterHub.spawner_class = "mlopshub.kubernetes.CatalogKubeSpawner"
     c.KubeSpawner.profile_list = make_profile_list(catalog)
     c.Spawner.apply_user_options = make_apply_kubernetes_profile(catalog)
     c.CatalogKubeSpawner.catalog = catalog
     c.CatalogKubeSpawner.mlflow_url = mlflow_url
     c.KubeSpawner.default_url = "/lab"
-    # One persistent home per user (z2jh's naming), created on first start.
-    c.KubeSpawner.storage_pvc_ensure = True
-    c.KubeSpawner.pvc_name_template = "claim-{username}{servername}"
-    c.KubeSpawner.storage_capacity = storage_capacity
-    c.KubeSpawner.storage_access_modes = ["ReadWriteOnce"]
-    c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
-    c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": HOME_MOUNT}]
 
 
 # --- offline rendering --------------------------------------------------------
@@ -217,6 +235,18 @@ def _offline_kubeconfig() -> str:
     return str(path)
 
 
+def hub_config(catalog: Catalog, chart: ChartContext) -> Any:
+    """The hub's KubeSpawner configuration: the chart's settings from its values, then ``mlopshub.configure``'s
+    Kubernetes part with the hub's environment (the order of the chart's ``jupyterhub_config.py``)."""
+    from traitlets.config import Config
+
+    config = Config()
+    apply_chart_values(chart, config)
+    settings = from_env({**chart.hub_environment(), "MLOPSHUB_MODE": "kubernetes"})
+    apply_kubernetes_mode(settings, kubernetes_runtime(settings, {}), catalog, config)
+    return config
+
+
 async def render(
     catalog: Catalog,
     team: str,
@@ -224,9 +254,12 @@ async def render(
     username: str,
     choices: dict[str, str] | None = None,
     mlflow_url: str = "http://proxy-public/services/mlflow",
+    chart: ChartContext | None = None,
 ) -> list[dict[str, Any]]:
     """The Pod and PVC manifests KubeSpawner would create for ``username`` of ``team`` starting ``slug``.
 
+    With ``chart`` (:mod:`mlopshub.chart`), the configuration is the hub's (:func:`hub_config`); without
+    it, only what mlopshub adds to KubeSpawner's defaults, with ``mlflow_url``.
     Raises :class:`tornado.web.HTTPError` (403/400) naming the profile when the team may not use it.
     """
     from jupyterhub.objects import Hub
@@ -240,11 +273,16 @@ async def render(
     # KubeSpawner loads a kubeconfig when constructed; give it one for a cluster never contacted.
     # (kubernetes_asyncio reads $KUBECONFIG at import, so point its default location at ours.)
     kube_config.KUBE_CONFIG_DEFAULT_LOCATION = os.environ.get("MLOPSHUB_RENDER_KUBECONFIG") or _offline_kubeconfig()
-    config = Config()
-    apply_kubernetes(catalog, mlflow_url, config)
+    if chart is not None:
+        config = hub_config(catalog, chart)
+        namespace = chart.namespace
+    else:
+        config = Config()
+        apply_kubernetes(catalog, mlflow_url, config)
+        namespace = "mlopshub"
     seeded = access.seed_groups(catalog, {})[team]["properties"]
     user = _RenderUser(username, [_RenderGroup(team, seeded)])
-    spawner = CatalogKubeSpawner(config=config, user=user, hub=Hub(ip="hub", port=8081), namespace="mlopshub")
+    spawner = CatalogKubeSpawner(config=config, user=user, hub=Hub(ip="hub", port=8081), namespace=namespace)
     spawner.api_token = "<the workspace's hub token, set at spawn>"
     spawner.user_options = {"profile": slug, **(choices or {})}
     await spawner._run_apply_user_options(spawner.user_options)
@@ -266,6 +304,7 @@ async def render(
 __all__ = [
     "CatalogKubeSpawner",
     "apply_kubernetes",
+    "hub_config",
     "kubespawner_profile",
     "make_profile_list",
     "profile_list_for",

@@ -8,10 +8,13 @@ import kubernetes_validate
 import pytest
 from tornado.web import HTTPError
 
-from mlopshub import catalog, kubernetes
+from mlopshub import catalog, chart, kubernetes
 
-SAMPLE = Path(__file__).resolve().parents[2] / "profiles"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "profiles"
 CATALOG = catalog.load(SAMPLE)
+#: The hub's configuration: the project's values files over the chart's defaults (when beside the checkout).
+CHART = chart.for_render(cwd=REPO)
 VERSIONS = ["1.33", kubernetes_validate.latest_version()]
 ALLOWED = [(team, slug) for team, spec in CATALOG.teams.items() for slug in spec.profiles]
 FORBIDDEN = [
@@ -22,7 +25,7 @@ FORBIDDEN = [
 def render(team, slug, user="alice", **choices):
     # A thread of its own: another test's browser may hold this thread's event loop.
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, kubernetes.render(CATALOG, team, slug, user, choices)).result()
+        return pool.submit(asyncio.run, kubernetes.render(CATALOG, team, slug, user, choices, chart=CHART)).result()
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +74,12 @@ def test_pod_has_image_from_tags_resources_volumes_and_workspace_env(rendered):
         for v in pod["spec"]["volumes"]
         if "persistentVolumeClaim" in v
     }
-    assert claims == {"home": "claim-alice", "team-retail-scoring": "team-retail-scoring"}
+    assert claims == {"volume-alice": "claim-alice", "team-retail-scoring": "team-retail-scoring"}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["home"] == "/home/jovyan" and mounts["team-retail-scoring"] == "/home/jovyan/teams/retail-scoring"
+    assert (
+        mounts["volume-alice"] == "/home/jovyan"
+        and mounts["team-retail-scoring"] == "/home/jovyan/teams/retail-scoring"
+    )
     assert pvc["metadata"]["name"] == "claim-alice"
 
 
