@@ -38,6 +38,13 @@ DOCKERFILE = REPO / "images" / "hub" / "Dockerfile"
 HUB_VALUES = REPO / "helm-values" / "jupyterhub.yaml"
 GENERATED = REPO / "helm-values" / "generated"
 CATALOG_CONFIGMAP = "mlopshub-catalog"
+#: Modules the hub image's containers run with ``python -m`` (helm-values/platform/, the hub's services).
+ENTRY_MODULES = [
+    "mlopshub.services.pipeline",
+    "mlopshub.services.membership",
+    "mlopshub.services.mlflow_server",
+    "mlopshub.services.mlflow_auth_ini",
+]
 
 #: Runs in the subprocess: argv[1] is the checkout, argv[2] a JSON file with what to expect; prints JSON.
 PROBE = r'''
@@ -159,7 +166,46 @@ def render():
         renders[team] = {"code": code, "yaml": out.getvalue()}
 
 
+def services():
+    """What the image's other processes load: the pipeline's OpenAPI document, MLflow's log config, the modules
+    the Deployments run with ``python -m``."""
+    import importlib.util
+
+    from mlopshub.services import membership, mlflow_server
+    from mlopshub.services.pipeline import app
+
+    sizes = {"openapi": len(app.OPENAPI.read_bytes()), "log config": len(mlflow_server.LOG_CONFIG.read_bytes())}
+    for module in expected["entry_modules"]:
+        spec = importlib.util.find_spec(module)
+        sizes[module] = len(Path(spec.origin).read_bytes()) if spec and spec.origin else 0
+    assert membership.__file__
+    result["services"] = sizes
+
+
+def without_checkout():
+    """The developer's commands, and a hub without its catalog, each say what is missing."""
+    from contextlib import redirect_stderr
+
+    from mlopshub import cli, settings
+
+    said = {}
+    for argv in (["images", "check"], ["environment", "pip"], ["helm", "generate"]):
+        err = io.StringIO()
+        with redirect_stderr(err), redirect_stdout(io.StringIO()):
+            code = cli.main(argv)
+        said[" ".join(argv)] = {"code": code, "stderr": err.getvalue()}
+    try:
+        settings.from_env({"MLOPSHUB_MODE": "kubernetes"})
+    except ValueError as error:
+        said["no catalog"] = {"code": 1, "stderr": str(error)}
+    else:
+        said["no catalog"] = {"code": 0, "stderr": ""}
+    result["without checkout"] = said
+
+
 stage("configure", configure)
+stage("without checkout", without_checkout)
+stage("services", services)
 if "configure" not in result["errors"]:
     stage("spawn forms", forms)
 result.pop("config", None)
@@ -268,7 +314,10 @@ def probe(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "contexts: [{name: probe, context: {cluster: probe, user: probe, namespace: mlopshub}}]\n"
         "users: [{name: probe, user: {token: probe}}]\n"
     )
-    expected = {"render": {team: cat.teams[team].profiles[0] for team in cat.teams}}
+    expected = {
+        "render": {team: cat.teams[team].profiles[0] for team in cat.teams},
+        "entry_modules": ENTRY_MODULES,
+    }
     (tmp / "expected.json").write_text(json.dumps(expected))
     (tmp / "probe.py").write_text(PROBE)
     cwd = tmp / "elsewhere"
@@ -340,3 +389,19 @@ def test_profiles_render_works_in_the_hub_pod(probe: dict[str, Any]) -> None:
         pod = next(d for d in yaml.safe_load_all(rendered["yaml"]) if d["kind"] == "Pod")
         slug = cat.teams[team].profiles[0]
         assert pod["spec"]["containers"][0]["image"] == refs[cat.profiles[slug].image]
+
+
+def test_the_images_other_processes_find_their_files(probe: dict[str, Any]) -> None:
+    assert "services" not in probe["errors"], probe["errors"]["services"]
+    empty = [name for name, size in probe["services"].items() if not size]
+    assert not empty, f"not in the installed package: {empty}"
+
+
+def test_what_needs_a_checkout_says_so(probe: dict[str, Any]) -> None:
+    assert "without checkout" not in probe["errors"], probe["errors"]["without checkout"]
+    said = probe["without checkout"]
+    for command in ("images check", "environment pip", "helm generate"):
+        assert said[command]["code"] == 1, said[command]
+        assert "needs a checkout of the mlopshub repository" in said[command]["stderr"], said[command]
+    assert said["no catalog"]["code"] == 1
+    assert "MLOPSHUB_CATALOG: not set" in said["no catalog"]["stderr"]
