@@ -13,7 +13,8 @@ chart values as it does outside the hub pod, in its working directory (copies of
 The probe: ``mlopshub.__file__`` lies outside the checkout; ``mlopshub.configure(c)`` in Kubernetes mode; every
 team's spawn form and ``profile_list``, as the hub builds them (``Spawner.get_options_form`` of the configured
 ``CatalogKubeSpawner``), with the image references of the package's own tags file; ``mlopshub profiles render``
-for every team.
+for every team; the files the image's other processes load; and, without a checkout, the developer's commands
+and a hub without ``MLOPSHUB_CATALOG`` saying what they miss.
 """
 
 from __future__ import annotations
