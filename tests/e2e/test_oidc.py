@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -24,9 +25,9 @@ USERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def provider():
-    port = free_port()
+@contextmanager
+def running_provider(port):
+    """oidc-provider-mock on ``port`` with USERS, once its discovery document answers; its issuer URL."""
     args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)]
     for user in USERS:
         args += ["--user-claims", json.dumps(user)]
@@ -39,21 +40,30 @@ def provider():
                 break
         except requests.RequestException:
             time.sleep(0.2)
-    yield issuer
-    process.terminate()
-    process.wait(10)
+    try:
+        yield issuer
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with running_provider(free_port()) as issuer:
+        yield issuer
+
+
+def sso_env(issuer: str) -> dict[str, str]:
+    return {
+        "MLOPSHUB_OIDC_ISSUER": issuer,
+        "MLOPSHUB_OIDC_CLIENT_ID": "mlopshub",
+        "MLOPSHUB_OIDC_CLIENT_SECRET": "test-client-secret",
+    }
 
 
 @pytest.fixture(scope="module")
 def sso_platform(provider, tmp_path_factory):
-    running = Platform(
-        reachable_dir(tmp_path_factory),
-        extra_env={
-            "MLOPSHUB_OIDC_ISSUER": provider,
-            "MLOPSHUB_OIDC_CLIENT_ID": "mlopshub",
-            "MLOPSHUB_OIDC_CLIENT_SECRET": "test-client-secret",
-        },
-    ).up()
+    running = Platform(reachable_dir(tmp_path_factory), extra_env=sso_env(provider)).up()
     yield running
     running.down()
 
@@ -105,3 +115,27 @@ def test_auth_state_keeps_refresh_token_for_refresh(sso_platform, page):
     page.wait_for_url(re.compile(r".*/hub/spawn.*"))
     state = sso_platform.api("GET", "users/olivia").json()["auth_state"]
     assert state and state.get("refresh_token")
+
+
+def test_hub_starts_while_the_sso_is_down_and_sign_in_works_once_it_is_back(page, tmp_path_factory, artifacts):
+    port = free_port()  # the issuer's port: nothing listens on it while the hub starts
+    platform = Platform(reachable_dir(tmp_path_factory), extra_env=sso_env(f"http://127.0.0.1:{port}")).up()
+    try:
+        login = requests.get(f"{platform.url}/hub/login", timeout=60)
+        assert login.status_code == 200 and "Sign-in is unavailable for now" in login.text
+        attempt = requests.get(f"{platform.url}/hub/oauth_login", timeout=60, allow_redirects=False)
+        assert attempt.status_code == 503 and "Sign-in is unavailable for now" in attempt.text
+        assert attempt.headers["Retry-After"] == "30"
+        page.goto(f"{platform.url}/hub/login")
+        page.locator("#mlopshub-sign-in-unavailable").wait_for()
+        page.screenshot(path=str(artifacts / "sso-down-login-page.png"))
+
+        with running_provider(port):
+            sign_in_with_sso(page, platform, "olivia")
+            page.wait_for_url(re.compile(r".*/hub/spawn.*"))
+            assert platform.api("GET", "users/olivia").json()["groups"] == ["sme-credit"]
+            page.goto(f"{platform.url}/hub/logout")
+            page.goto(f"{platform.url}/hub/login")
+            assert page.locator("#mlopshub-sign-in-unavailable").count() == 0, "the plain sign-in button again"
+    finally:
+        platform.down()

@@ -5,11 +5,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from oidc_provider_mock import run_server_in_thread
 from traitlets.config import Config
 
 from mlopshub import settings
-from mlopshub.oidc import DiscoveryError
 
 # The package exports the configure() function under the module's name.
 configure = importlib.import_module("mlopshub.configure")
@@ -157,23 +155,21 @@ def test_invalid_catalog_refuses_to_configure(local, tmp_path):
         apply(replace(local, catalog_dir=tmp_path))
 
 
-def test_oidc_reads_endpoints_from_the_providers_discovery_document(local):
-    with run_server_in_thread() as server:
-        issuer = f"http://localhost:{server.server_port}"
-        c = apply(replace(local, oidc_issuer=issuer, oidc_client_id="hub", oidc_client_secret="s"))
+def test_oidc_configures_the_provider_without_asking_it(local):
+    # The hub must start while the single sign-on is down: nothing listens on port 9.
+    c = apply(replace(local, oidc_issuer="http://127.0.0.1:9", oidc_client_id="hub", oidc_client_secret="s"))
     assert c.JupyterHub.authenticator_class == "mlopshub.oidc.OIDCAuthenticator"
-    assert c.OIDCAuthenticator.authorize_url == f"{issuer}/oauth2/authorize"
-    assert c.OIDCAuthenticator.token_url == f"{issuer}/oauth2/token"
-    assert c.OIDCAuthenticator.userdata_url == f"{issuer}/userinfo"
+    assert c.OIDCAuthenticator.oidc_issuer == "http://127.0.0.1:9"
+    assert "authorize_url" not in c.OIDCAuthenticator  # read from the provider at the first sign-in
     assert c.OIDCAuthenticator.manage_groups is True
     assert c.OIDCAuthenticator.allowed_groups == {"sme-credit", "retail-scoring", "model-validators", "platform-admins"}
     assert c.OIDCAuthenticator.admin_groups == {"platform-admins"}
     assert "load_groups" not in c.JupyterHub  # the IdP manages groups
 
 
-def test_oidc_without_reachable_provider_names_the_discovery_url(local):
-    with pytest.raises(DiscoveryError, match=r"http://127.0.0.1:9/.well-known/openid-configuration"):
-        apply(replace(local, oidc_issuer="http://127.0.0.1:9", oidc_client_id="hub"))
+def test_an_issuer_that_is_no_url_stops_the_hub_naming_the_setting(local):
+    with pytest.raises(ValueError, match="MLOPSHUB_OIDC_ISSUER 'sso.bank.test'"):
+        apply(replace(local, oidc_issuer="sso.bank.test", oidc_client_id="hub"))
 
 
 def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_and_roles(tmp_path):
@@ -198,7 +194,9 @@ def test_kubernetes_mode_leaves_addresses_to_the_chart_and_keeps_its_services_an
     assert "hub_port" not in c.JupyterHub and "db_url" not in c.JupyterHub
     assert [svc["name"] for svc in c.JupyterHub.services] == ["pipeline", "models", "mlflow", "membership"]
     assert services(c)["mlflow"]["url"] == "http://mlflow.mlopshub.svc:5000"
-    assert c.CatalogKubeSpawner.mlflow_url == "https://mlops.bank.test/services/mlflow"
+    # Workspaces use the in-cluster Services, under the prefix the proxy serves them at.
+    assert c.CatalogKubeSpawner.mlflow_url == "http://mlflow.mlopshub.svc:5000/services/mlflow"
+    assert c.CatalogKubeSpawner.pipeline_url == "http://p/services/pipeline/api"
 
 
 @pytest.mark.parametrize(
