@@ -7,6 +7,7 @@ render goes through the same two steps with the same values files, merged over t
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def render_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
     )
 
 
+@functools.cache
 def rendered_pod(team: str, slug: str) -> tuple[dict, dict, str]:
     done = render_cli("--team", team, "--profile", slug)
     assert done.returncode == 0, done.stderr
