@@ -228,6 +228,12 @@ def apply_chart_values(chart: ChartContext, c: Any) -> None:
     for section, settings in (get("hub.config") or {}).items():
         if section[:1].isupper():
             c[section].update(settings)
+    # The chart registers hub.services (their tokens come from its Secret, not needed for a pod's settings);
+    # mlopshub.configure reads the pipeline's in-cluster URL there.
+    c.JupyterHub.services = [
+        {**{k: v for k, v in service.items() if k != "apiToken"}, "name": service.get("name", key)}
+        for key, service in (get("hub.services") or {}).items()
+    ]
 
 
 def _apply_pull_secrets(chart: ChartContext, c: Any) -> None:

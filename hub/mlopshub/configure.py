@@ -484,8 +484,14 @@ def apply_kubernetes_mode(settings: Settings, runtime: Runtime, cat: catalog.Cat
     from .kubernetes import apply_kubernetes
 
     mlflow_url = settings.mlflow_internal_url
-    apply_kubernetes(cat, f"{settings.public_url}/services/{MLFLOW_SERVICE}", c)
     existing = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    # Workspaces call MLflow and the pipeline at their in-cluster Services, under the prefix the proxy serves
+    # them at, with their hub token: not at the public host, which may resolve to an address the user pods'
+    # NetworkPolicy closes (privateIPs: false).
+    pipeline = next((s["url"] for s in existing if s.get("name") == PIPELINE_SERVICE and s.get("url")), None)
+    # (Without the chart's hub.services.pipeline, the only address known is the public one.)
+    pipeline_url = f"{(pipeline or settings.public_url).rstrip('/')}/services/{PIPELINE_SERVICE}/api"
+    apply_kubernetes(cat, f"{mlflow_url.rstrip('/')}/services/{MLFLOW_SERVICE}", c, pipeline_url)
     mlflow = {"name": MLFLOW_SERVICE, "url": mlflow_url, **MLFLOW_OAUTH}
     if runtime.mlflow_service_token:
         mlflow["api_token"] = runtime.mlflow_service_token

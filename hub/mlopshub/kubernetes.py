@@ -140,6 +140,9 @@ class CatalogKubeSpawner(KubeSpawner):
 
     catalog = Instance(Catalog, allow_none=True, help="The catalog profiles resolve against.").tag(config=True)
     mlflow_url = Unicode(help="The MLflow service URL workspaces use.").tag(config=True)
+    pipeline_url = Unicode(
+        help="The pipeline API URL workspaces use (MLOPSHUB_PIPELINE_URL); empty: beside mlflow_url."
+    ).tag(config=True)
     resolved = None
     #: The user's email claim, set by :func:`~mlopshub.spawners.remember_email` before the start.
     git_email: str | None = None
@@ -153,7 +156,13 @@ class CatalogKubeSpawner(KubeSpawner):
         teams = access.user_teams(self.catalog, [g.name for g in self.user.groups]) if self.catalog else []
         if self.resolved is not None:
             workspace = workspace_environment(
-                self.resolved, teams, self.mlflow_url, self.api_token, self.user.name, self.git_email
+                self.resolved,
+                teams,
+                self.mlflow_url,
+                self.api_token,
+                self.user.name,
+                self.git_email,
+                pipeline_url=self.pipeline_url or None,
             )
             # MEM_LIMIT/CPU_LIMIT come from KubeSpawner itself on Kubernetes.
             workspace.pop("MEM_LIMIT", None)
@@ -186,7 +195,7 @@ def make_apply_kubernetes_profile(catalog: Catalog) -> Callable[[Any, dict[str, 
     return apply
 
 
-def apply_kubernetes(catalog: Catalog, mlflow_url: str, c: Any) -> None:
+def apply_kubernetes(catalog: Catalog, mlflow_url: str, c: Any, pipeline_url: str = "") -> None:
     """Configure KubeSpawner from the catalog.
 
     The chart's own settings (home storage, uid and fsGid, labels, scheduling, security contexts) stay as
@@ -197,6 +206,7 @@ def apply_kubernetes(catalog: Catalog, mlflow_url: str, c: Any) -> None:
     c.Spawner.apply_user_options = make_apply_kubernetes_profile(catalog)
     c.CatalogKubeSpawner.catalog = catalog
     c.CatalogKubeSpawner.mlflow_url = mlflow_url
+    c.CatalogKubeSpawner.pipeline_url = pipeline_url
     c.KubeSpawner.default_url = "/lab"
 
 

@@ -181,11 +181,18 @@ def remember_email(spawner: Any, auth_state: Mapping[str, Any] | None) -> None:
 
 
 def workspace_environment(
-    settings: SpawnSettings, teams: list[str], mlflow_url: str, token: str, user: str, email: str | None = None
+    settings: SpawnSettings,
+    teams: list[str],
+    mlflow_url: str,
+    token: str,
+    user: str,
+    email: str | None = None,
+    pipeline_url: str | None = None,
 ) -> dict[str, str]:
     """Environment every workspace gets, in both modes: MLflow with the user's credentials, the profile's env.
 
-    ``email`` is the user's email claim (with OIDC); git commits carry it.
+    ``email`` is the user's email claim (with OIDC); git commits carry it. ``pipeline_url`` is the
+    pipeline's API (default: beside ``mlflow_url`` under the same ``/services/``).
     """
     env = {
         **git_identity(user, email),
@@ -195,7 +202,8 @@ def workspace_environment(
         "MLOPSHUB_IMAGE": settings.image,
         "MLOPSHUB_TEAMS": ",".join(teams),
         # The release pipeline's API, beside MLflow under the hub's /services/ (the sidebar publishes there).
-        "MLOPSHUB_PIPELINE_URL": mlflow_url.rstrip("/").rsplit("/services/", 1)[0] + "/services/pipeline/api",
+        "MLOPSHUB_PIPELINE_URL": pipeline_url
+        or mlflow_url.rstrip("/").rsplit("/services/", 1)[0] + "/services/pipeline/api",
         "DVC_NO_ANALYTICS": "1",
     }
     if teams:

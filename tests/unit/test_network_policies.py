@@ -11,8 +11,11 @@ mlopshub.serving.kserve's on predictors and scoring Jobs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -173,6 +176,43 @@ def test_a_workspace_reaches_mlflow_and_the_pipeline_with_private_ips_closed():
     # The public host may resolve to a private address: the in-cluster Services must not depend on privateIPs.
     values = z2jh_values()
     assert values["singleuser"]["networkPolicy"]["egressAllowRules"]["privateIPs"] is False
+
+
+def rendered_workspace_env() -> dict[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlopshub.cli", "profiles", "render", "--user", "alice", "--team", "sme-credit",
+         "--profile", "python-cpu"],
+        capture_output=True, text=True, cwd=VALUES_DIR.parent, check=True,
+    )  # fmt: skip
+    pod = next(yaml.safe_load_all(done.stdout))
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def service_target(name: str, port: int) -> tuple[str, int]:
+    """The pod and port behind Service ``name``:``port`` (MLflow chart's Service, or pipeline.yaml's)."""
+    mlflow = MLFLOW.values(VALUES_DIR / "platform" / "mlflow.yaml")
+    if name == mlflow["fullnameOverride"]:
+        assert port == mlflow["service"]["port"]
+        return "mlflow", mlflow["service"]["containerPort"]
+    service = next(d for d in yaml.safe_load_all(PIPELINE.read_text()) if d and d["kind"] == "Service")
+    assert name == service["metadata"]["name"], f"no Service {name}"
+    (entry,) = [p for p in service["spec"]["ports"] if p["port"] == port]
+    return "pipeline", pipeline_pod().ports[entry["targetPort"]]
+
+
+def test_a_workspace_is_given_in_cluster_urls_under_the_served_prefix_that_the_policies_allow():
+    env = rendered_workspace_env()
+    mlflow_url, pipeline_url = urlsplit(env["MLFLOW_TRACKING_URI"]), urlsplit(env["MLOPSHUB_PIPELINE_URL"])
+    public = urlsplit(load_yaml(VALUES_DIR / "jupyterhub.yaml")["hub"]["extraEnv"]["MLOPSHUB_PUBLIC_URL"])
+    assert public.hostname not in (mlflow_url.hostname, pipeline_url.hostname)
+    # MLflow answers under its --static-prefix; the pipeline under its JUPYTERHUB_SERVICE_PREFIX.
+    assert mlflow_url.path == MLFLOW.values(VALUES_DIR / "platform" / "mlflow.yaml")["extraArgs"]["staticPrefix"]
+    assert pipeline_url.path == "/services/pipeline/api"
+    user = pods()["workspace-a"]
+    for url in (mlflow_url, pipeline_url):
+        assert url.hostname is not None and url.port is not None
+        target, port = service_target(url.hostname, url.port)
+        assert allowed(policies(), user, pods()[target], port), f"{url.geturl()} is closed to workspaces"
 
 
 # --- the evaluator itself ------------------------------------------------------------

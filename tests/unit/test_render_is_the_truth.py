@@ -53,6 +53,7 @@ def hub_spawner_config() -> Config:
     values = chart.offline(VALUES, None)
     settings = from_env({**values.hub_environment(), "MLOPSHUB_MODE": "kubernetes"})
     c = Config()
+    chart.apply_chart_values(values, c)  # the chart's jupyterhub_config.py runs first (hub.services, ...)
     apply_kubernetes_mode(settings, kubernetes_runtime(settings, {}), CATALOG, c)
     return c
 
@@ -79,10 +80,10 @@ def test_render_shows_the_charts_identity_scheduling_and_labels(team, slug):
 def test_render_gives_the_workspace_the_urls_the_hub_gives():
     pod, _, _ = rendered_pod("retail-scoring", "r-cpu")
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    hub_mlflow = hub_spawner_config().CatalogKubeSpawner.mlflow_url
-    assert env["MLFLOW_TRACKING_URI"] == hub_mlflow
+    hub = hub_spawner_config().CatalogKubeSpawner
+    assert env["MLFLOW_TRACKING_URI"] == hub.mlflow_url
     assert "proxy-public" not in env["MLFLOW_TRACKING_URI"] + env["MLOPSHUB_PIPELINE_URL"]
-    assert env["MLOPSHUB_PIPELINE_URL"] == hub_mlflow.rsplit("/services/", 1)[0] + "/services/pipeline/api"
+    assert env["MLOPSHUB_PIPELINE_URL"] == hub.pipeline_url
 
 
 def test_render_keeps_the_charts_home_storage():
