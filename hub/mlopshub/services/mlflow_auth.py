@@ -62,6 +62,12 @@ _groups: TTLCache[str, list[str]] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECO
 #: checked again when the entry expires.
 _synced: TTLCache[str, frozenset[str]] = TTLCache(maxsize=MAX_ENTRIES, ttl=TRUST_SECONDS)
 _MISSING = object()
+#: Where MLflow finds the tokens of the teams' scoring Jobs (Kubernetes: the Secret
+#: mlopshub-models-mlflow-tokens mounted by helm-values/platform/mlflow.yaml): one file per team, named after
+#: it, holding the token its Jobs carry (the Secret models-<team>-mlflow in the models namespace).
+MODEL_TOKENS_ENV = "MLOPSHUB_MODEL_TOKENS_DIR"
+#: The MLflow user a team's Jobs act as; it has the team's member role, in the team's workspace only.
+MODEL_USER_PREFIX = "models-"
 #: TTLCache is not thread-safe and MLflow answers requests in threads.
 _cache_lock = threading.Lock()
 _lock = threading.Lock()
@@ -197,6 +203,40 @@ def oauth_callback() -> Response:
     return response
 
 
+def model_token_team(token: str, folder: Path | None) -> str | None:
+    """The team whose scoring Jobs carry ``token`` (the file ``<team>`` in ``folder`` holds it), or None.
+
+    Dot files (the ``..data`` links of a mounted Secret) and empty files are never matched.
+    """
+    if folder is None or not folder.is_dir():
+        return None
+    offered = token.encode()
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        expected = path.read_bytes().strip()
+        if expected and secrets.compare_digest(offered, expected):
+            return path.name
+    return None
+
+
+def model_tokens_dir() -> Path | None:
+    """The folder of the teams' Job tokens (:data:`MODEL_TOKENS_ENV`), None when not configured."""
+    folder = os.environ.get(MODEL_TOKENS_ENV)
+    return Path(folder) if folder else None
+
+
+def _team_account(team: str) -> Authorization:
+    """A team's scoring Jobs, as MLflow user ``models-<team>`` with the team's role and no other."""
+    username = f"{MODEL_USER_PREFIX}{team}"
+    with _lock:
+        if _cached(_synced, username) != frozenset({team}):
+            ensure_user(username)
+            sync_teams(username, frozenset({team}))
+            _remember(_synced, username, frozenset({team}))
+    return Authorization("basic", {"username": username, "password": ""})
+
+
 def _is_callback() -> bool:
     return request.path == f"{service_prefix()}{CALLBACK}"
 
@@ -303,8 +343,10 @@ def authenticate() -> Authorization | Response:
     """The ``authorization_function``: a hub user with the mlflow scope, synced to their teams.
 
     The release pipeline, which works in every team's workspace, signs in as
-    the MLflow admin with basic auth (see :func:`_admin_basic_auth`). The OAuth
-    callback is answered here too: MLflow runs this function before any route.
+    the MLflow admin with basic auth (see :func:`_admin_basic_auth`). A team's
+    scoring Jobs carry the team's token (:func:`model_token_team`) and act as
+    ``models-<team>``, a member of that team only. The OAuth callback is
+    answered here too: MLflow runs this function before any route.
     """
     admin = _admin_basic_auth()
     if admin is not None:
@@ -316,6 +358,9 @@ def authenticate() -> Authorization | Response:
         if _browser_page():
             return sign_in_redirect()
         return _unauthorized("A hub token is required: Authorization: Bearer <token>")
+    team = model_token_team(token, model_tokens_dir())
+    if team is not None and team in catalog_teams():
+        return _team_account(team)
     auth = hub_auth()
     model = hub_answer(token)
     if not model or model.get("kind", "user") != "user":
@@ -325,6 +370,8 @@ def authenticate() -> Authorization | Response:
     if not auth.check_scopes(auth.access_scopes, model):
         return Response(f"This token may not use MLflow (needs {', '.join(sorted(auth.access_scopes))})\n", status=403)
     username = model["name"]
+    if username.startswith(MODEL_USER_PREFIX) and username.removeprefix(MODEL_USER_PREFIX) in catalog_teams():
+        return Response(f"The MLflow user {username} is a team's scoring Jobs, not a hub user\n", status=403)
     teams = frozenset(_groups_of(model)) & catalog_teams()
     with _lock:
         if _cached(_synced, username) != teams:

@@ -18,6 +18,13 @@ from .names import cronjob_name, inference_service_name, job_name
 from .schedule import ScheduleError, parse
 
 NAMESPACE = "mlopshub-models"
+#: MLflow for scoring Jobs: its in-cluster Service (helm-values/platform/mlflow.yaml) under the prefix it serves at.
+MLFLOW_URL = "http://mlflow.mlopshub.svc:5000/services/mlflow"
+
+
+def mlflow_token_secret(team: str) -> str:
+    """The Secret (in the models namespace, key ``token``) holding the MLflow token of ``team``'s scoring Jobs."""
+    return f"models-{team}-mlflow"
 STAGES = ("staging", "production")
 
 
@@ -101,7 +108,12 @@ def _score_container(
         "image": image_ref("hub"),
         "command": command,
         "env": [
-            {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.mlopshub.svc:5000"},
+            {"name": "MLFLOW_TRACKING_URI", "value": MLFLOW_URL},
+            # The team's token: MLflow lets it read the team's workspace only (mlopshub.services.mlflow_auth).
+            {
+                "name": "MLFLOW_TRACKING_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": mlflow_token_secret(team), "key": "token"}},
+            },
             {"name": "MLFLOW_WORKSPACE", "value": team},
             {"name": "DVC_NO_ANALYTICS", "value": "1"},
         ],
