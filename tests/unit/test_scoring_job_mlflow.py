@@ -82,3 +82,26 @@ def test_no_folder_or_an_empty_token_never_matches(tmp_path):
     folder = secret_volume(tmp_path / "tokens", {"sme-credit": ""})
     assert mlflow_auth.model_token_team("", folder) is None
 
+
+def test_mlflow_under_its_prefix_answers_the_charts_probe_path(monkeypatch):
+    # The MLflow chart probes /health; MLflow under --static-prefix answers only <prefix>/health.
+    from flask import Flask
+    from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR
+
+    monkeypatch.setenv(STATIC_PREFIX_ENV_VAR, "/services/mlflow")
+    app = Flask("mlflow-like")
+    mlflow_auth.add_root_health(app)
+    mlflow_auth.add_root_health(app)  # the factory may run once per worker: adding twice is harmless
+    client = app.test_client()
+    answer = client.get("/health")
+    assert (answer.status_code, answer.text) == (200, "OK")
+
+
+def test_without_a_prefix_mlflows_own_health_route_is_left_alone(monkeypatch):
+    from flask import Flask
+    from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR
+
+    monkeypatch.delenv(STATIC_PREFIX_ENV_VAR, raising=False)
+    app = Flask("mlflow-like")
+    mlflow_auth.add_root_health(app)
+    assert app.test_client().get("/health").status_code == 404

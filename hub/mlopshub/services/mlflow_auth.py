@@ -381,6 +381,22 @@ def authenticate() -> Authorization | Response:
     return Authorization("basic", {"username": username, "password": ""})
 
 
+def add_root_health(flask_app: Any) -> None:
+    """Answer ``/health`` at the root too when MLflow runs under a static prefix.
+
+    MLflow serves its health check under ``--static-prefix`` only
+    (``/services/mlflow/health``), while the community MLflow chart's liveness
+    and readiness probes ask ``/health``, a path its values cannot change:
+    without this the pod never becomes Ready and is restarted forever. Like
+    MLflow's own, the check needs no token (MLflow's auth skips ``/health``).
+    """
+    from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR
+
+    prefix = os.environ.get(STATIC_PREFIX_ENV_VAR, "").rstrip("/")
+    if prefix and "mlopshub_root_health" not in flask_app.view_functions:
+        flask_app.add_url_rule("/health", "mlopshub_root_health", lambda: ("OK", 200))
+
+
 def create_app(app=None):  # type: ignore[no-untyped-def]
     """MLflow app factory (``mlflow server --app-name mlopshub``): basic-auth plus the team workspaces.
 
@@ -390,6 +406,7 @@ def create_app(app=None):  # type: ignore[no-untyped-def]
     from mlflow.server import app as tracking_app
     from mlflow.server.auth import create_app as create_auth_app
 
+    add_root_health(app or tracking_app)
     app = create_auth_app(app or tracking_app)
     for team in sorted(catalog_teams()):
         ensure_team_workspace(team)
