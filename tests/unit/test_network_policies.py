@@ -25,7 +25,7 @@ from network_policy import Pod, allowed, z2jh_policies
 from mlopshub.serving import kserve
 
 RELEASE, NAMESPACE, MODELS = "mlopshub", "mlopshub", kserve.NAMESPACE
-OURS = VALUES_DIR / "platform" / "manifests" / "networkpolicies.yaml"
+MANIFESTS = VALUES_DIR / "platform" / "manifests"
 PIPELINE = VALUES_DIR / "platform" / "manifests" / "pipeline.yaml"
 
 pytestmark = pytest.mark.skipif(
@@ -44,7 +44,12 @@ def z2jh_values() -> dict[str, Any]:
 
 @cache
 def policies() -> list[dict[str, Any]]:
-    ours = [doc for doc in yaml.safe_load_all(OURS.read_text()) if doc]
+    ours = [
+        doc
+        for path in sorted(MANIFESTS.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] == "NetworkPolicy"
+    ]
     for policy in ours:
         policy["metadata"].setdefault("namespace", NAMESPACE)  # kubectl apply in the hub's namespace
     return z2jh_policies(z2jh_values(), RELEASE, NAMESPACE) + ours
@@ -255,7 +260,14 @@ def test_evaluator_egress_isolation_and_ip_blocks_with_exceptions():
     assert allowed(isolated, B, A, 80), "B is not selected: not isolated for egress"
 
 
-def test_every_policy_of_ours_names_a_namespace_or_is_applied_in_the_hubs():
-    for document in yaml.safe_load_all(OURS.read_text()):
-        assert document["metadata"].get("namespace", NAMESPACE) in (NAMESPACE, MODELS)
+def test_a_policy_in_the_models_namespace_is_applied_after_the_namespace_is_created():
+    # `kubectl apply -f helm-values/platform/manifests/` applies the files in name order.
+    order = []
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        order += [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in yaml.safe_load_all(
+            path.read_text()) if d]  # fmt: skip
+    created = order.index(("Namespace", MODELS, None))
+    for index, (kind, name, namespace) in enumerate(order):
+        assert namespace != MODELS or index > created, f"{kind} {name} is applied before its namespace exists"
+        assert kind != "NetworkPolicy" or namespace in (None, NAMESPACE, MODELS)
     assert load_yaml(VALUES_DIR / "jupyterhub.yaml")["singleuser"]["networkPolicy"]["enabled"] is True
