@@ -1,11 +1,10 @@
 """helm-values/: valid for the Zero to JupyterHub chart, current with the catalog, manifests valid for k8s 1.33.
 
 Helm checks values the same way before it renders anything: the chart's
-defaults (values.yaml) are merged with each ``-f`` file in order (maps merge
-key by key, lists and scalars are replaced, a ``null`` removes the key), then
-the result must validate against the chart's ``values.schema.json`` (draft-07,
-``additionalProperties: false`` wherever the schema says so). The chart's
-schema and defaults are peer artifacts in ``../shared/peers/z2jh/``.
+defaults (values.yaml) are merged with each ``-f`` file in order, then the
+result must validate against the chart's schema (tests/chart_values.py, shared
+with the MLflow and CloudNativePG values in test_platform_values.py). The
+chart's schema and defaults are peer artifacts in ``../shared/peers/z2jh/``.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from chart_values import helm_merge, load_yaml, schema_errors
 
 from mlopshub import catalog, helm, images
 
@@ -45,23 +45,6 @@ INSTALL_ORDER = [HAND_WRITTEN, GENERATED]
 pytestmark = pytest.mark.skipif(not SCHEMA_FILE.exists(), reason=f"chart schema not found at {SCHEMA_FILE}")
 
 
-def helm_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base`` as Helm coalesces values: maps merge, null deletes, the rest is replaced."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text()) or {}
-
-
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
     schema = load_yaml(SCHEMA_FILE)
@@ -73,15 +56,6 @@ def validator() -> jsonschema.Draft7Validator:
 def chart_defaults() -> dict[str, Any]:
     # Without the chart's values.yaml the files are checked over empty defaults.
     return load_yaml(DEFAULTS_FILE) if DEFAULTS_FILE.exists() else {}
-
-
-def schema_errors(validator: jsonschema.Draft7Validator, values: Mapping[str, Any]) -> list[str]:
-    """Every violation as ``<key path>: <message>``, naming the unknown keys when there are any."""
-    messages = []
-    for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
-        where = ".".join(map(str, error.absolute_path)) or "(top)"
-        messages.append(f"{where}: {error.message}")
-    return messages
 
 
 def values_for(paths: list[Path], defaults: Mapping[str, Any]) -> dict[str, Any]:
