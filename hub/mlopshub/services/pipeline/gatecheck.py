@@ -2,8 +2,8 @@
 
 On one machine the process is a child forked from the team's zygote
 (``Zygote.call(GATES, request_file)``: MLflow and scikit-learn already
-imported, so the gates cost no cold start); elsewhere (Kubernetes, or no
-zygote) a fresh ``python -m`` process (:func:`run_isolated`).
+imported, so the gates cost no cold start); without a zygote a fresh
+``python -m`` process (:func:`run_isolated`).
 
 Loading a model runs its author's code (unpickling), and so does scoring the
 hold-out set. The pipeline therefore prepares everything that needs its own
@@ -16,18 +16,27 @@ account of the model's team (:mod:`mlopshub.serving.sandbox`): the model
 sees neither the pipeline's MLflow password nor its hub token, nor another
 team's files.
 
+In Kubernetes the process is a Job of the team's
+(:class:`~mlopshub.services.pipeline.placement.ClusterPlacement`): the
+request is a mounted file (``--request-file``) and names the version's files
+in the object store (``model_uri``, fetched with the team's credentials into
+a temporary folder) instead of a local copy (``model_path``).
+
 Request (``model_digest``, optional, is checked before the model is loaded):
-``{"model_path", "model_digest", "tags", "thresholds", "holdout": {"csv", "target", "path", "version"} | null,
-"holdout_error": "<Type>: <message>" | null, "pushed": {"<path>": true | false | "<Type>: <message>"} | null,
+``{"model_path" | "model_uri", "model_digest", "tags", "thresholds",
+"holdout": {"csv", "target", "path", "version"} | null, "holdout_error": "<Type>: <message>" | null,
+"pushed": {"<path>": true | false | "<Type>: <message>"} | null,
 "recorded": {"commit", "versions": {"<path>": "<DVC hash>" | null}} | "<Type>: <message>" | null}``.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,10 +63,27 @@ def _raised(text: str) -> Exception:
 
 def check(request: Mapping[str, Any]) -> list[GateResult]:
     """Run the gates for ``request`` in this process (what the subprocess does)."""
+    if request.get("model_path"):
+        return _check_copy(request, Path(request["model_path"]))
+    with tempfile.TemporaryDirectory(prefix="gates-") as folder:
+        return _check_copy(request, fetch_model(str(request["model_uri"]), Path(folder)))
+
+
+def fetch_model(uri: str, folder: Path) -> Path:
+    """Download the version's files at ``uri`` into ``folder``; the folder holding its ``MLmodel``."""
+    import mlflow
+
+    mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder))
+    found = min(folder.rglob("MLmodel"), key=lambda p: len(p.parts), default=None)
+    if found is None:
+        raise FileNotFoundError(f"{uri} has no MLmodel file: not an MLflow model's files")
+    return found.parent
+
+
+def _check_copy(request: Mapping[str, Any], path: Path) -> list[GateResult]:
     import mlflow
     import pandas as pd
 
-    path = Path(request["model_path"])
     if request.get("model_digest"):
         # The copy the gates judge is the one registered: checked before any of its code is loaded.
         verify_tree(path, request["model_digest"])
@@ -126,9 +152,15 @@ def run_isolated(request: Mapping[str, Any], run_as: RunAs | None, timeout: floa
     return [GateResult(**result) for result in json.loads(lines[-1])]
 
 
-def main() -> None:
-    """Read the request from stdin, print the results as the last line of stdout."""
-    request = json.loads(sys.stdin.read())
+def main(argv: list[str] | None = None) -> None:
+    """Read the request (stdin, or ``--request-file``), print the results as the last line of stdout."""
+    parser = argparse.ArgumentParser(prog="python -m mlopshub.services.pipeline.gatecheck", description=__doc__)
+    parser.add_argument("--request-file", type=Path, help="the request as a JSON file (default: read stdin)")
+    arguments = parser.parse_args(argv)
+    if arguments.request_file is not None:
+        request = json.loads(arguments.request_file.read_text())
+    else:
+        request = json.loads(sys.stdin.read())
     results = check(request)
     print(json.dumps([result.to_dict() for result in results]))
 

@@ -38,7 +38,7 @@ from mlopshub.pipeline import (
     validate_publish,
 )
 from mlopshub.pipeline.database import utc_now
-from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, GateResult, data_versions
+from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
@@ -48,8 +48,8 @@ from mlopshub.serving.names import cronjob_name
 from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options, seal
 
 from .auth import Caller
-from .gatecheck import GATES, run_isolated
 from .holdout import HoldoutLoader, PushedCheck
+from .placement import ClusterPlacement, LocalPlacement, Placement
 from .projects import ProjectReader
 from .registry import APPROVER_TAG, Registry
 
@@ -71,10 +71,15 @@ class Cluster:
     written and applied by ``deployer``. ``artifacts_destination`` is MLflow's
     ``--artifacts-destination`` (``s3://<bucket>/<path>``), to turn
     ``mlflow-artifacts:/`` sources into addresses a predictor can fetch.
+    The gates run as Jobs of the teams (:class:`~.placement.ClusterPlacement`),
+    reaching the API with ``kubeconfig`` (empty: the pod's in-cluster
+    configuration) and the object store at ``s3_endpoint`` (empty: AWS).
     """
 
     deployer: ManifestDeployer
     artifacts_destination: str = ""
+    kubeconfig: str = ""
+    s3_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,26 @@ class ReleaseRunner:
         self._locks: dict[str, asyncio.Lock] = {}
         # One publish of a model at a time (apart from _locks, which a release holds while it advances).
         self._publishing: dict[str, asyncio.Lock] = {}
+        #: Where model code runs for the gates: chosen here, once (see :mod:`.placement`).
+        self.placement = self._placement()
         if isinstance(endpoints, Endpoints):
             # A model server's restart that finds its copy changed stops serving; the audit log says so.
             endpoints.on_refused = self.endpoint_refused
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _placement(self) -> Placement:
+        if self.cluster is None:
+            run_as = getattr(self.endpoints, "run_as", {})
+            zygotes = getattr(self.endpoints, "zygotes", None)  # the models service's, when it runs in this process
+            return LocalPlacement(self._model_copy, run_as, self.registry.cache_dir, zygotes)
+        cluster = self.cluster
+
+        def storage_uri(release: Release) -> str:
+            return self.registry.storage_uri(
+                release.team, release.model_name, release.version, cluster.artifacts_destination
+            )
+
+        return ClusterPlacement(storage_uri, kubeconfig=cluster.kubeconfig or None, s3_endpoint=cluster.s3_endpoint)
 
     def _lock(self, model: str) -> asyncio.Lock:
         return self._locks.setdefault(model, asyncio.Lock())
@@ -331,34 +352,15 @@ class ReleaseRunner:
 
     async def _gate(self, release: Release) -> None:
         request = await asyncio.to_thread(self._gate_request, release)
-        results = await self._check_gates(release.team, request)
+        # Apart from the pipeline: the placement adds where the model is and runs its code as the team.
+        results = await self.placement.run_gates(release, request)
         self.store.record_gate_results(release.id, results)
 
-    async def _check_gates(self, team: str, request: dict[str, Any]) -> list[GateResult]:
-        """Run the gates apart from the pipeline: forked from the team's zygote, else in a new process."""
-        zygotes = getattr(self.endpoints, "zygotes", None)
-        run_as = self.endpoints.run_as.get(team)
-        if zygotes is None:
-            return await asyncio.to_thread(run_isolated, request, run_as)
-        folder = self.registry.cache_dir / team
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f".gates-{uuid.uuid4().hex[:12]}.json"
-        path.write_text(json.dumps(request))
-        hand_over(path, run_as, 0o640)
-        try:
-            results = await zygotes.of(team).call(GATES, path)
-        finally:
-            path.unlink(missing_ok=True)
-        return [GateResult(**result) for result in results]
-
     def _gate_request(self, release: Release) -> dict[str, Any]:
-        """What the gates need that takes the pipeline's rights: the model copy, the run's tags, the hold-out set."""
-        path, digest = self._model_copy(release)
+        """What the gates need that takes the pipeline's rights: the run's tags, the hold-out set, the data checks."""
         team = self.teams.get(release.team, TeamRelease())
         tags = self.registry.run_tags(release.run_id, release.team) if release.run_id else {}
         request: dict[str, Any] = {
-            "model_path": str(path),
-            "model_digest": digest,
             "tags": tags,
             "thresholds": {name: dict(bounds) for name, bounds in team.thresholds.items()},
             "holdout": None,

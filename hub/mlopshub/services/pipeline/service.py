@@ -160,11 +160,19 @@ def cluster_endpoints(data_dir: Path, env: Mapping[str, str]) -> tuple[KServeEnd
     ``MLOPSHUB_KUBECTL`` is the command applying them,
     ``MLOPSHUB_PREDICTOR_URL`` where a predictor answers (default
     :data:`mlopshub.serving.kserve_endpoints.PREDICTOR_URL`),
-    ``MLOPSHUB_ARTIFACTS_DESTINATION`` MLflow's ``--artifacts-destination``.
+    ``MLOPSHUB_ARTIFACTS_DESTINATION`` MLflow's ``--artifacts-destination``;
+    the gates run as Jobs created through the Kubernetes API, reached with
+    ``MLOPSHUB_KUBECONFIG`` (unset: the pod's ServiceAccount), and fetch the
+    model from the object store at ``MLOPSHUB_S3_ENDPOINT`` (unset: AWS S3).
     """
     deployer = ManifestDeployer.from_env(data_dir / "manifests", env)
     options = {"url_template": env["MLOPSHUB_PREDICTOR_URL"]} if env.get("MLOPSHUB_PREDICTOR_URL") else {}
-    cluster = Cluster(deployer, artifacts_destination=env.get("MLOPSHUB_ARTIFACTS_DESTINATION", ""))
+    cluster = Cluster(
+        deployer,
+        artifacts_destination=env.get("MLOPSHUB_ARTIFACTS_DESTINATION", ""),
+        kubeconfig=env.get("MLOPSHUB_KUBECONFIG", ""),
+        s3_endpoint=env.get("MLOPSHUB_S3_ENDPOINT", ""),
+    )
     return KServeEndpoints(deployer, **options), cluster
 
 
