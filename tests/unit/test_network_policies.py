@@ -113,7 +113,11 @@ PROXY = Pod(
     "10.1.0.3",
     {"http": 8000, "api": 8001},
 )
-DATABASE = Pod("mlopshub-db-1", NAMESPACE, {"cnpg.io/cluster": "mlopshub-db"}, "10.1.0.7", {"postgresql": 5432})
+DATABASE = Pod(
+    "mlopshub-db-1", NAMESPACE, {"cnpg.io/cluster": "mlopshub-db"}, "10.1.0.7", {"postgresql": 5432, "status": 8000}
+)
+DATABASE_REPLICA = Pod("mlopshub-db-2", NAMESPACE, {"cnpg.io/cluster": "mlopshub-db"}, "10.1.0.8")
+OPERATOR = Pod("cnpg", "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"}, "10.9.0.2")
 STRANGER = Pod("stranger", "default", {"app": "curl"}, "10.9.0.9")
 
 
@@ -131,6 +135,8 @@ def pods() -> dict[str, Pod]:
         "predictor-a": predictor("sme-credit", "10.3.0.31"),
         "predictor-b": predictor("retail-scoring", "10.3.0.32"),
         "database": DATABASE,
+        "database-replica": DATABASE_REPLICA,
+        "operator": OPERATOR,
         "stranger": STRANGER,
     }
 
@@ -168,6 +174,14 @@ PATHS = [
     ("stranger", "pipeline", 8080, False, "a pod of another namespace"),
     ("stranger", "hub", 8081, False, "a pod of another namespace"),
     ("stranger", "predictor-a", 8080, False, "a pod of another namespace"),
+    ("hub", "database", 5432, True, "the hub's database"),
+    ("mlflow", "database", 5432, True, "MLflow's tracking and auth databases"),
+    ("database-replica", "database", 5432, True, "streaming replication"),
+    ("operator", "database", 8000, True, "CloudNativePG reads the instances' status"),
+    ("operator", "database", 5432, False, "the operator needs the status port only"),
+    ("job-a", "database", 5432, False, "a Job never reaches the database"),
+    ("pipeline", "database", 5432, False, "the pipeline keeps its own SQLite file"),
+    ("stranger", "database", 5432, False, "a pod of another namespace"),
 ]
 
 
