@@ -328,16 +328,16 @@ def test_runner_serves_an_online_version_from_its_storage_uri(cluster_runner, lo
 def test_runner_applies_a_job_in_staging_and_a_cronjob_in_production_and_runs_nothing_itself(cluster_runner, loop):
     runner, kubectl = cluster_runner
     deployer = runner.cluster.deployer
-    assert loop.call(runner._apply_batch(a_release("batch"), "staging")) == "/scores/loans/staging"
+    assert loop.call(runner.placement.stage_batch(a_release("batch"))) == "/scores/loans/staging"
     assert kinds(deployer.path("loans", "staging")) == ["Job"]
-    assert loop.call(runner._apply_batch(a_release("batch"), "production")) == "/scores/loans/production"
+    assert loop.call(runner.placement.schedule_batch(a_release("batch"))) == "/scores/loans/production"
     assert kinds(deployer.path("loans", "production")) == ["CronJob"]
     assert kubectl.calls() == [
         ["apply", "-f", str(deployer.path("loans", stage))] for stage in ("staging", "production")
     ]
 
     # A version run on demand only keeps nothing in the cluster: the previous CronJob goes.
-    loop.call(runner._apply_batch(a_release("batch", "4", schedule=None), "production"))
+    loop.call(runner.placement.schedule_batch(a_release("batch", "4", schedule=None)))
     assert kubectl.calls()[-1][:2] == ["delete", "--ignore-not-found"]
     assert not deployer.path("loans", "production").exists()
     assert [e.action for e in runner.store.audit.entries()] == ["batch applied"] * 3

@@ -3,7 +3,19 @@
 Loading a model runs its author's code, and so does scoring with it. The
 runner never does either in its own process; it asks its placement, chosen
 once when the runner is built, to run the gates (:mod:`.gatecheck`) for a
-release, and gets back the gates' results.
+release, to serve an online version, and to run or schedule a batch one.
+
+=====================  ===========================================  ============================================
+step                   one machine                                  Kubernetes
+=====================  ===========================================  ============================================
+gates                  a process of the team's account              a Job under ``models-<team>``
+online endpoint        a model server on the pipeline's copy        an InferenceService fetching from S3
+batch staging          one scoring run as the team's account        a Job (one run)
+batch production       the pipeline's scheduler runs it             a CronJob (none without a schedule)
+run on demand          a scoring run as the team's account          refused: ``kubectl create job --from``
+=====================  ===========================================  ============================================
+
+Gates in detail:
 
 - **One machine**: a child forked from the team's zygote, or a fresh
   ``python -m mlopshub.services.pipeline.gatecheck`` as the team's Unix
@@ -24,7 +36,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,9 +45,11 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mlopshub.images import image_ref
-from mlopshub.pipeline import Release
+from mlopshub.pipeline import Conflict, Release
 from mlopshub.pipeline.gates import GateResult
 from mlopshub.serving.kserve import NAMESPACE, container_security_context, pod_security_context
+from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
+from mlopshub.serving.names import cronjob_name
 from mlopshub.serving.sandbox import RunAs, hand_over
 
 from .gatecheck import GATES, TIMEOUT, GateCheckFailed, run_isolated
@@ -51,26 +65,69 @@ class Placement(Protocol):
         location, which the placement adds); the results, or :class:`GateCheckFailed`."""
         ...
 
+    async def serve(self, release: Release, stage: str) -> None:
+        """Make ``release``'s (online) version the endpoint of its model at ``stage``."""
+        ...
+
+    async def stage_batch(self, release: Release) -> str:
+        """Score ``release``'s (batch) input once for staging, or start that; where the output is."""
+        ...
+
+    async def schedule_batch(self, release: Release) -> str:
+        """Make ``release`` the (batch) version its model's schedule runs in production; where the runs write."""
+        ...
+
+    def check_run_on_demand(self, release: Release, stage: str) -> None:
+        """:class:`~mlopshub.pipeline.Conflict` when a run of ``release`` on request is not the pipeline's to start."""
+        ...
+
 
 class LocalPlacement:
-    """This machine: forked from the team's zygote (``zygotes``), else a new process, as the team's account.
+    """This machine: model code runs in processes of the team's Unix account, on the pipeline's sealed copy.
 
-    ``model_copy(release)`` gives the pipeline's sealed copy of the version
-    and its recorded digest (checked); ``run_as`` maps a team to its Unix
-    account; ``scratch`` is where request files for a zygote are written.
+    ``model_copy(release)`` gives the pipeline's copy of the version and its
+    recorded digest (checked); ``endpoints`` serve online versions; gates are
+    forked from the team's zygote (``zygotes``), else a new process, as the
+    team's account (``run_as``), with request files in ``scratch``.
+    ``run_batch(release, stage)`` does one scoring run and gives its record;
+    ``batch_output(model, stage)`` is where runs write.
     """
 
     def __init__(
         self,
         model_copy: Callable[[Release], tuple[Path, str]],
-        run_as: Mapping[str, RunAs],
+        endpoints: Any,
         scratch: Path,
-        zygotes: Any = None,
+        run_batch: Callable[[Release, str], Awaitable[Mapping[str, Any]]],
+        batch_output: Callable[[str, str], Path],
     ):
         self.model_copy = model_copy
-        self.run_as = run_as
+        self.endpoints = endpoints
+        self.run_as: Mapping[str, RunAs] = getattr(endpoints, "run_as", {})
+        # The models service's zygotes, when it runs in this process (not behind RemoteEndpoints).
+        self.zygotes = getattr(endpoints, "zygotes", None)
         self.scratch = scratch
-        self.zygotes = zygotes
+        self.run_batch = run_batch
+        self.batch_output = batch_output
+
+    async def serve(self, release: Release, stage: str) -> None:
+        """A model server of the team's on the pipeline's copy, checked against the recorded digest."""
+        path, digest = await asyncio.to_thread(self.model_copy, release)
+        await self.endpoints.deploy(release.model_name, stage, release.version, path, team=release.team, digest=digest)
+
+    async def stage_batch(self, release: Release) -> str:
+        """One scoring run that model risk can inspect; its output file (the release records it)."""
+        run = await self.run_batch(release, "staging")
+        if run["status"] != "succeeded":
+            raise RuntimeError(f"the staging run of the batch model failed: {run['reason']}")
+        return str(run["output"])
+
+    async def schedule_batch(self, release: Release) -> str:
+        """Nothing to start: the pipeline's scheduler runs the production release of the model, which this becomes."""
+        return str(self.batch_output(release.model_name, "production"))
+
+    def check_run_on_demand(self, release: Release, stage: str) -> None:
+        """Runs on request are processes of the pipeline's, as the team's account: always allowed here."""
 
     async def run_gates(self, release: Release, request: Mapping[str, Any]) -> list[GateResult]:
         """Run the gates on the pipeline's copy of the version, in a process of the team's."""
@@ -229,18 +286,26 @@ def results_from_log(text: str, where: str) -> list[GateResult]:
 
 
 class ClusterPlacement:
-    """Kubernetes: the gates run in a Job of the team's (:func:`gate_job`), through the API (``kubernetes_asyncio``).
+    """Kubernetes: model code runs in pods of the team's ServiceAccount, in the models namespace.
 
-    ``storage_uri(release)`` is where the version's files are in the object
-    store (``s3://...``); ``kubeconfig`` a kubeconfig file to reach the API
-    (None: the pod's in-cluster configuration); ``s3_endpoint`` the object
-    store's address when it is not AWS (``MLFLOW_S3_ENDPOINT_URL``).
+    The gates are a Job (:func:`gate_job`) created through the API
+    (``kubernetes_asyncio``); online versions are KServe InferenceServices
+    (``endpoints``, :class:`~mlopshub.serving.KServeEndpoints`); batch ones a
+    Job in staging and a CronJob in production, written and applied by
+    ``deployer``. ``storage_uri(release)`` is where the version's files are
+    in the object store (``s3://...``); ``kubeconfig`` a kubeconfig file to
+    reach the API (None: the pod's in-cluster configuration); ``s3_endpoint``
+    the object store's address when it is not AWS (``MLFLOW_S3_ENDPOINT_URL``);
+    ``audit(action, release, **details)`` records what was applied.
     """
 
     def __init__(
         self,
         storage_uri: Callable[[Release], str],
         *,
+        endpoints: Any = None,
+        deployer: ManifestDeployer | None = None,
+        audit: Callable[..., None] | None = None,
         namespace: str = NAMESPACE,
         image: str | None = None,
         kubeconfig: str | Path | None = None,
@@ -248,11 +313,54 @@ class ClusterPlacement:
         timeout: float = TIMEOUT,
     ):
         self.storage_uri = storage_uri
+        self.endpoints = endpoints
+        self.deployer = deployer
+        self.audit = audit or (lambda action, release, **details: None)
         self.namespace = namespace
         self.image = image
         self.kubeconfig = str(kubeconfig) if kubeconfig else None
         self.s3_endpoint = s3_endpoint
         self.timeout = timeout
+
+    async def serve(self, release: Release, stage: str) -> None:
+        """An InferenceService whose predictor fetches the version from its storage URI itself."""
+        uri = await asyncio.to_thread(self.storage_uri, release)
+        await self.endpoints.deploy(
+            release.model_name, stage, release.version, None, team=release.team, storage_uri=uri
+        )
+
+    async def stage_batch(self, release: Release) -> str:
+        """Apply the Job scoring the input once; where it writes."""
+        return await self._apply_batch(release, "staging")
+
+    async def schedule_batch(self, release: Release) -> str:
+        """Apply the release's CronJob (or delete the previous one when it has no schedule); where runs write."""
+        return await self._apply_batch(release, "production")
+
+    def check_run_on_demand(self, release: Release, stage: str) -> None:
+        """Refused: runs are Jobs in the cluster, started with kubectl (said how), never processes of the pipeline."""
+        name = cronjob_name(release.model_name)
+        raise Conflict(
+            f"in Kubernetes, runs of {release.model_name} are Jobs in the cluster, not processes of the pipeline: "
+            f"start one with `kubectl -n {self.namespace} create job --from=cronjob/{name} {name}-manual` "
+            f"(production), or publish again for a staging run"
+        )
+
+    async def _apply_batch(self, release: Release, stage: str) -> str:
+        """Apply ``release``'s Job (staging, one run) or CronJob (production); where it writes.
+
+        A production release without a schedule keeps nothing in the cluster:
+        the previous version's CronJob is deleted.
+        """
+        if self.deployer is None:
+            raise RuntimeError("this pipeline applies no batch objects (no manifest deployer configured)")
+        if release_objects(release, stage):
+            written = await asyncio.to_thread(self.deployer.deploy, release, stage)
+        else:
+            await asyncio.to_thread(self.deployer.delete, release.model_name, stage)
+            written = None
+        self.audit("batch applied", release, stage=stage, manifest=str(written or ""))
+        return f"{OUTPUT_ROOT}/{release.model_name}/{stage}"
 
     def objects(self, name: str, release: Release, request: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
         """The Secret and the Job that run the gates for ``release`` (``request`` with the model's location)."""

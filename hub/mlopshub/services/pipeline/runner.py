@@ -42,9 +42,7 @@ from mlopshub.pipeline.gates import COMMIT_TAG, SNAPSHOT_TAG, data_versions
 from mlopshub.serving import Endpoints, KServeEndpoints
 from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.integrity import IntegrityError, tree_digest, verify_tree
-from mlopshub.serving.kserve import NAMESPACE
-from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
-from mlopshub.serving.names import cronjob_name
+from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options, seal
 
 from .auth import Caller
@@ -134,9 +132,9 @@ class ReleaseRunner:
 
     def _placement(self) -> Placement:
         if self.cluster is None:
-            run_as = getattr(self.endpoints, "run_as", {})
-            zygotes = getattr(self.endpoints, "zygotes", None)  # the models service's, when it runs in this process
-            return LocalPlacement(self._model_copy, run_as, self.registry.cache_dir, zygotes)
+            return LocalPlacement(
+                self._model_copy, self.endpoints, self.registry.cache_dir, self._staging_run, self.batch_output_dir
+            )
         cluster = self.cluster
 
         def storage_uri(release: Release) -> str:
@@ -144,7 +142,17 @@ class ReleaseRunner:
                 release.team, release.model_name, release.version, cluster.artifacts_destination
             )
 
-        return ClusterPlacement(storage_uri, kubeconfig=cluster.kubeconfig or None, s3_endpoint=cluster.s3_endpoint)
+        return ClusterPlacement(
+            storage_uri,
+            endpoints=self.endpoints,
+            deployer=cluster.deployer,
+            audit=self._audit,
+            kubeconfig=cluster.kubeconfig or None,
+            s3_endpoint=cluster.s3_endpoint,
+        )
+
+    async def _staging_run(self, release: Release, stage: str) -> dict[str, Any]:
+        return await self.start_batch(release, stage, PIPELINE)
 
     def _lock(self, model: str) -> asyncio.Lock:
         return self._locks.setdefault(model, asyncio.Lock())
@@ -294,11 +302,8 @@ class ReleaseRunner:
             if previous.kind == "online":
                 await self._serve(previous, "production")
                 self._audit("endpoint switched", previous, actor=caller.name, stage="production")
-            elif self.cluster is not None:
-                await self._apply_batch(previous, "production")
-                self._audit("schedule switched", previous, actor=caller.name, schedule=_schedule_of(previous))
             else:
-                # The scheduler runs whatever release is in production, so the store's switch below switches it.
+                await self.placement.schedule_batch(previous)
                 self._audit("schedule switched", previous, actor=caller.name, schedule=_schedule_of(previous))
             await asyncio.to_thread(self.registry.set_alias, previous.team, model, "production", previous.version)
             return self.store.rollback(model, caller.name, reason)
@@ -423,14 +428,9 @@ class ReleaseRunner:
             await self._serve(release, "staging")
             endpoints["staging"] = self.endpoint_url(release.model_name, "staging")
             self._audit("endpoint switched", release, stage="staging")
-        elif self.cluster is not None:
-            endpoints["staging"] = await self._apply_batch(release, "staging")
         else:
             # A batch model's staging is one scoring run that model risk can inspect; the release records its output.
-            run = await self.start_batch(release, "staging", PIPELINE)
-            if run["status"] != "succeeded":
-                raise RuntimeError(f"the staging run of the batch model failed: {run['reason']}")
-            endpoints["staging"] = str(run["output"])
+            endpoints["staging"] = await self.placement.stage_batch(release)
         await asyncio.to_thread(self.registry.set_alias, release.team, release.model_name, "staging", release.version)
         self._audit("alias set", release, alias="staging")
         self.store.mark_staging_ready(release.id, endpoints)
@@ -441,12 +441,8 @@ class ReleaseRunner:
             await self._serve(release, "production")
             endpoints["production"] = self.endpoint_url(release.model_name, "production")
             self._audit("endpoint switched", release, stage="production")
-        elif self.cluster is not None:
-            endpoints["production"] = await self._apply_batch(release, "production")
-            self._audit("schedule active", release, schedule=_schedule_of(release))
         else:
-            # Nothing to start: the scheduler runs the production release of the model, which this becomes.
-            endpoints["production"] = str(self.batch_output_dir(release.model_name, "production"))
+            endpoints["production"] = await self.placement.schedule_batch(release)
             self._audit("schedule active", release, schedule=_schedule_of(release))
         await asyncio.to_thread(
             self.registry.set_alias, release.team, release.model_name, "production", release.version
@@ -480,8 +476,8 @@ class ReleaseRunner:
             return
         if previous.kind == "online":
             await self._serve(previous, "production")
-        elif self.cluster is not None:
-            await self._apply_batch(previous, "production")
+        else:
+            await self.placement.schedule_batch(previous)
         await asyncio.to_thread(
             self.registry.set_alias, previous.team, previous.model_name, "production", previous.version
         )
@@ -557,7 +553,7 @@ class ReleaseRunner:
 
         :class:`Conflict` while a run of the same model and stage is in progress.
         """
-        self._refuse_local_run_in_cluster(release, stage)
+        self.placement.check_run_on_demand(release, stage)
         key = (release.model_name, stage)
         if key in self._batch_running:
             running = self._batch_running[key]
@@ -652,49 +648,9 @@ class ReleaseRunner:
         env = model_environment(run_as, {"DVC_NO_ANALYTICS": "1"})
         return BatchCall(argv=argv, env=env, cwd=output, run_as=run_as, cleanup=(input_file,))
 
-    # --- where models run: this machine, or Kubernetes (cluster) ---
-
     async def _serve(self, release: Release, stage: str) -> None:
-        """Make ``release``'s version the online endpoint of its model at ``stage``.
-
-        One machine: from the pipeline's local copy. Kubernetes: the
-        predictor fetches the version from its storage URI itself.
-        """
-        model, version, team = release.model_name, release.version, release.team
-        if self.cluster is None:
-            path, digest = await asyncio.to_thread(self._model_copy, release)
-            await self.endpoints.deploy(model, stage, version, path, team=team, digest=digest)
-            return
-        uri = await asyncio.to_thread(
-            self.registry.storage_uri, team, model, version, self.cluster.artifacts_destination
-        )
-        await self.endpoints.deploy(model, stage, version, None, team=team, storage_uri=uri)  # type: ignore[call-arg]
-
-    async def _apply_batch(self, release: Release, stage: str) -> str:
-        """Kubernetes: apply ``release``'s Job (staging, one run) or CronJob (production); where it writes.
-
-        A production release without a schedule keeps nothing in the cluster:
-        the previous version's CronJob is deleted.
-        """
-        assert self.cluster is not None
-        deployer = self.cluster.deployer
-        if release_objects(release, stage):
-            written = await asyncio.to_thread(deployer.deploy, release, stage)
-        else:
-            await asyncio.to_thread(deployer.delete, release.model_name, stage)
-            written = None
-        self._audit("batch applied", release, stage=stage, manifest=str(written or ""))
-        return f"{OUTPUT_ROOT}/{release.model_name}/{stage}"
-
-    def _refuse_local_run_in_cluster(self, release: Release, stage: str) -> None:
-        if self.cluster is None:
-            return
-        name = cronjob_name(release.model_name)
-        raise Conflict(
-            f"in Kubernetes, runs of {release.model_name} are Jobs in the cluster, not processes of the pipeline: "
-            f"start one with `kubectl -n {NAMESPACE} create job --from=cronjob/{name} {name}-manual` "
-            f"(production), or publish again for a staging run"
-        )
+        """Make ``release``'s version the online endpoint of its model at ``stage`` (where: :attr:`placement`)."""
+        await self.placement.serve(release, stage)
 
     # --- start ---
 
