@@ -43,10 +43,13 @@ def a_release(team: str = "sme-credit") -> Release:
                    model_digest="sha256:" + "a" * 64)  # fmt: skip
 
 
+JOB_UID = "0b6e1d1c-4a55-4d0e-9f61-3c1c5f3a2b10"
+
+
 def gate_objects(team: str = "sme-credit"):
     placement = ClusterPlacement(lambda release: "s3://models/1/abc/artifacts", s3_endpoint="https://s3.bank")
     request = {"model_uri": "s3://models/1/abc/artifacts", "holdout": {"csv": HOLDOUT_CSV, "target": "default"}}
-    return placement.objects("gates-rel-0123456789ab-abc123", a_release(team), request)
+    return placement.objects("gates-rel-0123456789ab-abc123", a_release(team), request, job_uid=JOB_UID)
 
 
 def pod_spec(job):
@@ -103,6 +106,9 @@ def test_gate_job_runs_the_installed_gatecheck_in_the_hub_image_on_the_request_m
     request = json.loads(secret["stringData"]["request.json"])
     assert request["holdout"]["csv"] == HOLDOUT_CSV
     assert request["model_uri"] == "s3://models/1/abc/artifacts"
+    # Owned by the Job: the cluster deletes the hold-out set with it if the pipeline cannot.
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", job["metadata"]["name"], JOB_UID)
 
 
 @pytest.fixture(scope="module")

@@ -181,17 +181,26 @@ def _labels(name: str, release: Release) -> dict[str, str]:
     }
 
 
-def gate_secret(name: str, release: Release, request: Mapping[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
-    """The Secret holding the gate Job ``name``'s request (with the hold-out set): one key, ``request.json``."""
+def gate_secret(
+    name: str, release: Release, request: Mapping[str, Any], namespace: str = NAMESPACE, job_uid: str = ""
+) -> dict[str, Any]:
+    """The Secret holding the gate Job ``name``'s request (with the hold-out set): one key, ``request.json``.
+
+    Owned by the Job (``job_uid``, once it exists): if the pipeline stops
+    before it deletes the Secret, the cluster does when the Job goes.
+    """
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": _labels(name, release),
+        "annotations": {"mlopshub.io/model": release.model_name, "mlopshub.io/release": release.id},
+    }
+    if job_uid:
+        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid}]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": _labels(name, release),
-            "annotations": {"mlopshub.io/model": release.model_name, "mlopshub.io/release": release.id},
-        },
+        "metadata": metadata,
         "type": "Opaque",
         "immutable": True,
         "stringData": {REQUEST_KEY: json.dumps(request)},
@@ -362,9 +371,11 @@ class ClusterPlacement:
         self.audit("batch applied", release, stage=stage, manifest=str(written or ""))
         return f"{OUTPUT_ROOT}/{release.model_name}/{stage}"
 
-    def objects(self, name: str, release: Release, request: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    def objects(
+        self, name: str, release: Release, request: Mapping[str, Any], job_uid: str = ""
+    ) -> tuple[dict[str, Any], ...]:
         """The Secret and the Job that run the gates for ``release`` (``request`` with the model's location)."""
-        secret = gate_secret(name, release, request, self.namespace)
+        secret = gate_secret(name, release, request, self.namespace, job_uid)
         job = gate_job(
             name,
             release,
@@ -381,14 +392,16 @@ class ClusterPlacement:
         full = {**request, "model_uri": uri, "model_digest": release.model_digest}
         name = gate_job_name(release)
         where = f"gate Job {self.namespace}/{name}"
-        secret, job = self.objects(name, release, full)
+        _, job = self.objects(name, release, full)
         configuration = await self._configuration(where)
         succeeded = False
         async with client.ApiClient(configuration) as api:
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             try:
+                # The Job first, so the Secret can be its own: its pod waits until the Secret is there to mount.
+                created = await batch.create_namespaced_job(self.namespace, job)
+                secret, _ = self.objects(name, release, full, job_uid=created.metadata.uid)
                 await core.create_namespaced_secret(self.namespace, secret)
-                await batch.create_namespaced_job(self.namespace, job)
                 try:
                     await self._wait(batch, name, where)
                 except GateCheckFailed as failed:
