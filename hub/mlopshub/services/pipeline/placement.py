@@ -60,6 +60,9 @@ log = logging.getLogger("mlopshub.pipeline")
 class Placement(Protocol):
     """Where a release's model code runs."""
 
+    #: Whether the pipeline's own scheduler starts production batch runs (else the cluster's CronJobs do).
+    runs_schedules: bool
+
     async def run_gates(self, release: Release, request: Mapping[str, Any]) -> list[GateResult]:
         """Run the gates that load ``release``'s model on ``request`` (:mod:`.gatecheck`'s, without the model's
         location, which the placement adds); the results, or :class:`GateCheckFailed`."""
@@ -92,6 +95,8 @@ class LocalPlacement:
     ``run_batch(release, stage)`` does one scoring run and gives its record;
     ``batch_output(model, stage)`` is where runs write.
     """
+
+    runs_schedules = True
 
     def __init__(
         self,
@@ -307,6 +312,8 @@ class ClusterPlacement:
     the object store's address when it is not AWS (``MLFLOW_S3_ENDPOINT_URL``);
     ``audit(action, release, **details)`` records what was applied.
     """
+
+    runs_schedules = False  # the CronJobs do
 
     def __init__(
         self,

@@ -206,7 +206,7 @@ async def serve(
     if isinstance(runner.endpoints, RemoteEndpoints):
         refusals = asyncio.ensure_future(record_refusals(runner, runner.endpoints))
     # Batch models in production, on their cron schedules; in Kubernetes their CronJobs do it.
-    scheduler = start_scheduler(runner) if runner.cluster is None else None
+    scheduler = start_scheduler(runner) if runner.placement.runs_schedules else None
     try:
         await asyncio.Event().wait()
     finally:
