@@ -82,13 +82,26 @@ def _cmd_profiles_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_helm_generate(args: argparse.Namespace) -> int:
-    from . import helm
+    from . import helm, umbrella
     from .settings import require_checkout
 
     require_checkout("`mlopshub helm generate` (it writes helm-values/generated/ from profiles/)")
-    for path in helm.write_generated():
+    for path in [*helm.write_generated(), *umbrella.write_chart()]:
         print(f"wrote {path}")
     return 0
+
+
+def _cmd_helm_check_site(args: argparse.Namespace) -> int:
+    from . import umbrella
+    from .settings import require_checkout
+
+    require_checkout("`mlopshub helm check-site` (it reads deploy/mlopshub/values.yaml)")
+    problems = umbrella.check_site([Path(f) for f in args.values])
+    for problem in problems:
+        print(f"{', '.join(args.values)}: {problem}", file=sys.stderr)
+    if not problems:
+        print("the site's values agree: one host, the OIDC client, MLflow's bucket")
+    return 1 if problems else 0
 
 
 def _cmd_images_check(args: argparse.Namespace) -> int:
@@ -272,8 +285,15 @@ def parser() -> argparse.ArgumentParser:
     helm_cmd = commands.add_parser("helm", help="Helm values derived from the catalog")
     helm_commands = helm_cmd.add_subparsers(dest="helm_command", required=True)
     helm_commands.add_parser(
-        "generate", help="write helm-values/generated/ from profiles/ and hub/mlopshub/image_tags.yaml"
+        "generate",
+        help="write helm-values/generated/ and the umbrella chart's values and templates (deploy/mlopshub/) "
+        "from profiles/, hub/mlopshub/image_tags.yaml and helm-values/",
     ).set_defaults(func=_cmd_helm_generate)
+    check_site = helm_commands.add_parser(
+        "check-site", help="check a site's values file for the umbrella chart before `helm upgrade --install`"
+    )
+    check_site.add_argument("values", nargs="+", metavar="FILE", help="the site's values file(s), in -f order")
+    check_site.set_defaults(func=_cmd_helm_check_site)
 
     images_cmd = commands.add_parser("images", help="workspace and hub images")
     images_commands = images_cmd.add_subparsers(dest="images_command", required=True)
