@@ -278,6 +278,8 @@ def team_volume_claims(catalog: catalog_module.Catalog, settings: Mapping[str, s
             "metadata": {
                 "name": volume["persistentVolumeClaim"]["claimName"],
                 "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
+                # The team's files: Helm keeps the claim when the team leaves the catalog or on uninstall.
+                "annotations": {"helm.sh/resource-policy": "keep"},
             },
             "spec": {
                 "accessModes": ["ReadWriteMany"],

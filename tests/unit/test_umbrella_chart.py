@@ -179,3 +179,18 @@ def test_site_example_agrees_with_itself_and_a_mismatch_is_named(tmp_path):
     problems = umbrella.check_site([bad])
     assert any(p.startswith("jupyterhub.ingress.hosts:") and "jupyter.example-bank.internal" in p for p in problems)
     assert any(p.startswith("oidc.issuer:") for p in umbrella.check_site([]))
+
+
+def test_helm_never_deletes_a_teams_files_the_releases_or_the_models_namespace():
+    kept = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in (param.values[0] for param in plain_template_documents())
+        if (doc["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    }
+    holding_data = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in (param.values[0] for param in plain_template_documents())
+        if doc["kind"] in ("PersistentVolumeClaim", "Namespace")
+    }
+    assert holding_data, "no volume or namespace in the templates"
+    assert holding_data <= kept, f"helm upgrade/uninstall would delete: {sorted(holding_data - kept)}"
