@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlopshub import images
 
@@ -170,5 +171,8 @@ def test_hub_image_is_based_on_the_charts_hub_image_of_the_documented_chart_vers
     (base,) = [a.split()[0] for k, a in instructions(HUB_DOCKERFILE.read_text()) if k == "FROM"]
     name, _, chart_version = base.partition(":")
     assert name == "quay.io/jupyterhub/k8s-hub"
+    (pinned,) = [d for d in yaml.safe_load((REPO / "deploy" / "mlopshub" / "Chart.yaml").read_text())["dependencies"]
+                 if d["name"] == "jupyterhub"]
+    assert pinned["version"] == chart_version, "deploy/mlopshub/Chart.yaml pins another Zero to JupyterHub version"
     for doc in (REPO / "docs" / "kubernetes.md", REPO / "helm-values" / "jupyterhub.yaml"):
-        assert f"--version {chart_version}" in doc.read_text(), f"{doc.name} names another chart version"
+        assert f"{chart_version}" in doc.read_text(), f"{doc.name} does not name chart version {chart_version}"
