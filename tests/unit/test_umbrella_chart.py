@@ -11,6 +11,8 @@ that exist.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -195,3 +197,15 @@ def test_helm_never_deletes_a_teams_files_the_releases_or_the_models_namespace()
     }
     assert holding_data, "no volume or namespace in the templates"
     assert holding_data <= kept, f"helm upgrade/uninstall would delete: {sorted(holding_data - kept)}"
+
+
+def test_check_site_command_names_the_key_and_fails(tmp_path):
+    bad = tmp_path / "site.yaml"
+    bad.write_text("oidc: {issuer: http://sso.bank.test, clientId: mlopshub}\n")
+    command = [sys.executable, "-m", "mlopshub.cli", "helm", "check-site", str(bad)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert "oidc.issuer: 'http://sso.bank.test' must be an https:// URL" in result.stderr
+    command[-1] = str(SITE_EXAMPLE)
+    good = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert good.returncode == 0, good.stderr
