@@ -10,7 +10,6 @@ the tests that need them, naming the file.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from mlopshub.chart import merge_values
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers"
@@ -80,16 +81,9 @@ CNPG_CLUSTER = Chart(
 
 
 def helm_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base`` as Helm coalesces values: maps merge, null deletes, the rest is replaced."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    """``override`` over ``base`` as Helm coalesces values: the product's own merge (``mlopshub.chart``), which
+    ``mlopshub profiles render`` uses, so the tests check values the way the product reads them."""
+    return merge_values(base, override)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
