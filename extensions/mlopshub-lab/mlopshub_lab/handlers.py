@@ -22,7 +22,7 @@ from typing import Any
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from . import __version__, data, experiments, models, paths
+from . import __version__, contract, data, experiments, models, paths
 from .errors import ApiError, BadRequest, NotFound
 
 #: Version of the REST contract; the frontend refuses a server with another one.
@@ -404,9 +404,10 @@ class ReleasesHandler(MlopshubHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        """Check ``{model_uri, name, kind, description}``, publish it through the pipeline; 201 ``{id, release}``."""
-        body = models.publish_body(self.body())
-        status, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", "releases", body=body)
+        """Check the body against the pipeline's contract, publish it through the pipeline; 201 ``{id, release}``."""
+        settings = models.PipelineSettings.from_environ()
+        body = models.publish_body(self.body(), await contract.publish_schema(settings.server()))
+        status, payload = await models.forward(settings, "POST", "releases", body=body)
         self.reply(payload, status)
 
 

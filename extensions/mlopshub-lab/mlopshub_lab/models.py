@@ -9,7 +9,8 @@ sidebar calls these handlers and they forward to ``MLOPSHUB_PIPELINE_URL``
 with the token added server-side: bounded timeouts, no retries, and the
 pipeline's own refusals (403, 404, 409, 422) passed on with their status,
 message and field. Request bodies are checked here first, so a malformed one
-is answered without a round trip and named by its field.
+is answered without a round trip and named by its field; a publish request
+against the pipeline's own OpenAPI document (:mod:`.contract`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import yaml
 
-from . import experiments
+from . import contract, experiments
 from .errors import ApiError, BadRequest, InvalidField, PipelineUnavailable
 from .experiments import MlflowSettings
 
@@ -58,14 +59,10 @@ STATES = (
     "rolled_back",
     "failed",
 )
-KINDS = ("online", "batch")
 MAX_TEXT = 2000
-PUBLISH_FIELDS = ("model_uri", "name", "kind", "description")
 #: Same rules as the pipeline (``mlopshub.pipeline.release.MODEL_NAME``).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_RUNS_URI = re.compile(r"runs:/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_-]*)/(?P<path>[^\s]+)")
-_MODELS_URI = re.compile(r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})/[0-9]+")
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
@@ -195,26 +192,16 @@ def _text(body: Mapping[str, Any], name: str, *, required: bool) -> str:
     return value
 
 
-def publish_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A publish request ``{model_uri, name, kind, description}`` checked field by field (422 naming the field)."""
-    unknown = sorted(set(body) - set(PUBLISH_FIELDS))
-    if unknown:
-        raise InvalidField(unknown[0], f"unknown field; expected one of: {', '.join(PUBLISH_FIELDS)}")
-    uri = _text(body, "model_uri", required=True).strip()
-    runs = _RUNS_URI.fullmatch(uri)
-    if not (runs or _MODELS_URI.fullmatch(uri)):
-        raise InvalidField("model_uri", f"expected runs:/<run_id>/<artifact path>, got {uri!r}")
-    if runs and any(part in ("", ".", "..") for part in runs["path"].split("/")):
-        raise InvalidField("model_uri", f"the model path in {uri!r} must be relative with no empty, '.' or '..'")
-    kind = _text(body, "kind", required=True).strip()
-    if kind not in KINDS:
-        raise InvalidField("kind", f"expected one of: {', '.join(KINDS)}, got {kind!r}")
-    return {
-        "model_uri": uri,
-        "name": model_name(_text(body, "name", required=True).strip()),
-        "kind": kind,
-        "description": _text(body, "description", required=False),
-    }
+def publish_body(body: Mapping[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """A publish request checked against the pipeline's own contract (``schema``, :mod:`.contract`).
+
+    422 naming the first field it refuses. The body goes on as it came: the
+    pipeline checks the rest (the run's team, the model path, the schedule).
+    """
+    found = contract.problems(schema, body)
+    if found:
+        raise InvalidField(*found[0])
+    return dict(body)
 
 
 def comment_body(body: Mapping[str, Any], name: str, *, required: bool) -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from jupyterhub.services.auth import HubAuth
 from labtesting import free_port
+from mlopshub_lab import contract
+from mlopshub_lab.errors import PipelineUnavailable
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -258,6 +260,34 @@ async def test_the_pipelines_422_keeps_its_message_and_field(call, as_user):
     status, body = await call("POST", "releases", publish_body("0" * 32, "loans-nowhere"))
     assert status == 422
     assert body["field"] == "model_uri" and "no run '" + "0" * 32 + "'" in body["message"]
+    # What the contract's schema can't say, the pipeline checks: its answer names the field.
+    status, body = await call("POST", "releases", {**publish_body("abc", "loans"), "model_uri": "runs:/abc/../x"})
+    assert (status, body["field"]) == (422, "model_uri") and "'..'" in body["message"]
+    batch = {"input": "data/new_loans.csv", "schedule": "0 6 * *"}
+    status, body = await call("POST", "releases", publish_body("0" * 32, "loans-nowhere", kind="batch", batch=batch))
+    assert (status, body["field"]) == (422, "batch.schedule") and "five cron fields" in body["message"]
+
+
+async def test_a_batch_model_is_published_with_its_input_revision_and_schedule(call, as_user, logged_models):
+    batch = {"input": "data/new_loans.csv", "rev": "v2", "schedule": "0 6 * * MON-FRI"}
+    body = publish_body(logged_models["runs"]["bare"], "loans-nightly", kind="batch", batch=batch)
+    status, answer = await call("POST", "releases", body)
+    assert status == 201, answer
+    release = answer["release"]
+    assert release["kind"] == "batch"
+    assert release["batch"] == {**batch, "repo": None}, "the settings reached the pipeline as the sidebar sent them"
+    status, again = await call("GET", f"releases/{release['id']}")
+    assert status == 200 and again["batch"]["schedule"] == "0 6 * * MON-FRI"
+
+
+async def test_a_workspace_without_the_hub_package_reads_the_contract_from_the_pipeline(pipeline):
+    # Workspace images carry only this extension: the pipeline serves the document the hub package holds.
+    served = await contract.served_document(f"{pipeline.url}/services/pipeline/api")
+    assert served == contract.installed_document()
+    schema = contract.request_schema(served, *contract.PUBLISH)
+    assert contract.problems(schema, publish_body("abc", "loans", kind="batch", batch={"input": "d.csv"})) == []
+    with pytest.raises(PipelineUnavailable, match="API description"):
+        await contract.served_document(f"http://127.0.0.1:{free_port()}/services/pipeline/api")
 
 
 async def test_the_publisher_may_not_approve_their_own_release_and_sees_the_pipelines_words(
@@ -301,7 +331,9 @@ async def test_unknown_release_is_404_and_nothing_to_roll_back_is_409_from_the_p
         ("POST", "releases", publish_body("abc", "loans", kind="streaming"), 422, "kind"),
         ("POST", "releases", publish_body("abc", "loans", colour="red"), 422, "colour"),
         ("POST", "releases", {**publish_body("abc", "loans"), "model_uri": "s3://bucket/model"}, 422, "model_uri"),
-        ("POST", "releases", {**publish_body("abc", "loans"), "model_uri": "runs:/abc/../x"}, 422, "model_uri"),
+        ("POST", "releases", publish_body("abc", "loans", kind="batch", batch={"input": 5}), 422, "batch.input"),
+        ("POST", "releases", publish_body("abc", "loans", batch={"input": "d.csv", "when": "6am"}), 422, "batch.when"),
+        ("POST", "releases", publish_body("abc", "loans", batch="nightly"), 422, "batch"),
         ("POST", "releases", publish_body("abc", "loans", description=7), 422, "description"),
         ("POST", "releases/rel-1/approve", {"comment": ["yes"]}, 422, "comment"),
         ("POST", "releases/rel-1/reject", {}, 422, "reason"),

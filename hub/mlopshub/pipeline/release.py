@@ -55,6 +55,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .audit import AuditLog
+from .contract import check_publish
 from .database import Database, utc_now
 from .errors import Conflict, InvalidRequest, InvalidTransition, NotAllowed, ReleaseNotFound
 
@@ -63,9 +64,7 @@ PIPELINE = "pipeline"
 #: Reason recorded on a release failed by :meth:`ReleaseStore.resume_or_fail_on_restart`.
 RESTART_REASON = "interrupted by a restart; nothing was deployed"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-KINDS = ("online", "batch")
 MAX_TEXT = 2000
-PUBLISH_FIELDS = ("model_uri", "name", "kind", "description", "batch")
 #: Fields of a publish request's ``batch`` object (batch models only).
 BATCH_FIELDS = ("input", "rev", "schedule", "repo")
 #: A git revision as the batch input's ``rev``: a branch, tag or commit (no option-like or range forms).
@@ -173,17 +172,6 @@ class Recovery:
 # --- validation ------------------------------------------------------------------------------------------------
 
 
-def _text(body: Mapping[str, Any], name: str, *, required: bool, default: str = "") -> str:
-    if name not in body or body[name] is None:
-        if required:
-            raise InvalidRequest(name, "is required")
-        return default
-    value = body[name]
-    if not isinstance(value, str):
-        raise InvalidRequest(name, f"expected a string, got {type(value).__name__} {value!r}")
-    return value
-
-
 def parse_model_uri(uri: str) -> dict[str, str]:
     """The parts of ``runs:/<run_id>/<path>`` or ``models:/<name>/<version>``; :class:`InvalidRequest` otherwise."""
     runs = _RUNS_URI.match(uri)
@@ -277,25 +265,13 @@ def validate_publish(
     raises :class:`NotAllowed` (403). Bad fields raise :class:`InvalidRequest`
     naming the field (422).
     """
-    if not isinstance(body, Mapping):
-        raise InvalidRequest("(body)", f"expected a JSON object with {', '.join(PUBLISH_FIELDS)}")
-    unknown = sorted(set(body) - set(PUBLISH_FIELDS))
-    if unknown:
-        # A misspelt optional field would otherwise be dropped without a word.
-        raise InvalidRequest(unknown[0], f"unknown field; expected one of: {', '.join(PUBLISH_FIELDS)}")
-    model_uri = _text(body, "model_uri", required=True).strip()
-    name = _text(body, "name", required=True).strip()
-    kind = _text(body, "kind", required=True).strip()
-    description = _text(body, "description", required=False)
-    if not MODEL_NAME.match(name):
-        raise InvalidRequest(
-            "name",
-            f"{name!r} is not a model name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit",
-        )
-    if kind not in KINDS:
-        raise InvalidRequest("kind", f"expected one of: {', '.join(KINDS)}, got {kind!r}")
-    if len(description) > MAX_TEXT:
-        raise InvalidRequest("description", f"is {len(description)} characters; at most {MAX_TEXT}")
+    # The shape (fields, types, the name's form, kinds, lengths) is the OpenAPI document's, as the Lab extension
+    # checks it too; what follows is what a schema can't say.
+    check_publish(body)
+    model_uri = body["model_uri"].strip()
+    name = body["name"]
+    kind = body["kind"]
+    description = body.get("description") or ""
     batch = validate_batch(body.get("batch"), kind)
     parts = parse_model_uri(model_uri)
     run_id = parts.pop("run_id", None)
