@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +61,45 @@ def sign_in_and_start(page, platform, name: str, password: str) -> None:
     page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
     page.wait_for_url(re.compile(rf".*/user/{name}/lab.*"), timeout=240_000)
     page.locator(".jp-LauncherCard").first.wait_for(timeout=120_000)
+
+
+def run_first_cell(page) -> None:
+    """Run the notebook's first cell, and see it start: its prompt turns from ``[ ]`` to ``[*]`` or ``[1]``.
+
+    A key press that reaches the editor before it is ready is lost; it is pressed again then (once it has
+    started, a second press would only run the empty cell that Shift+Enter adds below).
+    """
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    prompt = cell.locator(".jp-InputArea-prompt")
+    for _ in range(4):
+        dialogs = page.locator(".jp-Dialog")
+        if dialogs.count():
+            shown = dialogs.all_inner_texts()
+            if not shown[0].startswith("Select Kernel"):
+                page.screenshot(path="test-artifacts/first-day-dialog.png")
+                raise AssertionError(f"a dialog is open over the notebook: {shown}")
+            # JupyterLab 4.6 sometimes asks for a kernel although the notebook names python3 and its kernel has
+            # started (a race in SessionContext.startKernel; seen in 1 of 4 opens here). Nina picks the offered
+            # Python 3, as the dialog suggests.
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+            dialogs.first.wait_for(state="detached")
+        try:
+            cell.locator(".jp-InputArea-editor").click(timeout=15_000)
+            page.keyboard.press("Shift+Enter")
+            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=30_000)
+            return
+        except (AssertionError, PlaywrightTimeout):
+            continue  # a dialog that opened meanwhile is handled above
+    raise AssertionError(f"the first cell never started; the notebook showed:\n{notebook_state(page)}")
+
+
+def notebook_state(page) -> str:
+    """What a person would look at when a cell seems stuck: prompts, outputs, kernel status, open dialogs."""
+    prompts = page.locator(".jp-Notebook .jp-InputArea-prompt").all_inner_texts()
+    outputs = page.locator(".jp-Notebook .jp-OutputArea-output").all_inner_texts()
+    status = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
+    dialogs = page.locator(".jp-Dialog").all_inner_texts()
+    return f"prompts: {prompts}\noutputs: {outputs}\nkernel: {status}\ndialogs: {dialogs}"
 
 
 def show_panel(page, panel_id: str) -> None:
@@ -136,11 +177,14 @@ def test_first_day_from_sign_in_to_production_without_an_error(browser, platform
     page.goto(f"{platform.url}/user/nina/lab/tree/credit/train.ipynb")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for()
     page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").wait_for(timeout=120_000)
-    page.locator(".jp-Notebook .jp-Cell").first.click()
-    page.keyboard.press("Shift+Enter")
+    run_first_cell(page)
     # The run's id, or a traceback: a failing cell fails the test at once, with what the notebook showed.
     output = page.locator(".jp-OutputArea-output", has_text=re.compile(r"run [0-9a-f]{32}|Traceback"))
-    output.first.wait_for(timeout=240_000)
+    try:
+        output.first.wait_for(timeout=240_000)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(artifacts / "first-day-notebook-timeout.png"))
+        raise AssertionError(f"no training result in 240 s; the notebook showed:\n{notebook_state(page)}") from None
     printed = "\n".join(output.all_inner_texts())
     found = re.search(r"run ([0-9a-f]{32})", printed)
     assert found, f"training failed in the notebook:\n{printed}"
