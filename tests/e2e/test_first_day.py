@@ -79,7 +79,7 @@ def run_first_cell(page) -> None:
                 page.screenshot(path="test-artifacts/first-day-dialog.png")
                 raise AssertionError(f"a dialog is open over the notebook: {shown}")
             # JupyterLab 4.6 sometimes asks for a kernel although the notebook names python3 and its kernel has
-            # started (a race in SessionContext.startKernel; seen in 1 of 4 opens here). Nina picks the offered
+            # started (a race in SessionContext.startKernel; 3 of 7 runs here failed on it). Nina picks the offered
             # Python 3, as the dialog suggests.
             page.locator(".jp-Dialog .jp-mod-accept").click()
             dialogs.first.wait_for(state="detached")
