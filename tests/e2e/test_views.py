@@ -168,10 +168,17 @@ def test_an_admin_filters_the_audit_log_by_model_and_exports_it(page, platform, 
     audit.locator("[data-testid=mlopshub-audit-entries]").wait_for()
     audit.locator("[data-testid=mlopshub-audit-model]").fill(MODEL)
     audit.locator("[data-testid=mlopshub-audit-apply]").click()
+    # The table shows every model's entries until the filtered page arrives: wait for that page, whose rows are
+    # all of MODEL (a filter that never applies times out here).
+    page.wait_for_function(
+        """model => {
+            const rows = [...document.querySelectorAll("[data-testid=mlopshub-audit-entries] tbody tr")];
+            return rows.length > 0 && rows.every(row => row.dataset.model === model);
+        }""",
+        arg=MODEL,
+        timeout=60_000,
+    )
     rows = audit.locator("[data-testid=mlopshub-audit-entries] tbody tr")
-    rows.first.wait_for()
-    models = set(rows.evaluate_all("rows => rows.map(row => row.dataset.model)"))
-    assert models == {MODEL}
     assert release["id"] in audit.locator("[data-testid=mlopshub-audit-entries]").inner_text()
     page.screenshot(path=str(artifacts / "views-audit-log.png"))
 
