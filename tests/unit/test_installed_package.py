@@ -89,29 +89,13 @@ def audit(event, args):
 sys.addaudithook(audit)
 
 
-class Group:
-    def __init__(self, name, properties):
-        self.name = name
-        self.properties = properties
-
-
-class User:
-    def __init__(self, name, groups):
-        self.name = name
-        self.id = 1
-        self.url = f"/user/{name}/"
-        self.groups = groups
-        self.escaped_name = name
-        self.json_escaped_name = name
-        self.spawners = {}
-        self.settings = {}
-
-
 async def spawn_forms(config, catalog):
     from jupyterhub.objects import Hub
 
     from mlopshub import access
     from mlopshub.kubernetes import CatalogKubeSpawner
+    from mlopshub.kubernetes import _RenderGroup as Group  # the hub user record render uses
+    from mlopshub.kubernetes import _RenderUser as User
 
     seeded = access.seed_groups(catalog, {})
     forms = {}
