@@ -2,10 +2,21 @@
 
 Teams are JupyterHub groups. A team's entitlements live in the group's
 properties (``profiles``, ``quotas.<name>``), seeded from the catalog at start and
-editable by hub admins afterwards; the spawner reads them from the hub at
-spawn time, so an admin's change applies to the next spawn. Every property is
-a plain value (text, number, list of text): JupyterHub's group editor shows a
-value as text, and a nested object as ``[object Object]``.
+editable by platform admins afterwards (the Teams page, or the hub's group
+editor); the spawner reads them from the hub at spawn time, so a change
+applies to the next spawn. A group is a team when its properties say so
+(``mlopshub.team``, which the catalog's seeding and the Teams page set) or
+the catalog names it (groups an IdP manages carry no properties). An
+archived team (``mlopshub.archived``) keeps its members, data and models but
+entitles nobody to start anything.
+
+Authority over a team's models is membership of its group, read from the
+hub with each token: every signed-in user holds the platform's service
+access and ``custom:mlopshub:publish`` through JupyterHub's default ``user``
+role, and the services grant what it allows only for the teams the caller is
+a member of (:class:`mlopshub.services.pipeline.auth.Caller`; MLflow's
+workspaces likewise). So a team made at runtime needs no role of its own and
+no hub restart. Role groups (validators, admins) keep their roles.
 """
 
 from __future__ import annotations
@@ -38,6 +49,29 @@ PROFILES_PROPERTY = "profiles"
 #: object under ``quotas``, which the admin page cannot show.
 QUOTAS_PROPERTY = "quotas"
 CATALOG_TEAM_PROPERTY = "mlopshub.team"
+#: Set (to the ISO time of archiving) on an archived team's group.
+ARCHIVED_PROPERTY = "mlopshub.archived"
+
+
+def is_team(catalog: Catalog, name: str, properties: Mapping[str, Any] | None) -> bool:
+    """Whether the group ``name`` (with ``properties``) is a team: marked so, or named by the catalog."""
+    if name in catalog.role_groups:
+        return False
+    return bool((properties or {}).get(CATALOG_TEAM_PROPERTY)) or name in catalog.teams
+
+
+def is_archived(properties: Mapping[str, Any] | None) -> bool:
+    """Whether a team's group is archived (no new workspaces or releases)."""
+    return bool((properties or {}).get(ARCHIVED_PROPERTY))
+
+
+def teams_of(catalog: Catalog, groups: Mapping[str, Mapping[str, Any]], *, archived: bool = False) -> list[str]:
+    """The teams among ``groups`` (name -> properties), sorted; archived ones only if ``archived``."""
+    return sorted(
+        name
+        for name, properties in groups.items()
+        if is_team(catalog, name, properties) and (archived or not is_archived(properties))
+    )
 
 
 def quota_property(name: str) -> str:
@@ -109,6 +143,8 @@ def entitled_profiles(catalog: Catalog, groups: Mapping[str, Mapping[str, Any]])
         return list(catalog.profiles)
     wanted: set[str] = set()
     for name, properties in groups.items():
+        if is_archived(properties):
+            continue
         if PROFILES_PROPERTY in (properties or {}):
             wanted.update(_as_list(properties[PROFILES_PROPERTY]))
         elif name in catalog.teams:
@@ -120,26 +156,30 @@ def entitled_profiles(catalog: Catalog, groups: Mapping[str, Mapping[str, Any]])
 
 
 def user_teams(catalog: Catalog, group_names: Iterable[str]) -> list[str]:
-    """The catalog teams among a user's groups, sorted."""
+    """The catalog teams among a user's groups, sorted (where only names are known: see :func:`teams_of`)."""
     return sorted(name for name in group_names if name in catalog.teams)
 
 
-def roles(catalog: Catalog, services: Iterable[str]) -> list[dict[str, Any]]:
-    """``JupyterHub.load_roles``: one role per team, plus the role groups' roles.
+#: Every custom scope a signed-in user holds (JupyterHub's default ``user`` role): the services read the
+#: team it applies to from the caller's group membership.
+MEMBER_SCOPES = ("custom:mlopshub:publish",)
 
-    Every team member may reach the platform's services and publish the
-    team's models; validators may read every release and approve; platform
-    admins are hub admins.
+
+def roles(catalog: Catalog, services: Iterable[str]) -> list[dict[str, Any]]:
+    """``JupyterHub.load_roles``: the default ``user`` role, plus the role groups' roles.
+
+    Every user may reach the platform's services and publish, as JupyterHub's
+    ``user`` role; what they reach is their teams' (module docstring).
+    Validators may read every release and approve; platform admins are hub
+    admins and manage teams.
     """
     service_access = [f"access:services!service={name}" for name in services]
     loaded: list[dict[str, Any]] = [
         {
-            "name": f"team-{name}",
-            "description": f"Members of team {name}: use its profiles, experiments and models",
-            "scopes": [*service_access, "self", f"custom:mlopshub:publish!group={name}", f"read:groups!group={name}"],
-            "groups": [name],
+            "name": "user",
+            "description": "Every signed-in user: the platform's services, for the teams they are a member of",
+            "scopes": ["self", *service_access, *MEMBER_SCOPES],
         }
-        for name in catalog.teams
     ]
     validators = [name for name, group in catalog.role_groups.items() if group.role == "model-validator"]
     admins = [name for name, group in catalog.role_groups.items() if group.role == "platform-admin"]

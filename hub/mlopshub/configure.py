@@ -39,7 +39,7 @@ SERVER_TOKEN_SCOPES = [
     "read:users:groups!user",
     f"access:services!service={MLFLOW_SERVICE}",
     # The sidebar publishes, approves and reads releases for its user: the token gets what of these the
-    # user holds (JupyterHub keeps only the owner's own scopes, e.g. publish!group=<their team>).
+    # user holds (JupyterHub keeps only the owner's own scopes); the services apply publish to the user's teams.
     f"access:services!service={PIPELINE_SERVICE}",
     f"access:services!service={MODELS_SERVICE}",
     "custom:mlopshub:publish",
@@ -150,7 +150,8 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
     roles.append(
         {
             "name": "mlflow-service",
-            "scopes": ["read:users:groups", "read:users:name", "list:users"],
+            # Groups: which are teams (those made at runtime too), so their members get the team's workspace.
+            "scopes": ["read:users:groups", "read:users:name", "list:users", "list:groups", "read:groups"],
             "services": [MLFLOW_SERVICE],
         }
     )

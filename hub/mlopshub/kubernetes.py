@@ -26,7 +26,15 @@ from .chart import ChartContext, apply_chart_values
 from .configure import apply_kubernetes_mode, kubernetes_runtime
 from .images import image_ref
 from .settings import from_env
-from .spawners import entitlements_for, make_apply_profile, remember_email, workspace_environment
+from .spawners import (
+    entitlements_for,
+    load_platform_state,
+    make_apply_profile,
+    remember_email,
+    save_platform_state,
+    user_teams,
+    workspace_environment,
+)
 
 TEAMS_MOUNT = "/home/jovyan/teams"
 #: Keeps a CPU pod from seeing a GPU node's devices should it ever land on one.
@@ -146,6 +154,23 @@ class CatalogKubeSpawner(KubeSpawner):
     resolved = None
     #: The user's email claim, set by :func:`~mlopshub.spawners.remember_email` before the start.
     git_email: str | None = None
+    #: The teams the pod was started with (their volumes stay mounted until it stops: services/membership).
+    started_teams: list[str] = []
+    #: What the pod counts against its team's quotas (:mod:`mlopshub.quotas`).
+    mlopshub_charge = None
+
+    def get_state(self) -> dict[str, Any]:
+        """KubeSpawner's state, and the pod's teams and quota charge (kept over a hub restart)."""
+        return save_platform_state(self, super().get_state())
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        load_platform_state(self, state)
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.started_teams = []
+        self.mlopshub_charge = None
 
     @default("auth_state_hook")
     def _auth_state_hook_default(self) -> Any:
@@ -153,7 +178,7 @@ class CatalogKubeSpawner(KubeSpawner):
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
-        teams = access.user_teams(self.catalog, [g.name for g in self.user.groups]) if self.catalog else []
+        teams = user_teams(self, self.catalog) if self.catalog else []
         if self.resolved is not None:
             workspace = workspace_environment(
                 self.resolved,
@@ -187,7 +212,8 @@ def make_apply_kubernetes_profile(catalog: Catalog) -> Callable[[Any, dict[str, 
 
     def apply(spawner: Any, user_options: dict[str, Any]) -> None:
         apply_profile(spawner, user_options)
-        teams = access.user_teams(catalog, [g.name for g in spawner.user.groups])
+        teams = user_teams(spawner, catalog)
+        spawner.started_teams = teams
         volumes, mounts = team_volumes(teams)
         spawner.volumes = _added(spawner.volumes, volumes)
         spawner.volume_mounts = _added(spawner.volume_mounts, mounts)

@@ -28,7 +28,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Instance, Unicode, default
 
-from . import access
+from . import access, quotas
 from .accounts import ensure_team_folder, ensure_unix_user, unix_name
 from .catalog import Catalog, ProfileNotAllowed, SpawnSettings, allowed_profiles, parse_quantity, resolve
 
@@ -44,6 +44,11 @@ EMAIL = re.compile(r"[^\s<>@]{1,64}@[^\s<>@]{1,190}")
 def user_group_properties(user: Any) -> dict[str, dict[str, Any]]:
     """The hub user's groups as ``{name: properties}``, read from the hub's database."""
     return {group.name: dict(group.properties or {}) for group in user.groups}
+
+
+def user_teams(spawner: Any, catalog: Catalog) -> list[str]:
+    """The teams (not archived) the spawner's user is a member of now, sorted."""
+    return access.teams_of(catalog, user_group_properties(spawner.user))
 
 
 def entitlements_for(spawner: Any, catalog: Catalog) -> list[str]:
@@ -288,6 +293,8 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     started_teams: list[str] = []
     #: The user's email claim (OIDC), set by :func:`remember_email` before the start; commits carry it.
     git_email: str | None = None
+    #: What this server counts against its team's quotas (:mod:`mlopshub.quotas`), set before it starts.
+    mlopshub_charge: quotas.Charge | None = None
 
     @default("auth_state_hook")
     def _auth_state_hook_default(self) -> Callable[[Any, Mapping[str, Any] | None], None]:
@@ -326,7 +333,7 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         return account.pw_uid, account.pw_gid, group_ids
 
     def _teams(self) -> list[str]:
-        return access.user_teams(self.catalog, [g.name for g in self.user.groups])
+        return user_teams(self, self.catalog)
 
     def _team_remote(self, team: str) -> Path:
         return Path(self.remotes_dir) / team
@@ -380,18 +387,16 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
 
     def get_state(self) -> dict[str, Any]:
         """JupyterHub's state, and the teams this workspace was started with."""
-        state = super().get_state()
-        if self.started_teams:
-            state[TEAMS_STATE] = list(self.started_teams)
-        return state
+        return save_platform_state(self, super().get_state())
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        self.started_teams = list(state.get(TEAMS_STATE, []))
+        load_platform_state(self, state)
 
     def clear_state(self) -> None:
         super().clear_state()
         self.started_teams = []
+        self.mlopshub_charge = None
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         return self._preexec_fn
@@ -427,13 +432,90 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
             process.kill()
 
 
+def save_platform_state(spawner: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Add what the platform keeps about a running server to its spawner's state: its teams and its charge."""
+    if getattr(spawner, "started_teams", None):
+        state[TEAMS_STATE] = list(spawner.started_teams)
+    charge = getattr(spawner, "mlopshub_charge", None)
+    if charge is not None:
+        state[quotas.CHARGE_STATE] = charge.to_state()
+    return state
+
+
+def load_platform_state(spawner: Any, state: Mapping[str, Any]) -> None:
+    """The inverse of :func:`save_platform_state` (after a hub restart)."""
+    spawner.started_teams = list(state.get(TEAMS_STATE, []))
+    spawner.mlopshub_charge = quotas.Charge.from_state(state.get(quotas.CHARGE_STATE))
+
+
+def _team_profiles(catalog: Catalog) -> Callable[[str, Mapping[str, Any]], list[str]]:
+    return lambda team, properties: access.entitled_profiles(catalog, {team: properties})
+
+
+def _charge_of_running(spawner: Any, catalog: Catalog) -> quotas.Charge | None:
+    """The charge of a server that holds none (started before quotas, or its spawner lost it): its profile's
+    limits from its ``user_options``, charged to the first of its user's teams that gives the profile."""
+    options = dict(getattr(spawner, "user_options", None) or {})
+    slug = options.pop("profile", None)
+    if slug not in catalog.profiles:
+        return None
+    try:
+        settings = resolve(catalog, list(catalog.profiles), slug, options, gpu_available=True)
+    except (ProfileNotAllowed, ValueError):
+        return None
+    groups = user_group_properties(spawner.user)
+    profiles_of = _team_profiles(catalog)
+    team = next((t for t in access.teams_of(catalog, groups) if slug in profiles_of(t, groups[t])), "")
+    return quotas.charge_of(spawner.user.name, spawner.name, team, settings)
+
+
+def running_charges(spawner: Any, catalog: Catalog) -> list[quotas.Charge]:
+    """The charges of every active server the hub holds, but ``spawner``'s own."""
+    app = (getattr(spawner.user, "settings", None) or {}).get("app")
+    if app is None:  # an offline render (mlopshub profiles render): nothing runs
+        return []
+    charges = []
+    for user in list(app.users.values()):
+        for other in list(user.spawners.values()):
+            if other is spawner or not other.active:
+                continue
+            charge = getattr(other, "mlopshub_charge", None)
+            if charge is None:
+                charge = _charge_of_running(other, catalog)
+                other.mlopshub_charge = charge
+            if charge is not None:
+                charges.append(charge)
+    return charges
+
+
+def charge_spawn(spawner: Any, catalog: Catalog, settings: SpawnSettings) -> quotas.Charge:
+    """Charge the spawn to a team with room (:func:`mlopshub.quotas.choose_team`), or refuse it: 429 naming the
+    quota, the team's use and who uses it. Synchronous: counting and charging happen with no await between."""
+    groups = user_group_properties(spawner.user)
+    teams = {name: groups[name] for name in access.teams_of(catalog, groups)}
+    try:
+        charge = quotas.choose_team(
+            spawner.user.name, spawner.name, settings, teams, running_charges(spawner, catalog), _team_profiles(catalog)
+        )
+    except quotas.QuotaExceeded as error:
+        raise web.HTTPError(429, str(error)) from None
+    spawner.mlopshub_charge = charge
+    return charge
+
+
 def make_apply_profile(catalog: Catalog, gpu_available: bool) -> Callable[[Any, dict[str, Any]], None]:
-    """JupyterHub's ``Spawner.apply_user_options`` hook: resolve or refuse before anything starts."""
+    """JupyterHub's ``Spawner.apply_user_options`` hook: resolve, then charge to a team's quotas, or refuse,
+    before anything starts."""
 
     def apply_profile(spawner: Any, user_options: dict[str, Any]) -> None:
         spawner.resolved = resolve_for(spawner, catalog, user_options or {}, gpu_available)
+        charge = charge_spawn(spawner, catalog, spawner.resolved)
         spawner.log.info(
-            "%s: profile %s with %s", spawner._log_name, spawner.resolved.profile, spawner.resolved.choices
+            "%s: profile %s with %s, charged to %s",
+            spawner._log_name,
+            spawner.resolved.profile,
+            spawner.resolved.choices,
+            f"team {charge.team}" if charge.team else "no team",
         )
 
     return apply_profile

@@ -104,9 +104,17 @@ def held_scopes(role: Role, name: str) -> dict:
     )
     raw: set[str] = set()
     for loaded_role in loaded:
-        if role.groups & set(loaded_role.get("groups", ())) or role.service in loaded_role.get("services", ()):
+        default_role = loaded_role["name"] == "user" and role.is_user  # JupyterHub's: every user holds it
+        if (
+            default_role
+            or role.groups & set(loaded_role.get("groups", ()))
+            or role.service in loaded_role.get("services", ())
+        ):
             raw |= set(loaded_role["scopes"])
     expanded = set(hub_scopes.expand_scopes(raw - {"self"}))
+    if PUBLISH in expanded:
+        # The services apply publish to the caller's teams only (membership of the team's group: mlopshub.access).
+        expanded = (expanded - {PUBLISH}) | {f"{PUBLISH}!group={team}" for team in role.groups if team in CATALOG.teams}
     if role.is_user:  # JupyterHub's default "user" role
         expanded |= hub_scopes._expand_self_scope(name)
     return hub_scopes.parse_scopes(expanded)

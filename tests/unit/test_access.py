@@ -69,16 +69,31 @@ def test_quotas_of_a_hub_seeded_before_move_to_plain_keys_keeping_the_admins_val
     assert access.seed_groups(sample, newer)["sme-credit"]["properties"]["quotas.gpus"] == "1"
 
 
-def test_roles_give_each_team_publish_on_its_own_group_only(sample):
+def test_every_user_reaches_the_services_and_teams_need_no_role_of_their_own(sample):
+    # Authority over a team's models is membership of its group (the services check it): a team made at
+    # runtime works without a hub restart, because no role names it.
     roles = {role["name"]: role for role in access.roles(sample, services=["mlflow"])}
-    team = roles["team-sme-credit"]
-    assert team["groups"] == ["sme-credit"]
-    assert "custom:mlopshub:publish!group=sme-credit" in team["scopes"]
-    assert not any("retail-scoring" in scope for scope in team["scopes"])
-    assert "access:services!service=mlflow" in team["scopes"]
+    assert not [name for name in roles if name.startswith("team-")]
+    user = roles["user"]
+    assert "groups" not in user and "users" not in user  # JupyterHub's default role: every user holds it
+    assert {"self", "access:services!service=mlflow", "custom:mlopshub:publish"} == set(user["scopes"])
     assert roles["model-validator"]["groups"] == ["model-validators"]
     assert "custom:mlopshub:approve" in roles["model-validator"]["scopes"]
+    assert "custom:mlopshub:approve" not in user["scopes"]
     assert roles["platform-admin"]["groups"] == ["platform-admins"]
+
+
+def test_a_group_is_a_team_when_marked_or_named_by_the_catalog_and_archived_teams_entitle_nobody(sample):
+    groups = {
+        "fraud": {"mlopshub.team": True, "profiles": ["python-cpu"]},
+        "sme-credit": {},  # managed by the IdP: the catalog says it is a team
+        "book-club": {"profiles": ["python-cpu"]},  # a group, not a team
+        "model-validators": {"mlopshub.team": True},  # a role group is never a team
+        "old-team": {"mlopshub.team": True, "mlopshub.archived": "2026-11-30T10:00:00Z", "profiles": ["r-cpu"]},
+    }
+    assert access.teams_of(sample, groups) == ["fraud", "sme-credit"]
+    assert access.teams_of(sample, groups, archived=True) == ["fraud", "old-team", "sme-credit"]
+    assert "r-cpu" not in access.entitled_profiles(sample, {"old-team": groups["old-team"]})
 
 
 def test_every_custom_scope_used_by_a_role_is_defined(sample):

@@ -137,7 +137,7 @@ def test_groups_seeded_and_roles_defined(local):
     assert set(c.JupyterHub.custom_scopes) >= {"custom:mlopshub:publish", "custom:mlopshub:approve"}
     roles = {role["name"]: role for role in c.JupyterHub.load_roles}
     assert roles["idle-culler"]["services"] == ["idle-culler"]
-    assert roles["team-retail-scoring"]["groups"] == ["retail-scoring"]
+    assert "access:services!service=pipeline" in roles["user"]["scopes"]
 
 
 def test_local_passwords_by_default(local):
@@ -274,8 +274,8 @@ def test_workspace_tokens_may_reach_the_pipeline_with_what_their_user_holds(loca
     c = apply(local)
     scopes = set(c.Spawner.server_token_scopes)
     assert {"access:services!service=pipeline", "access:services!service=models", "custom:mlopshub:publish"} <= scopes
-    team = next(role for role in c.JupyterHub.load_roles if role["name"] == "team-sme-credit")
-    assert {"access:services!service=pipeline", "access:services!service=models"} <= set(team["scopes"])
+    user = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
+    assert {"access:services!service=pipeline", "access:services!service=models"} <= set(user["scopes"])
 
 
 def test_consumer_systems_are_services_that_may_reach_the_models_service_only(local):

@@ -78,8 +78,9 @@ class Watch:
         """The servers to stop now: running, and started with a team their user is no longer in."""
         stops, seen = [], set()
         for user in users:
+            # A server's teams at start are teams by definition (those made at runtime too): leaving one is
+            # leaving its group.
             groups = frozenset(user.get("groups") or ())
-            current = frozenset(access.user_teams(self.catalog, groups))
             for name, server in (user.get("servers") or {}).items():
                 if server.get("pending"):  # starting (its state comes when it is up) or already stopping
                     continue
@@ -89,8 +90,8 @@ class Watch:
                 if TEAMS_STATE in state:
                     started = frozenset(state[TEAMS_STATE])
                 else:
-                    started = self.first_seen.setdefault(key, current)
-                lost = started - current
+                    started = self.first_seen.setdefault(key, frozenset(access.user_teams(self.catalog, groups)))
+                lost = started - groups
                 if lost:
                     stops.append(Stop(user["name"], name, lost))
         self.first_seen = {key: teams for key, teams in self.first_seen.items() if key in seen}

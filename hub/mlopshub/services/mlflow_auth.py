@@ -126,14 +126,69 @@ def hub_answer(token: str) -> dict[str, Any] | None:
     return answer
 
 
+def _catalog() -> Any:
+    from mlopshub import catalog
+
+    global _loaded_catalog
+    if _loaded_catalog is None:
+        _loaded_catalog = catalog.load(Path(os.environ["MLOPSHUB_CATALOG"]))
+    return _loaded_catalog
+
+
+_loaded_catalog: Any = None
+
+
 def catalog_teams() -> frozenset[str]:
     """Team names from the catalog the hub was started with."""
     global _teams
     if _teams is None:
-        from mlopshub import catalog
-
-        _teams = frozenset(catalog.load(Path(os.environ["MLOPSHUB_CATALOG"])).teams)
+        _teams = frozenset(_catalog().teams)
     return _teams
+
+
+#: The hub's teams (groups marked ``mlopshub.team``, archived ones included: their runs stay readable), asked
+#: of the hub at most once per TRUST_SECONDS; the last answer is kept while the hub cannot answer.
+_hub_teams: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1, ttl=TRUST_SECONDS)
+_last_hub_teams: frozenset[str] = frozenset()
+
+
+def hub_groups() -> dict[str, dict[str, Any]]:
+    """Every hub group's properties (``GET /groups``, page after page), asked with the service's own token."""
+    auth = hub_auth()
+    groups: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        response = requests.get(
+            f"{auth.api_url}/groups",
+            params={"offset": offset, "limit": 200},
+            headers={"Authorization": f"token {auth.api_token}", "Accept": "application/jupyterhub-pagination+json"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        page = response.json()
+        groups.update({group["name"]: dict(group.get("properties") or {}) for group in page["items"]})
+        following = (page.get("_pagination") or {}).get("next")
+        if not following:
+            return groups
+        offset = int(following["offset"])
+
+
+def team_names() -> frozenset[str]:
+    """The teams now: the catalog's and those made at runtime (the Teams page), read from the hub's groups."""
+    global _last_hub_teams
+    cached = _cached(_hub_teams, "teams")
+    if cached is not _MISSING:
+        return cached
+    from mlopshub import access
+
+    try:
+        teams = frozenset(access.teams_of(_catalog(), hub_groups(), archived=True)) | catalog_teams()
+    except (requests.RequestException, KeyError, ValueError) as error:
+        log.warning("could not read the hub's teams (%s); using the last known", error)
+        return _last_hub_teams | catalog_teams()
+    _last_hub_teams = teams
+    _remember(_hub_teams, "teams", teams)
+    return teams
 
 
 def _token_from_header() -> str | None:
@@ -359,7 +414,7 @@ def authenticate() -> Authorization | Response:
             return sign_in_redirect()
         return _unauthorized("A hub token is required: Authorization: Bearer <token>")
     team = model_token_team(token, model_tokens_dir())
-    if team is not None and team in catalog_teams():
+    if team is not None and team in team_names():
         return _team_account(team)
     auth = hub_auth()
     model = hub_answer(token)
@@ -370,9 +425,9 @@ def authenticate() -> Authorization | Response:
     if not auth.check_scopes(auth.access_scopes, model):
         return Response(f"This token may not use MLflow (needs {', '.join(sorted(auth.access_scopes))})\n", status=403)
     username = model["name"]
-    if username.startswith(MODEL_USER_PREFIX) and username.removeprefix(MODEL_USER_PREFIX) in catalog_teams():
+    if username.startswith(MODEL_USER_PREFIX) and username.removeprefix(MODEL_USER_PREFIX) in team_names():
         return Response(f"The MLflow user {username} is a team's scoring Jobs, not a hub user\n", status=403)
-    teams = frozenset(_groups_of(model)) & catalog_teams()
+    teams = frozenset(_groups_of(model)) & team_names()
     with _lock:
         if _cached(_synced, username) != teams:
             ensure_user(username)

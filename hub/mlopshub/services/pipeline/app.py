@@ -123,8 +123,10 @@ class ReleasesHandler(ApiHandler):
 
     async def post(self) -> None:
         """Publish ``{model_uri, name, kind, description, batch}`` -> 201 ``{id, release}``; gates run in background."""
-        if not any(self.caller.has(f"{PUBLISH}!group={team}") for team in self.runner.teams):
-            raise web.HTTPError(403, f"{self.caller.name} may not publish: the token lacks {PUBLISH}!group=<team>")
+        if not self.caller.publish_teams(self.runner.teams):
+            raise web.HTTPError(
+                403, f"{self.caller.name} may not publish: a member of a team may, with a token that carries {PUBLISH}"
+            )
         release = await self.runner.publish(self.body(), self.caller)
         self.set_header("Location", f"{self.request.path.rstrip('/')}/{release.id}")
         self.reply({"id": release.id, "release": release.to_dict()}, 201)
@@ -151,7 +153,7 @@ class RejectHandler(ApiHandler):
     async def post(self, release_id: str) -> None:
         """Reject ``{reason}``: a validator, or the publishing team withdrawing its release."""
         release = self.readable(release_id)
-        if not (self.caller.has(APPROVE) or self.caller.has(f"{PUBLISH}!group={release.team}")):
+        if not (self.caller.has(APPROVE) or self.caller.publish_teams([release.team])):
             raise web.HTTPError(403, f"{self.caller.name} may not reject: needs {APPROVE} or membership of the team")
         release = await self.runner.reject(release_id, self.caller, self.body().get("reason", ""))
         self.reply(release.to_dict())
@@ -162,7 +164,7 @@ class RollbackHandler(ApiHandler):
         """Roll ``model`` back to its previous production version ``{reason}``."""
         current = self.store.production(model)
         team = current.team if current else None
-        if not (self.caller.has(APPROVE) or (team and self.caller.has(f"{PUBLISH}!group={team}"))):
+        if not (self.caller.has(APPROVE) or (team and self.caller.publish_teams([team]))):
             raise web.HTTPError(403, f"{self.caller.name} may not roll back {model}: needs {APPROVE} or the team's")
         rolled_back, restored = await self.runner.rollback(model, self.caller, self.body().get("reason", ""))
         self.reply({"rolled_back": rolled_back.to_dict(), "restored": restored.to_dict()})
@@ -181,7 +183,7 @@ class RunsHandler(ApiHandler):
     async def post(self, model: str) -> None:
         """Run a batch model now ``{stage, wait}``: 200 with the run when done within ``wait`` s, else 202."""
         team = self.model_team(model)
-        if not (self.caller.has(APPROVE) or self.caller.has(f"{PUBLISH}!group={team}")):
+        if not (self.caller.has(APPROVE) or self.caller.publish_teams([team])):
             raise web.HTTPError(403, f"{self.caller.name} may not run {model}: needs {APPROVE} or the team's")
         body = self.body()
         stage = body.get("stage", "production")

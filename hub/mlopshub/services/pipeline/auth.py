@@ -14,9 +14,11 @@ a hub.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from cachetools import TTLCache
 from jupyterhub.services.auth import HubAuth, check_scopes
@@ -44,12 +46,14 @@ class Caller:
         return bool(check_scopes({scope}, set(self.scopes)))
 
     def publish_teams(self, teams: Iterable[str]) -> frozenset[str]:
-        """Of ``teams``, those whose models this caller may publish (``custom:mlopshub:publish!group=<team>``)."""
-        return frozenset(team for team in teams if self.has(f"{PUBLISH}!group={team}"))
+        """Of ``teams``, those whose models this caller may publish: a member of the team's group, with a token
+        that carries ``custom:mlopshub:publish`` (every user holds it; a token may be made with less, or
+        with ``custom:mlopshub:publish!group=<team>`` for one team). See :mod:`mlopshub.access`."""
+        return frozenset(team for team in teams if team in self.groups and self.has(f"{PUBLISH}!group={team}"))
 
     def may_read(self, team: str) -> bool:
         """Whether the caller may read the releases of ``team``: model risk reads all, members their team's."""
-        return self.has(READ_RELEASES) or self.has(f"{PUBLISH}!group={team}")
+        return self.has(READ_RELEASES) or bool(self.publish_teams([team]))
 
 
 #: ``authenticate(token)``: the caller, or None when the token is not accepted.
@@ -64,6 +68,24 @@ def caller_from_model(model: dict) -> Caller:
         groups=frozenset(model.get("groups") or ()),
         scopes=frozenset(model.get("scopes") or ()),
     )
+
+
+async def groups_of(hub_auth: HubAuth, user: str) -> list[str]:
+    """``user``'s groups, asked of the hub with the service's own token (``read:users:groups``)."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+    url = f"{hub_auth.api_url.rstrip('/')}/users/{quote(user, safe='')}"
+    try:
+        response = await AsyncHTTPClient().fetch(
+            url, headers={"Authorization": f"token {hub_auth.api_token}"}, request_timeout=10
+        )
+    except HTTPClientError as error:
+        if error.code < 500:
+            return []
+        raise web.HTTPError(503, "the hub cannot tell this user's teams now (it is restarting); try again") from None
+    except OSError:
+        raise web.HTTPError(503, "the hub cannot tell this user's teams now (it is restarting); try again") from None
+    return list(json.loads(response.body).get("groups") or [])
 
 
 #: Tokens whose answers are kept at most (the oldest go first).
@@ -110,6 +132,9 @@ def hub_authenticator(
             return known
         caller = None
         if model and (not required or hub_auth.check_scopes(required, model)):
+            if model.get("kind", "user") == "user" and "groups" not in model:
+                # A token made without read:users:groups: the user's teams are asked with the service's token.
+                model = {**model, "groups": await groups_of(hub_auth, str(model["name"]))}
             caller = caller_from_model(model)
             accepted[token] = caller
         else:
