@@ -4,6 +4,7 @@ import asyncio
 import grp
 import json
 import os
+import pwd
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlopshub.services.pipeline.gatecheck import GATES, run_isolated
 from mlopshub.serving import Endpoints
-from mlopshub.serving.sandbox import account_name, model_environment, team_accounts
+from mlopshub.serving.sandbox import TeamAccounts, account_name, model_environment, team_accounts
 from mlopshub.serving.zygote import Zygotes
 
 TEAM = "sandbox-test"
@@ -143,3 +144,15 @@ def test_another_teams_account_cannot_read_the_model(team_folder):
     )
     loads = next(result for result in results if result.name == "model_loads")
     assert not loads.passed and "Permission" in loads.reason
+
+
+@as_root
+def test_a_team_made_at_runtime_gets_its_own_account_on_first_use_never_root(team_folder):
+    accounts = TeamAccounts(team_folder)
+    assert len(accounts) == 0
+    run_as = accounts.get("sandbox-late")  # a team made on the Teams page after the start
+    assert run_as is not None and run_as.uid != 0
+    assert pwd.getpwuid(run_as.uid).pw_name == account_name("sandbox-late")
+    assert accounts.get("sandbox-late") == run_as and list(accounts) == ["sandbox-late"]
+    # Nothing else becomes an account: a name that is no team's name gets none (and so never runs at all).
+    assert accounts.get("../etc") is None and accounts.get("Root") is None

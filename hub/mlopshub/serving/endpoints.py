@@ -108,7 +108,7 @@ class Endpoints:
                 log.info("removed %d stale sockets from %s", len(stale), self.socket_dir)
         self.on_refused = on_refused
         #: team -> the account its model servers run as (see :mod:`.sandbox`); empty: as this process.
-        self.run_as = dict(run_as or {})
+        self.run_as = run_as if run_as is not None else {}  # may make accounts on demand: not copied
         self.zygotes = Zygotes(log_dir=self.log_dir, run_as=self.run_as)
         #: Kept-alive connections to the model servers, used by the proxy.
         self.upstream = Upstream()

@@ -262,7 +262,7 @@ class RemoteEndpoints:
 
     def __init__(self, socket_path: str | Path, run_as: Mapping[str, RunAs] | None = None, log_dir: Path | None = None):
         self.socket_path = str(socket_path)
-        self.run_as = dict(run_as or {})
+        self.run_as = run_as if run_as is not None else {}  # may make accounts on demand: not copied
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
         self.zygotes = Zygotes(log_dir=log_dir, run_as=self.run_as)
@@ -391,7 +391,7 @@ def main() -> None:
     from mlopshub.logs import bound_handlers
     from mlopshub.services.pipeline.auth import endpoint_authorizer, hub_authenticator
 
-    from .sandbox import models_dir, team_accounts
+    from .sandbox import TeamAccounts, models_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     bound_handlers()  # request paths are the caller's: no log line carries one whole
@@ -399,7 +399,7 @@ def main() -> None:
     env = os.environ
     pipeline_dir = Path(env["MLOPSHUB_PIPELINE_DIR"])
     cat = catalog.load(env["MLOPSHUB_CATALOG"])
-    run_as = team_accounts(models_dir(pipeline_dir), cat.teams)
+    run_as = TeamAccounts(models_dir(pipeline_dir), cat.teams)
     endpoints = Endpoints(log_dir=pipeline_dir / "logs", socket_dir=pipeline_dir / "sockets", run_as=run_as)
     gateway = Gateway(endpoints, RouteTable(pipeline_dir / ROUTES_FILE))
     authenticate = hub_authenticator(HubAuth(cache_max_age=1), {"access:services!service=models"})

@@ -26,7 +26,8 @@ served. Not enforced here: CPU and memory limits per team, and network access
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,35 @@ def team_accounts(models_dir: str | Path, teams: Iterable[str]) -> dict[str, Run
         home.chmod(0o700)
         accounts[team] = run_as
     return accounts
+
+
+#: A team's name, as the catalog and the Teams page allow it (nothing else becomes an account).
+TEAM_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+class TeamAccounts(Mapping[str, RunAs]):
+    """Each team's account, made the first time the team's model code runs: teams made at runtime (the Teams
+    page) get theirs without a restart. As root only; otherwise there is none, and model code runs as this user.
+
+    A team with no account must never run as root: a lookup makes the account, or fails.
+    """
+
+    def __init__(self, models_dir: str | Path, teams: Iterable[str] = ()):
+        self.models_dir = Path(models_dir)
+        self._accounts: dict[str, RunAs] = {}
+        self._root = os.geteuid() == 0
+        for team in teams:
+            self.get(team)
+
+    def __getitem__(self, team: str) -> RunAs:
+        if not self._root or not isinstance(team, str) or not TEAM_NAME.fullmatch(team):
+            raise KeyError(team)
+        if team not in self._accounts:
+            self._accounts.update(team_accounts(self.models_dir, [team]))
+        return self._accounts[team]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._accounts))
+
+    def __len__(self) -> int:
+        return len(self._accounts)

@@ -326,7 +326,7 @@ class Zygotes:
         self.log_dir = Path(log_dir) if log_dir else None
         self.python = python
         #: team -> the account its zygote runs as (see :mod:`.sandbox`).
-        self.run_as = dict(run_as or {})
+        self.run_as = run_as if run_as is not None else {}  # may make accounts on demand: not copied
         self._teams: dict[str, Zygote] = {}
 
     def of(self, team: str) -> Zygote:

@@ -43,7 +43,7 @@ from mlopshub.pipeline.audit import AuditLog, Verification
 from mlopshub.serving import Endpoint, Endpoints, KServeEndpoints, ServerFailed
 from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.manifests import ManifestDeployer
-from mlopshub.serving.sandbox import RunAs, models_dir, team_accounts
+from mlopshub.serving.sandbox import RunAs, TeamAccounts, models_dir
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
@@ -264,7 +264,7 @@ def main() -> None:
         pushed=local_remote_check(env["MLOPSHUB_DVC_REMOTES"]) if env.get("MLOPSHUB_DVC_REMOTES") else None,
         workspaces=env.get("MLOPSHUB_MLFLOW_WORKSPACES", "true") == "true",
         # As root, each team's model code runs as the team's own Unix account (mlopshub.serving.sandbox).
-        run_as=team_accounts(models_dir(data_dir), cat.teams),
+        run_as=TeamAccounts(models_dir(data_dir), cat.teams),
         mode=env.get("MLOPSHUB_MODE", "local"),
         env=env,
         projects=ProjectReader(env["MLOPSHUB_HOMES"]) if env.get("MLOPSHUB_HOMES") else None,
