@@ -117,9 +117,12 @@ class Team:
     name: str
     display_name: str
     profiles: tuple[str, ...]
-    quotas: Mapping[str, int]
+    #: ``max_servers``, ``servers_per_user``, ``gpus`` (whole numbers), ``cpu`` (a number), ``memory`` (a size).
+    quotas: Mapping[str, int | float | str]
     #: Release settings: metric ``thresholds`` and the versioned ``holdout`` set they are measured on.
     release: Mapping[str, Any] = field(default_factory=dict)
+    #: When the team was archived (ISO 8601, UTC); None while it is active.
+    archived: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,14 +231,15 @@ def _read_documents(folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return document, origin
 
 
-def _key_path(parts: Iterable[Any]) -> str:
+def key_path(parts: Iterable[Any]) -> str:
+    """A schema error's path as the catalog writes keys: ``teams.a.quotas.cpu``, ``profiles[0].slug``."""
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top)"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def describe_error(error: jsonschema.ValidationError) -> str:
     """Say what was expected, in words, for one schema violation."""
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
@@ -273,7 +277,7 @@ def _validate_schema(document: dict[str, Any], origin: dict[str, str]) -> None:
         if path
         else next(iter(origin.values()), "(catalog)")
     )
-    raise CatalogError(file, _key_path(path), _describe(error))
+    raise CatalogError(file, key_path(path), describe_error(error))
 
 
 def _check_slugs(slugs: list[str], profiles: Mapping[str, Any], file: str, where: str) -> None:
@@ -338,6 +342,7 @@ def _build(document: dict[str, Any], origin: dict[str, str], source: str) -> Cat
             tuple(raw["profiles"]),
             dict(raw.get("quotas", {})),
             dict(raw.get("release", {})),
+            raw.get("archived") or None,
         )
 
     role_file = origin.get("role_groups", source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -206,6 +207,40 @@ def _cmd_environment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_api(args: argparse.Namespace) -> tuple[str, str]:
+    """The hub API to read and a token for it: ``--hub-api`` with ``$JUPYTERHUB_API_TOKEN`` (Kubernetes), else
+    the platform running on this machine with its admin service's token (``<data dir>/secrets/admin-token``)."""
+    if args.hub_api:
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        if not token:
+            raise ValueError(f"--hub-api {args.hub_api}: put a hub token that may read groups in JUPYTERHUB_API_TOKEN")
+        return args.hub_api.rstrip("/"), token
+    settings = from_env()
+    try:
+        token = launcher.admin_token(settings)
+    except FileNotFoundError:
+        raise ValueError(
+            f"no admin token in {settings.secrets_dir}: start the platform here (`mlopshub up`), or name a hub "
+            "with --hub-api URL and its token in JUPYTERHUB_API_TOKEN"
+        ) from None
+    return f"{settings.public_url}/hub/api", token
+
+
+def _cmd_teams_export(args: argparse.Namespace) -> int:
+    from . import teams
+
+    loaded = catalog.load(Path(args.dir) if args.dir else from_env().catalog_dir)
+    api_url, token = _hub_api(args)
+    found = teams.teams_from_groups(teams.fetch_groups(api_url, token), loaded)
+    text = teams.export_yaml(found, role_groups=loaded.role_groups, consumers=loaded.consumers, source=api_url)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {len(found)} teams from {api_url} to {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per action."""
     top = argparse.ArgumentParser(prog="mlopshub", description=__doc__)
@@ -257,6 +292,24 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--release", default="mlopshub", help="the Helm release name (offline only)")
     render.add_argument("--namespace", default="mlopshub", help="the namespace of the hub (offline only)")
     render.set_defaults(func=_cmd_profiles_render)
+
+    teams_cmd = commands.add_parser("teams", help="teams as the hub holds them (group properties)")
+    teams_commands = teams_cmd.add_subparsers(dest="teams_command", required=True)
+    export = teams_commands.add_parser(
+        "export",
+        help="write the hub's teams as catalog YAML (a teams.yaml for profiles/, with its role groups and consumers)",
+    )
+    export.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
+    export.add_argument(
+        "--hub-api",
+        metavar="URL",
+        help="the hub's API, such as http://hub:8081/hub/api, with a token in JUPYTERHUB_API_TOKEN (default: the "
+        "platform running on this machine, with its admin token)",
+    )
+    export.add_argument(
+        "--dir", help="catalog folder whose profiles, role groups and consumers apply (default: profiles/)"
+    )
+    export.set_defaults(func=_cmd_teams_export)
 
     serving = commands.add_parser("serving", help="Kubernetes objects that serve released models")
     serving_commands = serving.add_subparsers(dest="serving_command", required=True)
