@@ -4,6 +4,7 @@ import { Widget } from '@lumino/widgets';
 import { button, h } from './dom';
 import { formatNumber } from './model';
 import { endpointBlock, errorBox, facts, gateList, labelled, messageOf, pollFor, releaseChanged } from './parts';
+import { BatchKey, batchProblem, BATCH_FIELDS, IPublishForm, PublishKind, PublishReply, publishBody, refusedField } from './publish';
 import { post, requestAPI } from './request';
 import {
   ILoggedModel,
@@ -19,6 +20,38 @@ import {
   suggestedName
 } from './release';
 import { IViews } from './views';
+
+/** Where a refusal of the request field `field` is shown: under that field, findable by `data-field`. */
+function refusalSlot(field: string): HTMLElement {
+  return h('div', { class: 'mlopshub-publish-refusal', 'data-testid': 'mlopshub-publish-refusal', 'data-field': field });
+}
+
+/**
+ * The batch settings of the publish form (input, revision, schedule, project),
+ * each with its hint and the slot where the pipeline's refusal of it is shown
+ * (by request field: `batch.schedule`); a refusal goes when the user edits that field.
+ */
+function batchFields(modelId: string): {
+  box: HTMLElement;
+  inputs: Record<BatchKey, HTMLInputElement>;
+  refusals: Map<string, HTMLElement>;
+  problem: HTMLElement;
+} {
+  const inputs = {} as Record<BatchKey, HTMLInputElement>;
+  const refusals = new Map([['batch', refusalSlot('batch')]]);
+  const problem = h('p', { class: 'mlopshub-field-problem', 'data-testid': 'mlopshub-publish-batch-problem' });
+  const rows = BATCH_FIELDS.flatMap(({ key, label, placeholder, hint }) => {
+    const hintId = `mlopshub-batch-${key}-${modelId}`;
+    const input = h('input', { class: 'jp-mod-styled', 'data-testid': `mlopshub-publish-${key}`, name: key, placeholder, 'aria-describedby': hintId, required: key === 'input' }) as HTMLInputElement;
+    const refusal = refusalSlot(`batch.${key}`);
+    input.addEventListener('input', () => refusal.replaceChildren());
+    inputs[key] = input;
+    refusals.set(`batch.${key}`, refusal);
+    return [labelled(label, input), h('p', { class: 'mlopshub-hint', id: hintId }, hint), ...(key === 'input' ? [problem] : []), refusal];
+  });
+  const box = h('div', { class: 'mlopshub-publish-batch', 'data-testid': 'mlopshub-publish-batch' }, refusals.get('batch'), ...rows);
+  return { box, inputs, refusals, problem };
+}
 
 /**
  * One release followed live: its steps, gates, endpoints with an example
@@ -277,30 +310,53 @@ export class ModelsSection extends Widget {
       h('option', { value: 'batch' }, 'batch (scheduled job)')
     ) as HTMLSelectElement;
     const description = h('textarea', { class: 'jp-mod-styled', 'data-testid': 'mlopshub-publish-description', rows: '2', maxlength: '2000' }) as HTMLTextAreaElement;
+    const batch = batchFields(model.model_id);
+    // Holds the batch settings while the kind is batch; they keep what was typed while the kind is online.
+    const batchSlot = h('div', { class: 'mlopshub-publish-batch-slot' });
+    const refusals = new Map([['name', refusalSlot('name')], ['description', refusalSlot('description')], ...batch.refusals]);
     const problem = h('p', { class: 'mlopshub-field-problem', 'data-testid': 'mlopshub-publish-problem' });
     const status = h('div', { class: 'mlopshub-publish-status' });
     const submit = button('Publish', () => void send(), { class: 'jp-Button jp-mod-accept mlopshub-button', 'data-testid': 'mlopshub-publish-submit' });
+    const form = (): IPublishForm => ({
+      model_uri: model.model_uri ?? '',
+      name: name.value,
+      kind: kind.value as PublishKind,
+      description: description.value,
+      input: batch.inputs.input.value,
+      rev: batch.inputs.rev.value,
+      schedule: batch.inputs.schedule.value,
+      repo: batch.inputs.repo.value
+    });
     const check = () => {
       const text = modelNameProblem(name.value.trim());
+      const missing = batchProblem(form());
       problem.textContent = text ?? '';
-      submit.disabled = text !== null;
+      batch.problem.textContent = missing ?? '';
+      submit.disabled = text !== null || missing !== null;
+    };
+    const showKind = () => {
+      batchSlot.replaceChildren(...(kind.value === 'batch' ? [batch.box] : []));
+      check();
     };
     name.addEventListener('input', check);
+    name.addEventListener('input', () => refusals.get('name')?.replaceChildren());
+    description.addEventListener('input', () => refusals.get('description')?.replaceChildren());
+    batch.inputs.input.addEventListener('input', check);
+    kind.addEventListener('change', showKind);
     const send = async () => {
       submit.disabled = true;
+      refusals.forEach(refusal => refusal.replaceChildren());
       status.replaceChildren(h('span', {}, 'Publishing…'));
       try {
-        const reply = await post<{ id: string; release: IRelease }>('releases', {
-          model_uri: model.model_uri,
-          name: name.value.trim(),
-          kind: kind.value,
-          description: description.value
-        });
+        const reply = await post<PublishReply>('releases', publishBody(form()));
         slot.replaceChildren();
         this.showRelease(reply.release, model.inputs);
         releaseChanged.emit(reply.release);
       } catch (error) {
-        status.replaceChildren(errorBox(messageOf(error)));
+        // A refused field's message goes under that field (if the form still shows it); any other under the form.
+        const field = refusals.get(refusedField(error) ?? '');
+        status.replaceChildren();
+        (field && slot.contains(field) ? field : status).replaceChildren(errorBox(messageOf(error)));
         submit.disabled = false;
       }
     };
@@ -311,14 +367,17 @@ export class ModelsSection extends Widget {
         labelled('Model name', name),
         h('p', { class: 'mlopshub-hint', id: `mlopshub-rule-${model.model_id}`, 'data-testid': 'mlopshub-publish-rule' }, `A model name is ${MODEL_NAME_RULE}.`),
         problem,
+        refusals.get('name'),
         labelled('Kind', kind),
+        batchSlot,
         labelled('Description', description),
+        refusals.get('description'),
         h('div', { class: 'mlopshub-actions' }, submit, button('Cancel', () => slot.replaceChildren())),
         status
       )
     );
     slot.querySelector('form')?.addEventListener('submit', event => event.preventDefault());
-    check();
+    showKind();
     name.focus();
   }
 

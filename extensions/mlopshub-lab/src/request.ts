@@ -4,11 +4,12 @@ import { ServerConnection } from '@jupyterlab/services';
 /** The REST API's version this frontend speaks (mlopshub_lab/openapi.yaml). */
 export const API_VERSION = 1;
 
-/** An error answered by the server extension, with its JSON message. */
+/** An error answered by the server extension, with its JSON message and, for a refused request field (422), the field. */
 export class RequestError extends Error {
   constructor(
     readonly status: number,
-    message: string
+    message: string,
+    readonly field: string | null = null
   ) {
     super(message);
   }
@@ -51,7 +52,7 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    throw new RequestError(response.status, body?.message ?? response.statusText);
+    throw new RequestError(response.status, body?.message ?? response.statusText, typeof body?.field === 'string' ? body.field : null);
   }
   return body as T;
 }
