@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import pipeline_bench, platform_bench, recovery_bench, report, sidebar_bench
+from . import pipeline_bench, platform_bench, recovery_bench, report, sidebar_bench, usage_bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -12,7 +12,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", choices=["platform", "sidebar", "pipeline", "recovery"], help="run one benchmark (default: all)"
+        "--only",
+        choices=["platform", "sidebar", "pipeline", "recovery", "usage"],
+        help="run one benchmark (default: all)",
     )
     parser.add_argument("--spawns", type=int, default=11, help="sequential spawns per hub for the median")
     parser.add_argument("--users", type=int, default=50, help="users spawning at once")
@@ -34,6 +36,8 @@ def main() -> None:
         pipeline_bench.run(publishes=args.publishes, seconds=args.load_seconds, concurrency=args.concurrency)
     if args.only in (None, "recovery"):
         recovery_bench.run(users=args.workspaces, cycles=args.busy_starts)
+    if args.only in (None, "usage"):
+        usage_bench.run()
     report.write()
 
 
