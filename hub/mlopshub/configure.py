@@ -163,6 +163,15 @@ def apply_access(settings: Settings, runtime: Runtime, cat: catalog.Catalog, c: 
             "services": [PIPELINE_SERVICE, MODELS_SERVICE] if settings.mode == "local" else [PIPELINE_SERVICE],
         }
     )
+    # The Teams API (platform admins): make and change team groups, see who runs what (mlopshub.services.pipeline
+    # .team_admin). The pipeline only: the models service holds no more than the role above.
+    roles.append(
+        {
+            "name": "pipeline-teams",
+            "scopes": ["admin:groups", "list:users", "read:users", "read:servers", "admin:server_state"],
+            "services": [PIPELINE_SERVICE],
+        }
+    )
     roles.append(MEMBERSHIP_ROLE)
     if settings.mode == "local":
         roles += LOCAL_SERVICE_ROLES

@@ -131,11 +131,14 @@ def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gp
         raise web.HTTPError(400, 'expected a JSON object such as {"profile": "python-cpu"}')
     entitled = entitlements_for(spawner, catalog)
     slug = user_options.get("profile")
-    if not slug:
+    if not entitled or not slug:
         runnable = allowed_profiles(catalog, entitled, gpu_available)
         if not runnable:
+            groups = user_group_properties(spawner.user)
+            archived = [t for t in access.teams_of(catalog, groups, archived=True) if access.is_archived(groups[t])]
+            why = f" (team {', '.join(archived)} is archived)" if archived else ""
             raise web.HTTPError(
-                403, f"user '{spawner.user.name}' is in no team that may start a workspace; ask a platform admin"
+                403, f"user '{spawner.user.name}' is in no team that may start a workspace{why}; ask a platform admin"
             )
         slug = next((p.slug for p in runnable if p.settings.get("default")), runnable[0].slug)
     if not isinstance(slug, str):

@@ -369,13 +369,17 @@ def make_app(
     endpoints: Endpoints | None = None,
     models_authenticate: Authenticate | None = None,
     consumers: Mapping[str, Collection[str]] | None = None,
+    team_admin: Any = None,
 ) -> web.Application:
     """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``.
 
     ``models_authenticate`` checks tokens of endpoint callers (the ``models``
     service's access scope); by default the API's ``authenticate``.
     ``consumers`` maps each consumer system to the models it may call.
+    ``team_admin`` (:class:`~.team_admin.TeamAdmin`) serves ``{prefix}api/teams`` for platform admins.
     """
+    from .team_admin import team_routes
+
     api = prefix.rstrip("/") + "/api"
     args = {"runner": runner, "authenticate": authenticate}
     release_id = r"([A-Za-z0-9_.-]+)"
@@ -389,6 +393,7 @@ def make_app(
         (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/(brun-[0-9a-f]{{12}})/output", RunOutputHandler, args),
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
+        *(team_routes(api, args, team_admin) if team_admin is not None else []),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
         (rf"{prefix.rstrip('/')}/health", HealthHandler, {"audit": runner.store.audit}),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),

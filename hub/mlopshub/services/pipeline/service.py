@@ -44,6 +44,7 @@ from mlopshub.serving import Endpoint, Endpoints, KServeEndpoints, ServerFailed
 from mlopshub.serving.gateway import RemoteEndpoints
 from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, TeamAccounts, models_dir
+from mlopshub.usage import UsageStore
 
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
@@ -52,6 +53,7 @@ from .projects import ProjectReader
 from .registry import Registry
 from .runner import Cluster, ReleaseRunner, TeamRelease
 from .scheduler import start_scheduler
+from .team_admin import Hub, TeamAdmin
 
 log = logging.getLogger("mlopshub.pipeline")
 
@@ -186,6 +188,7 @@ async def serve(
     models_prefix: str,
     models_authenticate: Authenticate | None = None,
     consumers: Mapping[str, Collection[str]] | None = None,
+    team_admin: TeamAdmin | None = None,
 ) -> None:
     """Resume what a restart interrupted, then answer requests until cancelled."""
     app = make_app(
@@ -195,7 +198,9 @@ async def serve(
         models_prefix=models_prefix,
         models_authenticate=models_authenticate,
         consumers=consumers,
+        team_admin=team_admin,
     )
+    following = asyncio.ensure_future(team_admin.follow()) if team_admin is not None else None
     server = HTTPServer(app, xheaders=False)
     server.listen(port, host)
     log.info("pipeline service on http://%s:%d%s", host, port, prefix)
@@ -211,6 +216,8 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         audit_check.cancel()
+        if following is not None:
+            following.cancel()
         if isinstance(runner.endpoints, RemoteEndpoints):
             refusals.cancel()
         if scheduler is not None:
@@ -281,6 +288,14 @@ def main() -> None:
             authenticate,
             models_authenticate=models_authenticate,
             consumers={name: consumer.models for name, consumer in cat.consumers.items()},
+            team_admin=TeamAdmin(
+                runner,
+                Hub(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"]),
+                cat,
+                UsageStore(data_dir / "usage.sqlite"),
+            )
+            if env.get("JUPYTERHUB_API_URL")
+            else None,
             host=url.hostname or "127.0.0.1",
             port=url.port or 10102,
             prefix=prefix,
