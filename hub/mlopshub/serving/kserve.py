@@ -25,6 +25,8 @@ MLFLOW_URL = "http://mlflow.mlopshub.svc:5000/services/mlflow"
 def mlflow_token_secret(team: str) -> str:
     """The Secret (in the models namespace, key ``token``) holding the MLflow token of ``team``'s scoring Jobs."""
     return f"models-{team}-mlflow"
+
+
 STAGES = ("staging", "production")
 
 
