@@ -403,11 +403,28 @@ def models_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
     )
 
 
+#: The Teams page (mlopshub.services.pipeline.teams_page) signs platform admins in through the hub's OAuth, like the
+#: MLflow UI, and its token may carry the scope that manages teams (only for users who hold it).
+PIPELINE_OAUTH = {
+    "oauth_no_confirm": True,
+    "oauth_redirect_uri": f"/services/{PIPELINE_SERVICE}/oauth_callback",
+    "oauth_client_allowed_scopes": ["custom:mlopshub:manage-teams"],
+}
+#: The hub's page templates with a Teams link in the navigation bar (for those who may manage teams).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def apply_templates(c: Config) -> None:
+    """Our templates before the hub's own (and any the chart or an admin set)."""
+    existing = list(c.JupyterHub.template_paths) if "template_paths" in c.JupyterHub else []
+    c.JupyterHub.template_paths = [str(TEMPLATES), *[p for p in existing if p != str(TEMPLATES)]]
+
+
 def apply_pipeline(settings: Settings, runtime: Runtime) -> list[dict[str, Any]]:
     """The hub service specs of the release pipeline (:func:`pipeline_process`) and of the model endpoints
     (:func:`models_process`), both external: the platform runs them. Consumer systems are granted
     ``access:services!service=models`` alone."""
-    pipeline = {**pipeline_process(settings, runtime).spec(), "display": False}
+    pipeline = {**pipeline_process(settings, runtime).spec(), "display": False, **PIPELINE_OAUTH}
     models = {**models_process(settings, runtime).spec(), "display": False}
     return [pipeline, models]
 
@@ -535,6 +552,7 @@ def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
         apply_local_mode(settings, runtime, cat, c)
     apply_auth(settings, runtime, cat, c)
     apply_access(settings, runtime, cat, c)
+    apply_templates(c)
     logs.apply_bounded_logging(c)
     return c
 

@@ -379,6 +379,7 @@ def make_app(
     ``team_admin`` (:class:`~.team_admin.TeamAdmin`) serves ``{prefix}api/teams`` for platform admins.
     """
     from .team_admin import team_routes
+    from .teams_page import page_routes
 
     api = prefix.rstrip("/") + "/api"
     args = {"runner": runner, "authenticate": authenticate}
@@ -394,6 +395,7 @@ def make_app(
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         *(team_routes(api, args, team_admin) if team_admin is not None else []),
+        *(page_routes(prefix, args, team_admin) if team_admin is not None else []),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
         (rf"{prefix.rstrip('/')}/health", HealthHandler, {"audit": runner.store.audit}),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),
@@ -402,4 +404,9 @@ def make_app(
     if isinstance(serving, Endpoints):
         authorize = endpoint_authorizer(store_owner(runner), models_authenticate or authenticate, consumers)
         routes += endpoint_routes(models_prefix, serving, authorize)
-    return web.Application(routes)
+    if team_admin is None:
+        return web.Application(routes)
+    from .teams_page import cookie_secret
+
+    # The Teams page's OAuth state and token cookies are signed with it (HubOAuth's secure cookies).
+    return web.Application(routes, cookie_secret=cookie_secret())

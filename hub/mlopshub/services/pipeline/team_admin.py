@@ -471,6 +471,36 @@ class UsageHandler(TeamsHandlerBase):
         )
 
 
+class UsageSeriesHandler(TeamsHandlerBase):
+    async def get(self) -> None:
+        """Per-day (``?step=day``, or ``hour``) totals per team over ``since``..``until``, for the plot."""
+        if self.admin.usage is None:
+            raise web.HTTPError(503, "usage is not recorded by this pipeline (it has no hub to poll)")
+        now = datetime.now(UTC)
+        until = _when(self, "until", now)
+        since = _when(self, "since", until - timedelta(days=30))
+        steps = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+        step = self.get_argument("step", "day")
+        if step not in steps:
+            raise web.HTTPError(422, f"step: expected one of {', '.join(steps)}, got {step!r}")
+        team = self.get_argument("team", None)
+        try:
+            points = await asyncio.to_thread(self.admin.usage.series, since, until, steps[step], team, now=now)
+        except ValueError as error:
+            raise web.HTTPError(422, str(error)) from None
+        self.reply({"points": [{**asdict(p), "start": p.start.isoformat(), "end": p.end.isoformat()} for p in points]})
+
+
+class CatalogHandler(TeamsHandlerBase):
+    async def get(self) -> None:
+        """What a team may be given: the catalog's profiles (GPU ones marked) and the quota names."""
+        profiles = [
+            {"slug": p.slug, "display_name": p.display_name, "description": p.description, "gpu": bool(p.gpu)}
+            for p in self.admin.catalog.profiles.values()
+        ]
+        self.reply({"profiles": profiles, "quotas": list(teams.quota_names())})
+
+
 def team_routes(api: str, args: Mapping[str, Any], admin: TeamAdmin) -> list[Any]:
     """The routes of ``/api/teams`` under ``api``."""
     team = r"([a-z][a-z0-9-]{0,62})"
@@ -482,4 +512,6 @@ def team_routes(api: str, args: Mapping[str, Any], admin: TeamAdmin) -> list[Any
         (rf"{api}/teams/{team}/archive/?", ArchiveHandler, extra),
         (rf"{api}/teams/{team}/members/{user}/?", MemberHandler, extra),
         (rf"{api}/usage/?", UsageHandler, extra),
+        (rf"{api}/usage/series/?", UsageSeriesHandler, extra),
+        (rf"{api}/catalog/?", CatalogHandler, extra),
     ]
