@@ -547,6 +547,442 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every team (archived ones too): settings, members, what it uses now. Needs custom:mlopshub:manage-teams (platform admins). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            teams?: components["schemas"]["Team"][];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Create a team at runtime: its MLflow workspace, then its hub group with properties and members. Needs custom:mlopshub:manage-teams (platform admins). */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["TeamRequest"];
+                };
+            };
+            responses: {
+                /** @description Created */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                /** @description A field is wrong: `errors` names each one, and nothing was made or changed */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TeamErrors"];
+                    };
+                };
+                502: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** One team. Needs custom:mlopshub:manage-teams (platform admins). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change a team (only the fields given; a quota null lifts it; archived false unarchives). Needs custom:mlopshub:manage-teams (platform admins). */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["TeamRequest"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"] & {
+                            warnings?: string[];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                /** @description A field is wrong: `errors` names each one, and nothing was made or changed */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TeamErrors"];
+                    };
+                };
+            };
+        };
+        trace?: never;
+    };
+    "/api/teams/{name}/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Archive: no new workspaces or releases; everything kept; running servers listed. Needs custom:mlopshub:manage-teams (platform admins). */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"] & {
+                            running_servers?: Record<string, never>[];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{name}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                user: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /** Add a member. Needs custom:mlopshub:manage-teams (platform admins). */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                    user: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                /** @description A field is wrong: `errors` names each one, and nothing was made or changed */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TeamErrors"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a member: access ends at once. Needs custom:mlopshub:manage-teams (platform admins). */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                    user: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Team"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Server-, CPU-, memory- and GPU-hours per team (by=user: per team and user) over a period, and what runs now. Needs custom:mlopshub:manage-teams (platform admins). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Default: 30 days before until */
+                    since?: string;
+                    /** @description Default: now */
+                    until?: string;
+                    by?: "team" | "user";
+                    format?: "json" | "csv";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            since?: string;
+                            until?: string;
+                            by?: string;
+                            rows?: {
+                                team?: string;
+                                user?: string | null;
+                                sessions?: number;
+                                server_hours?: number;
+                                cpu_hours?: number;
+                                memory_gib_hours?: number;
+                                gpu_hours?: number;
+                            }[];
+                            running?: Record<string, never>[];
+                        };
+                        "text/csv": string;
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/usage/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per-step totals per team, for a plot. Needs custom:mlopshub:manage-teams (platform admins). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Default: 30 days before until */
+                    since?: string;
+                    /** @description Default: now */
+                    until?: string;
+                    step?: "day" | "hour";
+                    team?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            points?: Record<string, never>[];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/catalog": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The profiles a team may be given (GPU ones marked) and the quota names. Needs custom:mlopshub:manage-teams (platform admins). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            profiles?: Record<string, never>[];
+                            quotas?: string[];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -672,6 +1108,50 @@ export interface components {
             rows?: number | null;
             /** @description why it failed; empty otherwise */
             reason?: string;
+        };
+        /** @description A team's fields (the catalog's team, profiles/schema.json, plus name and members). Create: name and profiles required. */
+        TeamRequest: {
+            name?: string;
+            display_name?: string;
+            members?: string[];
+            profiles?: string[];
+            quotas?: {
+                max_servers?: number | null;
+                servers_per_user?: number | null;
+                cpu?: number | null;
+                /** @example 64G */
+                memory?: string | null;
+                gpus?: number | null;
+            };
+            release?: {
+                thresholds?: Record<string, never>;
+                holdout?: Record<string, never>;
+            };
+            archived?: string | boolean;
+        };
+        Team: {
+            name: string;
+            display_name: string;
+            members: string[];
+            profiles: string[];
+            gpu_profiles?: string[];
+            quotas: Record<string, never>;
+            release: Record<string, never>;
+            archived: string | null;
+            use: {
+                servers?: number;
+                cpu?: number;
+                memory_bytes?: number;
+                gpus?: number;
+                running?: Record<string, never>[];
+            };
+        };
+        TeamErrors: {
+            status?: number;
+            message: string;
+            errors: {
+                [key: string]: string;
+            };
         };
     };
     responses: {
