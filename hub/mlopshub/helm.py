@@ -206,23 +206,29 @@ def render_catalog_configmap(folder: Path = CATALOG_DIR) -> str:
     )
 
 
+def model_service_account(team: str) -> dict[str, Any]:
+    """The ServiceAccount ``models-<team>`` of a team's model pods, with the team's S3 Secret and no API token.
+
+    Written into the chart for the catalog's teams (:func:`model_service_accounts`) and applied by the pipeline
+    for a team made at runtime (:mod:`mlopshub.services.pipeline.cluster_teams`): one definition.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": f"models-{team}",
+            "namespace": MODELS_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
+        },
+        # A model never needs the Kubernetes API; KServe reads S3 credentials from this Secret.
+        "automountServiceAccountToken": False,
+        "secrets": [{"name": f"models-{team}-s3"}],
+    }
+
+
 def model_service_accounts(catalog: catalog_module.Catalog) -> list[dict[str, Any]]:
-    """One ServiceAccount per team, ``models-<team>``, with the team's S3 Secret and no API token."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": f"models-{team}",
-                "namespace": MODELS_NAMESPACE,
-                "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
-            },
-            # A model never needs the Kubernetes API; KServe reads S3 credentials from this Secret.
-            "automountServiceAccountToken": False,
-            "secrets": [{"name": f"models-{team}-s3"}],
-        }
-        for team in catalog.teams
-    ]
+    """One ServiceAccount per team of the catalog (:func:`model_service_account`)."""
+    return [model_service_account(team) for team in catalog.teams]
 
 
 def render_model_service_accounts(folder: Path = CATALOG_DIR) -> str:
@@ -268,27 +274,32 @@ def team_volume_settings(path: Path = TEAM_VOLUME_SETTINGS) -> dict[str, str]:
     return {"storageClassName": storage_class, "size": size}
 
 
+def team_volume_claim(team: str, settings: Mapping[str, str]) -> dict[str, Any]:
+    """The PVC of ``team``'s volume, named as the workspaces mount it (:func:`mlopshub.kubernetes.team_volumes`).
+
+    Written into the chart for the catalog's teams and applied by the pipeline for a team made at runtime.
+    """
+    volumes, _ = team_volumes([team])
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": volumes[0]["persistentVolumeClaim"]["claimName"],
+            "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
+            # The team's files: Helm keeps the claim when the team leaves the catalog or on uninstall.
+            "annotations": {"helm.sh/resource-policy": "keep"},
+        },
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": settings["storageClassName"],
+            "resources": {"requests": {"storage": settings["size"]}},
+        },
+    }
+
+
 def team_volume_claims(catalog: catalog_module.Catalog, settings: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One PVC per team, named as the workspaces mount it (:func:`mlopshub.kubernetes.team_volumes`)."""
-    volumes, _ = team_volumes(list(catalog.teams))
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {
-                "name": volume["persistentVolumeClaim"]["claimName"],
-                "labels": {"app.kubernetes.io/part-of": "mlopshub", "mlopshub.io/team": team},
-                # The team's files: Helm keeps the claim when the team leaves the catalog or on uninstall.
-                "annotations": {"helm.sh/resource-policy": "keep"},
-            },
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": settings["storageClassName"],
-                "resources": {"requests": {"storage": settings["size"]}},
-            },
-        }
-        for team, volume in zip(catalog.teams, volumes, strict=True)
-    ]
+    """One PVC per team of the catalog (:func:`team_volume_claim`)."""
+    return [team_volume_claim(team, settings) for team in catalog.teams]
 
 
 def render_team_volumes(folder: Path = CATALOG_DIR, settings_file: Path = TEAM_VOLUME_SETTINGS) -> str:

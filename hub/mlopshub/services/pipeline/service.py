@@ -46,6 +46,7 @@ from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, TeamAccounts, models_dir
 from mlopshub.usage import UsageStore
 
+from . import cluster_teams
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
@@ -293,6 +294,7 @@ def main() -> None:
                 Hub(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"]),
                 cat,
                 UsageStore(data_dir / "usage.sqlite"),
+                cluster_teams.from_env(env),
             )
             if env.get("JUPYTERHUB_API_URL")
             else None,

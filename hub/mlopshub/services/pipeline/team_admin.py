@@ -5,15 +5,19 @@ The hub is the truth: a team is a hub group whose properties describe it
 and without a restart, everything a team needs, in an order that leaves
 nothing half-made: the request is checked whole (every bad field named),
 then the team's MLflow workspace is made (the pipeline is MLflow's admin),
-then the hub group with its properties and members; if the group cannot be
-made, the workspace is removed again. The team's Unix group, DVC remote and
-model account follow on first use (the spawner, :class:`~mlopshub.serving.sandbox.TeamAccounts`);
-its release settings apply to the next release. Every change is an entry in
+then (Kubernetes) the team's volume and model ServiceAccount, the objects
+``mlopshub helm generate`` writes for a catalog team
+(:mod:`.cluster_teams`), then the hub group with its properties and
+members; if a step fails, the workspace and group are removed again (an
+applied volume is kept: it is empty, and Helm keeps team volumes). On one
+machine the team's Unix group, DVC remote and model account follow on first
+use (the spawner, :class:`~mlopshub.serving.sandbox.TeamAccounts`); its
+release settings apply to the next release. Every change is an entry in
 the audit log: who, what, before, after.
 
 Every call needs ``custom:mlopshub:manage-teams`` (platform admins). The
 pipeline's hub token may manage groups and read servers for this
-(``mlopshub.configure``: role ``pipeline-service``).
+(``mlopshub.configure``: role ``pipeline-teams``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from mlopshub import access, catalog, quotas, teams
 from mlopshub.usage import Running, UsageStore, to_csv
 
 from .app import ApiHandler
+from .cluster_teams import ClusterTeamObjects, ClusterUnavailable
 from .runner import ReleaseRunner, TeamRelease
 
 log = logging.getLogger("mlopshub.pipeline.teams")
@@ -188,10 +193,19 @@ def lowered_below_use(view: Mapping[str, Any], new_quotas: Mapping[str, Any]) ->
 class TeamAdmin:
     """The operations behind ``/api/teams``; the handlers only authenticate and translate."""
 
-    def __init__(self, runner: ReleaseRunner, hub: Hub, cat: catalog.Catalog, usage: UsageStore | None = None):
+    def __init__(
+        self,
+        runner: ReleaseRunner,
+        hub: Hub,
+        cat: catalog.Catalog,
+        usage: UsageStore | None = None,
+        cluster: ClusterTeamObjects | None = None,
+    ):
         self.runner = runner
         self.hub = hub
         self.catalog = cat
+        #: Kubernetes: applies a new team's volume and model ServiceAccount (None on one machine).
+        self.cluster = cluster
         #: Where the servers seen running are recorded (None: usage is not kept).
         self.usage = usage
         #: One change at a time: "does the name exist" and "make it" must not interleave.
@@ -255,6 +269,13 @@ class TeamAdmin:
             name = spec["name"]
             team = catalog.Team(name, spec["display_name"], tuple(spec["profiles"]), spec["quotas"], spec["release"])
             await asyncio.to_thread(self._make_workspace, name, team.display_name)
+            if self.cluster is not None:
+                try:
+                    applied = await self.cluster.apply(name)
+                except ClusterUnavailable as error:
+                    await self._undo(name)
+                    raise web.HTTPError(502, f"the cluster did not take team {name}'s objects: {error}") from None
+                log.info("team %s: applied %s", name, ", ".join(applied))
             try:
                 await self.hub.call("POST", f"groups/{quote(name)}", {"users": spec["members"]})
                 await self.hub.call("PUT", f"groups/{quote(name)}/properties", teams.group_properties(team))
