@@ -230,7 +230,10 @@ function mlopshubTeamsPage() {
     ),
     teamsBody,
   );
-  const createCard = el("div", { className: "card-body" }, el("p", { className: "text-body-secondary", text: "Loading the catalog\u2026" }));
+  const createCard = el("div", { className: "card-body" }, el("p", {
+    className: "text-body-secondary",
+    text: "Loading the catalog\u2026",
+  }));
   const usageCard = el("div", { className: "card-body" });
 
   root.classList.add("container-fluid", "py-3", "mlopshub-teams");
@@ -275,7 +278,11 @@ function mlopshubTeamsPage() {
     const fields = new Map(); // error key -> {slot, inputs}
     const thresholdRows = [];
     const general = el("div", { testid: "form-error", role: "alert", hidden: true });
-    const node = el("form", { className: "mlopshub-team-form", testid: creating ? "create-form" : "edit-form", novalidate: true });
+    const node = el("form", {
+      className: "mlopshub-team-form",
+      testid: creating ? "create-form" : "edit-form",
+      novalidate: true,
+    });
 
     function register(key, slot, inputs) {
       fields.set(key, { slot, inputs });
@@ -285,16 +292,35 @@ function mlopshubTeamsPage() {
       return el("div", { className: "mlopshub-error-slot", "data-error-slot": key });
     }
 
-    function textField(key, label, { testid, value = "", help, type = "text", placeholder, className = "col-md-4", attrs = {} }) {
+    function textField(key, label, {
+      testid,
+      value = "",
+      help,
+      type = "text",
+      placeholder,
+      className = "col-md-4",
+      attrs = {},
+    }) {
       const id = uid("field");
-      const input = el("input", { id, type, className: "form-control form-control-sm", testid, value: value === null || value === undefined ? "" : String(value), placeholder, ...attrs });
+      const input = el("input", {
+        id,
+        type,
+        className: "form-control form-control-sm",
+        testid,
+        value: value === null || value === undefined ? "" : String(value),
+        placeholder,
+        ...attrs,
+      });
       const slot = slotFor(key);
       register(key, slot, [input]);
       const helpNode = help ? el("div", { className: "form-text", id: `${id}-help`, text: help }) : null;
       if (helpNode) {
         input.setAttribute("aria-describedby", helpNode.id);
       }
-      return { input, node: el("div", { className }, el("label", { className: "form-label", for: id, text: label }), input, helpNode, slot) };
+      return {
+        input,
+        node: el("div", { className }, el("label", { className: "form-label", for: id, text: label }), input, helpNode, slot),
+      };
     }
 
     // name, display name, members
@@ -309,7 +335,10 @@ function mlopshubTeamsPage() {
       });
       basics.append(name.node);
     }
-    const displayName = textField("display_name", "Display name", { testid: "field-display_name", value: team ? team.display_name : "" });
+    const displayName = textField("display_name", "Display name", {
+      testid: "field-display_name",
+      value: team ? team.display_name : "",
+    });
     basics.append(displayName.node);
     if (creating) {
       members = textField("members", "Members", {
@@ -325,12 +354,24 @@ function mlopshubTeamsPage() {
     const offered = [...state.catalog.profiles];
     for (const slug of chosen) {
       if (!offered.some((profile) => profile.slug === slug)) {
-        offered.push({ slug, display_name: slug, description: "not in the catalog", gpu: (team.gpu_profiles || []).includes(slug) });
+        offered.push({
+          slug,
+          display_name: slug,
+          description: "not in the catalog",
+          gpu: (team.gpu_profiles || []).includes(slug),
+        });
       }
     }
     const profileBoxes = offered.map((profile) => {
       const id = uid("profile");
-      const box = el("input", { id, type: "checkbox", className: "form-check-input", value: profile.slug, checked: chosen.has(profile.slug), testid: `field-profile-${profile.slug}` });
+      const box = el("input", {
+        id,
+        type: "checkbox",
+        className: "form-check-input",
+        value: profile.slug,
+        checked: chosen.has(profile.slug),
+        testid: `field-profile-${profile.slug}`,
+      });
       return {
         box,
         node: el(
@@ -343,7 +384,11 @@ function mlopshubTeamsPage() {
             el("span", { text: profile.display_name || profile.slug }),
             " ",
             el("code", { className: "small", text: profile.slug }),
-            profile.gpu ? [" ", el("span", { className: "badge text-bg-info", testid: "gpu-badge", text: "GPU" })] : null,
+            profile.gpu ? [" ", el("span", {
+              className: "badge text-bg-info",
+              testid: "gpu-badge",
+              text: "GPU",
+            })] : null,
             profile.description ? el("div", { className: "form-text mt-0", text: profile.description }) : null,
           ),
         ),
@@ -355,7 +400,9 @@ function mlopshubTeamsPage() {
       "fieldset",
       { className: "mb-3" },
       el("legend", { className: "form-label fs-6", text: "Profiles" }),
-      profileBoxes.length ? el("div", { className: "mlopshub-profile-grid" }, profileBoxes.map((p) => p.node)) : el("p", { className: "text-body-secondary", text: "The catalog offers no profiles." }),
+      profileBoxes.length
+        ? el("div", { className: "mlopshub-profile-grid" }, profileBoxes.map((p) => p.node))
+        : el("p", { className: "text-body-secondary", text: "The catalog offers no profiles." }),
       profilesSlot,
     );
 
@@ -371,7 +418,10 @@ function mlopshubTeamsPage() {
         value: current,
         placeholder: isMemory ? "e.g. 64G" : "no limit",
         className: "col-6 col-md-2",
-        attrs: isMemory ? { autocomplete: "off", spellcheck: "false" } : { step: WHOLE_QUOTAS.has(key) ? "1" : "any", inputmode: WHOLE_QUOTAS.has(key) ? "numeric" : "decimal" },
+        attrs: isMemory ? { autocomplete: "off", spellcheck: "false" } : {
+          step: WHOLE_QUOTAS.has(key) ? "1" : "any",
+          inputmode: WHOLE_QUOTAS.has(key) ? "numeric" : "decimal",
+        },
       });
       quotaInputs.set(key, field.input);
       quotaRow.append(field.node);
@@ -399,16 +449,42 @@ function mlopshubTeamsPage() {
       select.value = metric;
       const minId = uid("min");
       const maxId = uid("max");
-      const min = el("input", { id: minId, type: "number", step: "any", className: "form-control form-control-sm", testid: "field-threshold-min", value: bounds.min ?? "" });
-      const max = el("input", { id: maxId, type: "number", step: "any", className: "form-control form-control-sm", testid: "field-threshold-max", value: bounds.max ?? "" });
+      const min = el("input", {
+        id: minId,
+        type: "number",
+        step: "any",
+        className: "form-control form-control-sm",
+        testid: "field-threshold-min",
+        value: bounds.min ?? "",
+      });
+      const max = el("input", {
+        id: maxId,
+        type: "number",
+        step: "any",
+        className: "form-control form-control-sm",
+        testid: "field-threshold-max",
+        value: bounds.max ?? "",
+      });
       const slot = el("div", { className: "col-12 mlopshub-error-slot" });
       const row = { select, min, max, slot, node: null };
       row.node = el(
         "div",
         { className: "row g-2 align-items-end mb-2", testid: "threshold-row" },
-        el("div", { className: "col-md-3" }, el("label", { className: "form-label small", for: selectId, text: "Metric" }), select),
-        el("div", { className: "col-md-2" }, el("label", { className: "form-label small", for: minId, text: "Min" }), min),
-        el("div", { className: "col-md-2" }, el("label", { className: "form-label small", for: maxId, text: "Max" }), max),
+        el("div", { className: "col-md-3" }, el("label", {
+          className: "form-label small",
+          for: selectId,
+          text: "Metric",
+        }), select),
+        el("div", { className: "col-md-2" }, el("label", {
+          className: "form-label small",
+          for: minId,
+          text: "Min",
+        }), min),
+        el("div", { className: "col-md-2" }, el("label", {
+          className: "form-label small",
+          for: maxId,
+          text: "Max",
+        }), max),
         el(
           "div",
           { className: "col-md-2" },
@@ -432,9 +508,24 @@ function mlopshubTeamsPage() {
     const thresholdsSlot = slotFor("release.thresholds");
     register("release.thresholds", thresholdsSlot, []);
     const holdout = (team && team.release && team.release.holdout) || {};
-    const holdoutPath = textField("release.holdout.path", "Hold-out file", { testid: "field-holdout-path", value: holdout.path, placeholder: "data/holdout.csv", className: "col-md-4" });
-    const holdoutTarget = textField("release.holdout.target", "Target column", { testid: "field-holdout-target", value: holdout.target, placeholder: "default", className: "col-md-3" });
-    const holdoutRev = textField("release.holdout.rev", "Revision", { testid: "field-holdout-rev", value: holdout.rev, placeholder: "main", className: "col-md-3" });
+    const holdoutPath = textField("release.holdout.path", "Hold-out file", {
+      testid: "field-holdout-path",
+      value: holdout.path,
+      placeholder: "data/holdout.csv",
+      className: "col-md-4",
+    });
+    const holdoutTarget = textField("release.holdout.target", "Target column", {
+      testid: "field-holdout-target",
+      value: holdout.target,
+      placeholder: "default",
+      className: "col-md-3",
+    });
+    const holdoutRev = textField("release.holdout.rev", "Revision", {
+      testid: "field-holdout-rev",
+      value: holdout.rev,
+      placeholder: "main",
+      className: "col-md-3",
+    });
     const holdoutSlot = slotFor("release.holdout");
     register("release.holdout", holdoutSlot, []);
     const releaseSlot = slotFor("release");
@@ -451,8 +542,13 @@ function mlopshubTeamsPage() {
       releaseSlot,
     );
 
-    const submit = el("button", { type: "submit", className: "btn btn-sm btn-primary", testid: creating ? "create-submit" : "edit-save" }, creating ? "Create team" : "Save");
-    const actions = el("div", { className: "d-flex gap-2" }, submit, creating ? null : button("Cancel", "edit-cancel", () => onCancel()));
+    const submit = el("button", {
+      type: "submit",
+      className: "btn btn-sm btn-primary",
+      testid: creating ? "create-submit" : "edit-save",
+    }, creating ? "Create team" : "Save");
+    const cancel = creating ? null : button("Cancel", "edit-cancel", () => onCancel());
+    const actions = el("div", { className: "d-flex gap-2" }, submit, cancel);
     append(node, [general, basics, profilesSet, quotasSet, releaseSet, actions]);
 
     // --- errors
@@ -498,7 +594,13 @@ function mlopshubTeamsPage() {
           continue;
         }
         const id = uid("error") + "-error";
-        target.slot.append(el("div", { id, className: "invalid-feedback d-block", testid: "field-error", "data-field": key, text: target.slot.dataset.errorSlot === key ? String(text) : `${key}: ${text}` }));
+        target.slot.append(el("div", {
+          id,
+          className: "invalid-feedback d-block",
+          testid: "field-error",
+          "data-field": key,
+          text: target.slot.dataset.errorSlot === key ? String(text) : `${key}: ${text}`,
+        }));
         for (const input of target.inputs) {
           input.classList.add("is-invalid");
           input.setAttribute("aria-invalid", "true");
@@ -511,7 +613,13 @@ function mlopshubTeamsPage() {
         showAlert(general, "danger", "The team was not saved:");
         {
           general.append(
-            el("ul", { className: "mb-0" }, unplaced.map(([key, text]) => el("li", { testid: "field-error", "data-field": key }, el("code", { text: key }), `: ${text}`))),
+            el(
+              "ul",
+              { className: "mb-0" },
+              unplaced.map(([key, text]) =>
+                el("li", { testid: "field-error", "data-field": key }, el("code", { text: key }), `: ${text}`),
+              ),
+            ),
           );
         }
       }
@@ -642,7 +750,11 @@ function mlopshubTeamsPage() {
   function renderTeams() {
     clear(teamsBody);
     if (!state.teams.length) {
-      teamsBody.append(el("tr", {}, el("td", { colspan: 8, className: "text-body-secondary", text: "No teams yet: create one below." })));
+      teamsBody.append(el("tr", {}, el("td", {
+        colspan: 8,
+        className: "text-body-secondary",
+        text: "No teams yet: create one below.",
+      })));
     }
     const names = new Set(state.teams.map((t) => t.name));
     if (state.edit && !names.has(state.edit.name)) {
@@ -651,26 +763,55 @@ function mlopshubTeamsPage() {
     for (const team of state.teams) {
       teamsBody.append(teamRow(team));
       if (state.edit && state.edit.name === team.name) {
-        teamsBody.append(el("tr", { className: "mlopshub-edit-row", testid: "edit-row", "data-team": team.name }, el("td", { colspan: 8 }, el("h3", { className: "h6", text: `Edit team ${team.name}` }), state.edit.form.node)));
+        teamsBody.append(el("tr", {
+          className: "mlopshub-edit-row",
+          testid: "edit-row",
+          "data-team": team.name,
+        }, el("td", { colspan: 8 }, el("h3", {
+          className: "h6",
+          text: `Edit team ${team.name}`,
+        }), state.edit.form.node)));
       }
     }
   }
 
   function teamRow(team) {
     const archived = Boolean(team.archived);
-    const rowError = el("div", { testid: "row-error", role: "alert", className: "small text-danger mt-1", hidden: true });
+    const rowError = el("div", {
+      testid: "row-error",
+      role: "alert",
+      className: "small text-danger mt-1",
+      hidden: true,
+    });
     const row = el("tr", { testid: "team-row", "data-team": team.name, className: archived ? "table-secondary" : "" });
 
     const nameCell = el(
       "td",
       {},
       el("code", { className: "mlopshub-name", text: team.name }),
-      archived ? [" ", el("span", { className: "badge text-bg-secondary", testid: "archived-badge", title: `archived ${when(team.archived)}`, text: "archived" })] : null,
+      archived ? [" ", el("span", {
+        className: "badge text-bg-secondary",
+        testid: "archived-badge",
+        title: `archived ${when(team.archived)}`,
+        text: "archived",
+      })] : null,
     );
 
     const memberInputId = uid("member");
-    const memberInput = el("input", { id: memberInputId, className: "form-control form-control-sm", testid: "member-input", placeholder: "user name", autocomplete: "off", spellcheck: "false" });
-    const addMember = button("Add", "member-add", () => changeMember(team.name, memberInput.value.trim(), true, rowError, addMember), "btn btn-sm btn-outline-primary");
+    const memberInput = el("input", {
+      id: memberInputId,
+      className: "form-control form-control-sm",
+      testid: "member-input",
+      placeholder: "user name",
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    const addMember = button(
+      "Add",
+      "member-add",
+      () => changeMember(team.name, memberInput.value.trim(), true, rowError, addMember),
+      "btn btn-sm btn-outline-primary",
+    );
     memberInput.addEventListener("keydown", (event) => {
       if (event.key === "Enter") {
         event.preventDefault();
@@ -684,7 +825,11 @@ function mlopshubTeamsPage() {
         "ul",
         { className: "list-unstyled mb-1", testid: "team-members" },
         (team.members || []).map((user) => {
-          const remove = button("\u00d7", "member-remove", null, "btn btn-sm btn-link text-danger p-0 ms-1 mlopshub-remove", { "aria-label": `Remove ${user} from ${team.name}`, title: `Remove ${user} from ${team.name}`, "data-member": user });
+          const remove = button("\u00d7", "member-remove", null, "btn btn-sm btn-link text-danger p-0 ms-1 mlopshub-remove", {
+            "aria-label": `Remove ${user} from ${team.name}`,
+            title: `Remove ${user} from ${team.name}`,
+            "data-member": user,
+          });
           remove.addEventListener("click", () => changeMember(team.name, user, false, rowError, remove));
           return el("li", { testid: "team-member", "data-member": user }, el("span", { text: user }), remove);
         }),
@@ -701,7 +846,11 @@ function mlopshubTeamsPage() {
       el(
         "ul",
         { className: "list-unstyled mb-0" },
-        (team.profiles || []).map((slug) => el("li", {}, el("code", { text: slug }), gpu.has(slug) ? [" ", el("span", { className: "badge text-bg-info", testid: "gpu-badge", text: "GPU" })] : null)),
+        (team.profiles || []).map((slug) => el("li", {}, el("code", { text: slug }), gpu.has(slug) ? [" ", el("span", {
+          className: "badge text-bg-info",
+          testid: "gpu-badge",
+          text: "GPU",
+        })] : null)),
       ),
     );
 
@@ -710,7 +859,11 @@ function mlopshubTeamsPage() {
       "td",
       { testid: "team-quotas" },
       quotas.length
-        ? el("ul", { className: "list-unstyled mb-0 small" }, quotas.map(([key, value]) => el("li", { "data-quota": key, text: quotaText(key, value) })))
+        ? el(
+            "ul",
+            { className: "list-unstyled mb-0 small" },
+            quotas.map(([key, value]) => el("li", { "data-quota": key, text: quotaText(key, value) })),
+          )
         : el("span", { className: "text-body-secondary small", text: "no limits" }),
     );
 
@@ -719,7 +872,9 @@ function mlopshubTeamsPage() {
     const useCell = el(
       "td",
       { testid: "team-use", className: "small" },
-      el("div", { text: `${use.servers || 0} server(s)\u00a0\u00b7 ${Number(use.cpu || 0)} CPU\u00a0\u00b7 ${(Number(use.memory_bytes || 0) / GIB).toFixed(1)} GiB\u00a0\u00b7 ${use.gpus || 0} GPU(s)` }),
+      el("div", {
+        text: `${use.servers || 0} server(s)\u00a0\u00b7 ${Number(use.cpu || 0)} CPU\u00a0\u00b7 ${(Number(use.memory_bytes || 0) / GIB).toFixed(1)} GiB\u00a0\u00b7 ${use.gpus || 0} GPU(s)`,
+      }),
       running.length
         ? el(
             "ul",
@@ -732,7 +887,11 @@ function mlopshubTeamsPage() {
                 " ",
                 el("code", { text: r.profile || "" }),
                 " ",
-                el("span", { className: "text-body-secondary", "data-running-key": runningKey(r.user, r.server), text: sinceText(r.user, r.server) }),
+                el("span", {
+                  className: "text-body-secondary",
+                  "data-running-key": runningKey(r.user, r.server),
+                  text: sinceText(r.user, r.server),
+                }),
               ),
             ),
           )
@@ -745,9 +904,17 @@ function mlopshubTeamsPage() {
       const h = release.holdout;
       gates.push(`hold-out ${h.path} \u2192 ${h.target || "?"}${h.rev ? ` @ ${h.rev}` : ""}`);
     }
-    const releaseCell = el("td", { className: "small" }, gates.length ? el("ul", { className: "list-unstyled mb-0" }, gates.map((g) => el("li", { text: g }))) : el("span", { className: "text-body-secondary", text: "none" }));
+    const releaseCell = el(
+      "td",
+      { className: "small" },
+      gates.length
+        ? el("ul", { className: "list-unstyled mb-0" }, gates.map((g) => el("li", { text: g })))
+        : el("span", { className: "text-body-secondary", text: "none" }),
+    );
 
-    append(row, [nameCell, el("td", { text: team.display_name || "" }), membersCell, profilesCell, quotasCell, useCell, releaseCell, el("td", {}, rowActions(team, rowError))]);
+    const displayCell = el("td", { text: team.display_name || "" });
+    const actionsCell = el("td", {}, rowActions(team, rowError));
+    append(row, [nameCell, displayCell, membersCell, profilesCell, quotasCell, useCell, releaseCell, actionsCell]);
     return row;
   }
 
@@ -770,7 +937,11 @@ function mlopshubTeamsPage() {
       const confirm = button("Archive", "team-archive-confirm", null, "btn btn-sm btn-danger");
       confirm.addEventListener("click", () => archive(team.name, rowError, confirm));
       append(box, [
-        el("div", { className: "small w-100", testid: "archive-question", text: `Archive ${team.name}? No new workspaces or releases; data, runs and models are kept, nothing running is stopped.` }),
+        el("div", {
+          className: "small w-100",
+          testid: "archive-question",
+          text: `Archive ${team.name}? No new workspaces or releases; data, runs and models are kept, nothing running is stopped.`,
+        }),
         confirm,
         button("Cancel", "team-archive-cancel", () => {
           state.confirming = null;
@@ -782,7 +953,10 @@ function mlopshubTeamsPage() {
     box.append(button("Edit", "team-edit", () => openEdit(team), "btn btn-sm btn-outline-primary", { "aria-label": `Edit ${team.name}` }));
     if (team.archived) {
       const restore = button("Unarchive", "team-unarchive", null, "btn btn-sm btn-outline-secondary", { "aria-label": `Unarchive ${team.name}` });
-      restore.addEventListener("click", () => change(team.name, "PATCH", teamPath(team.name), { archived: false }, rowError, restore, `Team ${team.name} is active again.`));
+      const again = `Team ${team.name} is active again.`;
+      restore.addEventListener("click", () =>
+        change(team.name, "PATCH", teamPath(team.name), { archived: false }, rowError, restore, again),
+      );
       box.append(restore);
     } else {
       box.append(
@@ -836,7 +1010,8 @@ function mlopshubTeamsPage() {
       return;
     }
     const path = `${teamPath(name)}/members/${encodeURIComponent(user)}`;
-    change(name, add ? "PUT" : "DELETE", path, undefined, rowError, control, add ? `${user} is now a member of ${name}.` : `${user} is no longer a member of ${name}.`);
+    const done = add ? `${user} is now a member of ${name}.` : `${user} is no longer a member of ${name}.`;
+    change(name, add ? "PUT" : "DELETE", path, undefined, rowError, control, done);
   }
 
   async function archive(name, rowError, control) {
@@ -849,7 +1024,9 @@ function mlopshubTeamsPage() {
     showAlert(
       status,
       "success",
-      running.length ? `Team ${name} is archived. These servers still run; stop them in the hub's admin page if they must end now:` : `Team ${name} is archived; none of its servers runs.`,
+      running.length
+        ? `Team ${name} is archived. These servers still run; stop them in the hub's admin page if they must end now:`
+        : `Team ${name} is archived; none of its servers runs.`,
       running.map((r) => `${r.user}${r.server ? ` (${r.server})` : ""}: ${r.profile || "?"}`),
     );
   }
@@ -899,12 +1076,29 @@ function mlopshubTeamsPage() {
 
   const isoDay = (moment) => moment.toISOString().slice(0, 10);
   const today = new Date();
-  const usageSince = el("input", { type: "date", id: uid("since"), className: "form-control form-control-sm", testid: "usage-since", value: isoDay(new Date(today.getTime() - 30 * DAY_MS)) });
-  const usageUntil = el("input", { type: "date", id: uid("until"), className: "form-control form-control-sm", testid: "usage-until", value: isoDay(today) });
+  const usageSince = el("input", {
+    type: "date",
+    id: uid("since"),
+    className: "form-control form-control-sm",
+    testid: "usage-since",
+    value: isoDay(new Date(today.getTime() - 30 * DAY_MS)),
+  });
+  const usageUntil = el("input", {
+    type: "date",
+    id: uid("until"),
+    className: "form-control form-control-sm",
+    testid: "usage-until",
+    value: isoDay(today),
+  });
   let usageBy = "team";
   const byTeam = button("By team", "usage-by-team", () => setBy("team"), "btn btn-sm btn-outline-secondary active", { "aria-pressed": "true" });
   const byUser = button("By user", "usage-by-user", () => setBy("user"), "btn btn-sm btn-outline-secondary", { "aria-pressed": "false" });
-  const csvLink = el("a", { className: "btn btn-sm btn-outline-primary", testid: "usage-csv", download: "", href: "#" }, "Download CSV");
+  const csvLink = el("a", {
+    className: "btn btn-sm btn-outline-primary",
+    testid: "usage-csv",
+    download: "",
+    href: "#",
+  }, "Download CSV");
   const usageError = el("div", { testid: "usage-error", role: "alert", hidden: true });
   const usageTable = el("table", { className: "table table-sm table-striped mb-0", testid: "usage-table" });
   const plot = el("figure", { className: "mlopshub-plot mb-0", testid: "usage-plot" });
@@ -989,7 +1183,11 @@ function mlopshubTeamsPage() {
     ];
     const rows = Array.isArray(report.rows) ? report.rows : [];
     clear(usageTable).append(
-      el("thead", {}, el("tr", {}, columns.map(([, title]) => el("th", { scope: "col", className: title === "Team" || title === "User" ? "" : "text-end", text: title })))),
+      el("thead", {}, el("tr", {}, columns.map(([, title]) => el("th", {
+        scope: "col",
+        className: title === "Team" || title === "User" ? "" : "text-end",
+        text: title,
+      })))),
       el(
         "tbody",
         {},
@@ -1002,11 +1200,18 @@ function mlopshubTeamsPage() {
                   if (key === "team" || key === "user") {
                     return el("td", { text: row[key] || (key === "team" ? "(no team)" : "") });
                   }
-                  return el("td", { className: "text-end", text: key === "sessions" ? String(row[key] || 0) : hours(row[key]) });
+                  return el("td", {
+                    className: "text-end",
+                    text: key === "sessions" ? String(row[key] || 0) : hours(row[key]),
+                  });
                 }),
               ),
             )
-          : el("tr", {}, el("td", { colspan: columns.length, className: "text-body-secondary", text: "No usage recorded in this period." })),
+          : el("tr", {}, el("td", {
+            colspan: columns.length,
+            className: "text-body-secondary",
+            text: "No usage recorded in this period.",
+          })),
       ),
     );
   }
@@ -1043,7 +1248,11 @@ function mlopshubTeamsPage() {
     const top = niceCeiling(Math.max(0, ...totals));
     plot.append(el("figcaption", { className: "small text-body-secondary", text: "CPU-hours per team and day (UTC)" }));
     if (!days.length || !totals.some((t) => t > 0)) {
-      plot.append(el("p", { className: "text-body-secondary", testid: "usage-plot-empty", text: "No CPU-hours in this period." }));
+      plot.append(el("p", {
+        className: "text-body-secondary",
+        testid: "usage-plot-empty",
+        text: "No CPU-hours in this period.",
+      }));
       return;
     }
     const width = 860;
@@ -1054,14 +1263,25 @@ function mlopshubTeamsPage() {
     const slot = innerW / days.length;
     const barW = Math.max(1, slot * 0.8);
     const y = (v) => margin.top + innerH - (v / top) * innerH;
-    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "CPU-hours per team and day", class: "mlopshub-plot-svg" });
+    const chart = svg("svg", {
+      viewBox: `0 0 ${width} ${height}`,
+      role: "img",
+      "aria-label": "CPU-hours per team and day",
+      class: "mlopshub-plot-svg",
+    });
 
     const ticks = 5;
     for (let i = 0; i <= ticks; i += 1) {
       const v = (top * i) / ticks;
       chart.append(
         svg("line", { x1: margin.left, x2: width - margin.right, y1: y(v), y2: y(v), class: "mlopshub-grid" }),
-        svg("text", { x: margin.left - 6, y: y(v) + 4, "text-anchor": "end", class: "mlopshub-tick", text: formatTick(v) }),
+        svg("text", {
+          x: margin.left - 6,
+          y: y(v) + 4,
+          "text-anchor": "end",
+          class: "mlopshub-tick",
+          text: formatTick(v),
+        }),
       );
     }
     const labelEvery = Math.ceil(days.length / 10);
@@ -1073,20 +1293,58 @@ function mlopshubTeamsPage() {
         if (v <= 0) {
           return;
         }
-        const bar = svg("rect", { x, y: y(base + v), width: barW, height: Math.max(0.5, y(base) - y(base + v)), fill: PALETTE[t % PALETTE.length], "data-team": team });
+        const bar = svg("rect", {
+          x,
+          y: y(base + v),
+          width: barW,
+          height: Math.max(0.5, y(base) - y(base + v)),
+          fill: PALETTE[t % PALETTE.length],
+          "data-team": team,
+        });
         bar.append(svg("title", { text: `${team || "(no team)"}, ${day.slice(0, 10)}: ${hours(v)} CPU-hours` }));
         chart.append(bar);
         base += v;
       });
       if (index % labelEvery === 0) {
-        chart.append(svg("text", { x: x + barW / 2, y: margin.top + innerH + 16, "text-anchor": "middle", class: "mlopshub-tick", text: String(day).slice(5, 10) }));
+        chart.append(svg("text", {
+          x: x + barW / 2,
+          y: margin.top + innerH + 16,
+          "text-anchor": "middle",
+          class: "mlopshub-tick",
+          text: String(day).slice(5, 10),
+        }));
       }
     });
     chart.append(
-      svg("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + innerH, class: "mlopshub-axis" }),
-      svg("line", { x1: margin.left, x2: width - margin.right, y1: margin.top + innerH, y2: margin.top + innerH, class: "mlopshub-axis" }),
-      svg("text", { x: margin.left + innerW / 2, y: height - 8, "text-anchor": "middle", class: "mlopshub-axis-label", text: "Day (UTC, month-day)" }),
-      svg("text", { x: 14, y: margin.top + innerH / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${margin.top + innerH / 2})`, class: "mlopshub-axis-label", text: "CPU-hours" }),
+      svg("line", {
+        x1: margin.left,
+        x2: margin.left,
+        y1: margin.top,
+        y2: margin.top + innerH,
+        class: "mlopshub-axis",
+      }),
+      svg("line", {
+        x1: margin.left,
+        x2: width - margin.right,
+        y1: margin.top + innerH,
+        y2: margin.top + innerH,
+        class: "mlopshub-axis",
+      }),
+      svg("text", {
+        x: margin.left + innerW / 2,
+        y: height - 8,
+        "text-anchor": "middle",
+        class: "mlopshub-axis-label",
+        text: "Day (UTC, month-day)",
+      }),
+      svg("text", {
+        x: 14,
+        y: margin.top + innerH / 2,
+        "text-anchor": "middle",
+        transform: `rotate(-90 14 ${margin.top + innerH / 2})`,
+        class: "mlopshub-axis-label",
+        text: "CPU-hours",
+      }),
     );
     plot.append(chart);
     plot.append(
@@ -1123,9 +1381,21 @@ function mlopshubTeamsPage() {
       el(
         "div",
         { className: "row g-2 align-items-end mb-3" },
-        el("div", { className: "col-auto" }, el("label", { className: "form-label small", for: usageSince.id, text: "From (UTC day)" }), usageSince),
-        el("div", { className: "col-auto" }, el("label", { className: "form-label small", for: usageUntil.id, text: "To (UTC day, included)" }), usageUntil),
-        el("div", { className: "col-auto" }, el("div", { className: "btn-group", role: "group", "aria-label": "Group usage" }, byTeam, byUser)),
+        el("div", { className: "col-auto" }, el("label", {
+          className: "form-label small",
+          for: usageSince.id,
+          text: "From (UTC day)",
+        }), usageSince),
+        el("div", { className: "col-auto" }, el("label", {
+          className: "form-label small",
+          for: usageUntil.id,
+          text: "To (UTC day, included)",
+        }), usageUntil),
+        el("div", { className: "col-auto" }, el("div", {
+          className: "btn-group",
+          role: "group",
+          "aria-label": "Group usage",
+        }, byTeam, byUser)),
         el("div", { className: "col-auto" }, button("Refresh", "usage-refresh", () => loadUsage())),
         el("div", { className: "col-auto" }, csvLink),
       ),
@@ -1153,7 +1423,11 @@ function mlopshubTeamsPage() {
       if (!(error instanceof ApiError)) {
         throw error;
       }
-      clear(createCard).append(el("div", { className: "alert alert-danger", testid: "form-error", text: `The catalog could not be read, so no team can be made now: ${error.message}` }));
+      clear(createCard).append(el("div", {
+        className: "alert alert-danger",
+        testid: "form-error",
+        text: `The catalog could not be read, so no team can be made now: ${error.message}`,
+      }));
     }
     await Promise.all([refreshTeams(), usage]);
   }
