@@ -103,6 +103,7 @@ class TeamsPage(HubOAuthenticated, web.RequestHandler):
         caller = caller_from_model(self.current_user)
         if not caller.has(MANAGE_TEAMS):
             raise web.HTTPError(403, f"{caller.name} is not a platform admin (needs {MANAGE_TEAMS})")
+        self.xsrf_token  # noqa: B018 - sets the _xsrf cookie (JupyterHub's, session-bound) the page's script sends back
         self.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
         self.finish(SHELL.format(prefix=html.escape(self.prefix), user=html.escape(caller.name)))
 
