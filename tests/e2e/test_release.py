@@ -186,3 +186,45 @@ def test_unpushed_training_data_stops_the_release_at_the_lineage_gate_with_the_f
     assert "dvc push" in lineage.locator(".mlopshub-gate-fix").inner_text()
     assert release.locator("[data-testid=mlopshub-example-request]").count() == 0, "nothing was deployed"
     page.screenshot(path=str(artifacts / "sidebar-release-gate-failed.png"))
+
+
+def test_a_batch_model_is_published_from_the_sidebar_with_a_weekday_schedule(page, platform, dana, artifacts):
+    password, token, runs = dana
+    open_sidebar(page, platform, "dana", password)
+    row = page.locator(f"[data-testid=mlopshub-model-row][data-run='{runs[0]}']")
+    if not row.is_visible():
+        page.locator("#mlopshub-refresh-models").click()
+    row.wait_for(timeout=60_000)
+    row.locator("[data-testid=mlopshub-publish]").click()
+    form = page.locator("[data-testid=mlopshub-publish-form]")
+    form.locator("[data-testid=mlopshub-publish-name]").fill("credit-nightly")
+    assert form.locator("[data-testid=mlopshub-publish-batch]").count() == 0  # online: no batch settings
+    form.locator("[data-testid=mlopshub-publish-kind]").select_option("batch")
+    batch = form.locator("[data-testid=mlopshub-publish-batch]")
+    batch.wait_for()
+    submit = form.locator("[data-testid=mlopshub-publish-submit]")
+    assert submit.is_disabled()
+    assert "input" in form.locator("[data-testid=mlopshub-publish-batch-problem]").inner_text()
+    batch.locator("[data-testid=mlopshub-publish-input]").fill("data/loans.csv")
+    # A day name Kubernetes' CronJob refuses is refused by the pipeline, under the schedule field.
+    batch.locator("[data-testid=mlopshub-publish-schedule]").fill("0 6 * * MON-FRY")
+    submit.click()
+    refusal = form.locator("[data-testid=mlopshub-publish-refusal][data-field='batch.schedule']")
+    refusal.wait_for(timeout=60_000)
+    assert "MON-FRY" in refusal.inner_text()
+    # The weekday schedule a CronJob takes is taken: the release carries it to the pipeline.
+    batch.locator("[data-testid=mlopshub-publish-schedule]").fill("0 6 * * MON-FRI")
+    submit.click()
+    release = page.locator("#mlopshub-release-box [data-testid=mlopshub-release]")
+    release.wait_for(timeout=60_000)
+    release_id = release.get_attribute("data-release")
+    answer = requests.get(
+        f"{platform.url}/services/pipeline/api/releases/{release_id}",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    published = answer.json()
+    assert published["kind"] == "batch" and published["model_name"] == "credit-nightly"
+    assert published["batch"]["input"] == "data/loans.csv" and published["batch"]["schedule"] == "0 6 * * MON-FRI"
+    page.screenshot(path=str(artifacts / "sidebar-batch-published.png"))
