@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import TraitError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "catalog.schema.json"
 TOP_LEVEL_KEYS = ("profiles", "teams", "role_groups", "consumers")
@@ -43,9 +44,8 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "options": {},
 }
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT])?$")
-#: As JupyterHub's ByteSpecification (and so KubeSpawner) reads sizes: powers of 1024.
-_UNITS = {None: 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+#: JupyterHub's reader of ``mem_limit``/``mem_guarantee`` (KubeSpawner's too): K, M, G, T are powers of 1024.
+_BYTES = ByteSpecification()
 
 
 class CatalogError(ValueError):
@@ -68,12 +68,20 @@ class ProfileNotAllowed(PermissionError):
 
 
 def parse_quantity(value: str) -> int:
-    """Bytes in a size such as ``'4G'`` or ``'512M'``, read as JupyterHub reads ``mem_limit``."""
-    match = _QUANTITY.match(str(value))
-    if not match:
+    """Bytes in a size such as ``'4G'`` or ``'512M'``, read by JupyterHub's own ``ByteSpecification``.
+
+    A size without a unit (``'100'``) is that many bytes: JupyterHub reads a number so, but refuses
+    it as text, so it is handed over as the number it is. A negative size is refused here (the
+    catalog schema's quantity pattern already refuses one in ``profiles/``).
+    """
+    text = str(value)
+    try:
+        size = _BYTES.validate(None, float(text) if text[-1:].isdigit() else text)
+    except (TraitError, ValueError, OverflowError):  # ValueError/OverflowError: 'nanG', 'infG'
+        raise ValueError(f"not a size: {value!r}") from None
+    if size < 0:
         raise ValueError(f"not a size: {value!r}")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit])
+    return size
 
 
 @dataclass(frozen=True)

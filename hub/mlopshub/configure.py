@@ -558,20 +558,30 @@ def apply(settings: Settings, runtime: Runtime, c: Config) -> Config:
 
 
 def existing_group_properties(db_url: str) -> dict[str, dict[str, Any]]:
-    """Group properties as the hub database holds them now (empty on a first start)."""
+    """Group properties as the hub database holds them now (empty on a first start).
+
+    Read through JupyterHub's own model (``orm.Group``: its table, its JSON column), but not through
+    ``orm.new_session_factory``: that creates and stamps a missing database and refuses one at an older
+    schema revision until ``jupyterhub upgrade-db`` has run. This read happens while the config loads,
+    before the hub (or ``upgrade-db``) opens the database: it must change nothing, and must read an older
+    schema too, or the start that upgrades it would seed the catalog's values over what admins set.
+    A database without the groups table or its properties column reads as empty.
+    """
     import sqlalchemy
+    from jupyterhub import orm
+    from sqlalchemy.orm import Session
 
     if db_url.startswith("sqlite:///") and not Path(db_url.removeprefix("sqlite:///")).exists():
         return {}
     engine = sqlalchemy.create_engine(db_url)
     try:
-        with engine.connect() as db:
-            rows = db.execute(sqlalchemy.text("SELECT name, properties FROM groups")).fetchall()
+        with Session(engine) as db:
+            rows = db.execute(sqlalchemy.select(orm.Group.name, orm.Group.properties)).all()
     except sqlalchemy.exc.SQLAlchemyError:
         return {}
     finally:
         engine.dispose()
-    return {name: (json.loads(props) if isinstance(props, str) else props) or {} for name, props in rows}
+    return {name: properties or {} for name, properties in rows}
 
 
 def kubernetes_runtime(settings: Settings, existing: dict[str, dict[str, Any]]) -> Runtime:

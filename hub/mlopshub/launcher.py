@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import requests
+from jupyterhub.utils import random_port
 
 from . import catalog
 from .configure import ADMIN_SERVICE, Runtime, mlflow_auth_ini
@@ -36,11 +37,9 @@ class LaunchError(RuntimeError):
     """The platform cannot start; the message says why and what to do."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+#: A TCP port free right now, picked as JupyterHub picks its own internal ports (those of servers and
+#: services on 127.0.0.1): free on every address, so on 127.0.0.1 too. The name is kept for the test harnesses.
+free_port = random_port
 
 
 def port_in_use(ip: str, port: int) -> bool:
@@ -201,9 +200,9 @@ def pick_internal_ports() -> dict[str, int]:
     """Distinct free ports: the hub's API, the proxy's API, MLflow, the release pipeline, the models service."""
     ports: dict[str, int] = {}
     for name in INTERNAL_PORTS:
-        port = free_port()
+        port = random_port()
         while port in ports.values():
-            port = free_port()
+            port = random_port()
         ports[name] = port
     return ports
 

@@ -235,5 +235,18 @@ def test_parse_quantity(text, size):
     assert catalog.parse_quantity(text) == size
 
 
+@pytest.mark.parametrize("text", ["3K", "512M", "4G", "1.5G", "2T", "0.25T"])
+def test_a_size_means_the_bytes_jupyterhub_gives_a_spawner_as_mem_limit(text):
+    from jupyterhub.spawner import Spawner
+
+    assert catalog.parse_quantity(text) == Spawner.class_traits()["mem_limit"].validate(None, text)
+
+
+@pytest.mark.parametrize("text", ["4Gi", "4g", "lots", "", "-1G", "-100", "nanG", "infG", "1e999"])
+def test_not_a_size_is_refused_naming_the_value(text):
+    with pytest.raises(ValueError, match=f"^not a size: {text!r}$"):
+        catalog.parse_quantity(text)
+
+
 def test_profiles_schema_json_is_the_package_schema():
     assert (SAMPLE / "schema.json").resolve() == catalog.SCHEMA_PATH

@@ -1,6 +1,10 @@
 """configure.apply against a bare traitlets Config: one small test per concern (TLJH's habit)."""
 
 import importlib
+import json
+import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,15 +219,69 @@ def test_bad_settings_name_the_variable(env, message):
         settings.from_env(env)
 
 
-def test_existing_group_properties_read_from_the_hub_database(tmp_path):
-    import sqlite3
+#: Made in a child process: JupyterHub's alembic environment reconfigures logging in the process that runs it.
+HUB_DATABASE = """
+import json, sys
+import alembic.command, alembic.config
+from jupyterhub import dbutil, orm
 
-    db = tmp_path / "jupyterhub.sqlite"
-    with sqlite3.connect(db) as connection:
-        connection.execute("CREATE TABLE groups (id INTEGER, name TEXT, properties TEXT)")
-        connection.execute("INSERT INTO groups VALUES (1, 'sme-credit', '{\"profiles\": [\"python-cpu\"]}')")
-    assert configure.existing_group_properties(f"sqlite:///{db}") == {"sme-credit": {"profiles": ["python-cpu"]}}
-    assert configure.existing_group_properties(f"sqlite:///{tmp_path / 'none.sqlite'}") == {}
+url, groups, revision, ini = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+db = orm.new_session_factory(url)()
+db.add_all(orm.Group(name=name, properties=properties) for name, properties in groups.items())
+db.commit()
+db.get_bind().dispose()
+if revision != "head":
+    dbutil.write_alembic_ini(ini, url)
+    alembic.command.downgrade(alembic.config.Config(ini), revision)
+"""
+#: JupyterHub 4's schema, as a hub runs on it after an upgrade of the package and before ``upgrade-db``.
+JUPYTERHUB_4_REVISION = "3c2384c5aae1"
+
+
+def hub_database(tmp_path: Path, groups: dict, revision: str = "head") -> str:
+    """A hub database written by JupyterHub itself, at ``revision`` of its schema."""
+    url = f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    args = [url, json.dumps(groups), revision, str(tmp_path / "alembic.ini")]
+    subprocess.run([sys.executable, "-c", HUB_DATABASE, *args], check=True, capture_output=True, cwd=tmp_path)
+    return url
+
+
+def schema_revision(url: str) -> str:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def test_existing_group_properties_read_from_the_hub_database(tmp_path):
+    url = hub_database(tmp_path, {"sme-credit": {"profiles": ["python-cpu"], "quotas.memory": "64G"}, "empty": {}})
+    assert configure.existing_group_properties(url) == {
+        "sme-credit": {"profiles": ["python-cpu"], "quotas.memory": "64G"},
+        "empty": {},
+    }
+
+
+def test_a_first_start_reads_no_group_properties_and_creates_no_database(tmp_path):
+    missing = tmp_path / "jupyterhub.sqlite"
+    assert configure.existing_group_properties(f"sqlite:///{missing}") == {}
+    assert not missing.exists()
+
+
+def test_group_properties_are_read_from_an_older_schema_before_upgrade_db(tmp_path):
+    # An admin's quota must survive the start that upgrades the database: the catalog seeds under it.
+    from jupyterhub import orm
+
+    url = hub_database(tmp_path, {"sme-credit": {"quotas.memory": "64G"}}, JUPYTERHUB_4_REVISION)
+    with pytest.raises(orm.DatabaseSchemaMismatch):
+        orm.new_session_factory(url)  # why the hub's session factory is not used to read it
+    assert configure.existing_group_properties(url) == {"sme-credit": {"quotas.memory": "64G"}}
+    assert schema_revision(url) == JUPYTERHUB_4_REVISION  # left for upgrade-db, untouched
+
+
+def test_a_hub_database_without_group_properties_reads_as_none(tmp_path):
+    # As JupyterHub 1 left it: groups had no properties column.
+    url = hub_database(tmp_path, {"sme-credit": {}})
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE groups DROP COLUMN properties")
+    assert configure.existing_group_properties(url) == {}
 
 
 def test_mlflow_is_an_oauth_client_of_the_hub_in_both_modes(local, tmp_path):
