@@ -3,7 +3,7 @@ import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
 import { formatNumber } from './model';
-import { endpointBlock, errorBox, facts, gateList, labelled, messageOf, pollFor, releaseChanged } from './parts';
+import { endpointBlock, errorBox, facts, gateList, labelled, messageOf, pace, pollFor, releaseChanged } from './parts';
 import { BatchKey, batchProblem, BATCH_FIELDS, IPublishForm, PublishKind, PublishReply, publishBody, refusedField } from './publish';
 import { post, requestAPI } from './request';
 import {
@@ -98,7 +98,7 @@ export class ReleaseView {
       this.dispose();
       releaseChanged.emit(this._release);
     } else if (this._poll) {
-      this._poll.frequency = { interval: delay, backoff: true, max: 60_000 };
+      this._poll.frequency = pace(delay);
     }
   }
 
@@ -225,7 +225,7 @@ export class ModelsSection extends Widget {
       const reply = await requestAPI<{ releases: IRelease[] }>('releases');
       this._releases = reply.releases.filter(release => !this._workspace || release.team === this._workspace);
       this._renderReleases(null);
-      this._poll.frequency = { interval: listInterval(this._releases), backoff: true, max: 60_000 };
+      this._poll.frequency = pace(listInterval(this._releases));
       return true;
     } catch (error) {
       this._renderReleases(`Releases are unavailable: ${messageOf(error)}`);

@@ -1,6 +1,7 @@
 /** DOM parts shared by the sidebar's sections and the main-area tabs: errors, gates, endpoints. */
 
-import { Poll } from '@lumino/polling';
+import { Clipboard } from '@jupyterlab/apputils';
+import { IPoll, Poll } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
 
 import { button, h } from './dom';
@@ -13,14 +14,36 @@ import { exampleRequest, IRelease } from './release';
  */
 export const releaseChanged = new Signal<object, IRelease | null>({});
 
-/** Whether `node` is out of sight (its tab or sidebar panel hidden, or the browser tab): polls stand by then. */
+/**
+ * Whether `node` is out of sight inside the Lab: not in the page, or in a tab or
+ * sidebar panel that is hidden (a hidden element, or one inside a hidden one, has no offsetParent).
+ */
 export function outOfSight(node: HTMLElement): boolean {
-  return document.visibilityState === 'hidden' || !node.isConnected || node.offsetParent === null;
+  return !node.isConnected || node.offsetParent === null;
 }
 
-/** A poll that looks every `interval` ms, backs off on errors up to a minute, and stands by while `node` is out of sight. */
+/**
+ * A poll's pace when it looks every `interval` ms: after a failed look it waits
+ * up to three times longer each time (Lumino's back-off, at most a minute) until
+ * the pipeline answers, then keeps `interval` again.
+ */
+export function pace(interval: number): IPoll.Frequency {
+  return { interval, backoff: true, max: 60_000 };
+}
+
+/**
+ * A poll that looks at the `pace` of `interval` ms. It stands by while `node`
+ * is out of sight in the Lab, and while the browser tab is hidden through
+ * Lumino's own 'when-hidden' (with no lingering look, as before).
+ */
 export function pollFor(node: HTMLElement, interval: number, factory: () => Promise<void>): Poll {
-  return new Poll({ auto: true, factory, frequency: { interval, backoff: true, max: 60_000 }, standby: () => outOfSight(node) });
+  return new Poll({
+    auto: true,
+    factory,
+    frequency: pace(interval),
+    linger: 0,
+    standby: () => outOfSight(node) || 'when-hidden'
+  });
 }
 
 export function errorBox(message: string): HTMLElement {
@@ -61,7 +84,8 @@ export function gateList(release: IRelease): HTMLElement {
 /** An endpoint address with a ready-to-copy example request built from the model's signature. */
 export function endpointBlock(stage: string, url: string, columns: string[] | null): HTMLElement {
   const example = exampleRequest(url, columns);
-  const copy = button('Copy', () => void navigator.clipboard?.writeText(example), { 'data-testid': 'mlopshub-copy-example' });
+  // JupyterLab's clipboard also works where navigator.clipboard is missing: a hub served over plain HTTP.
+  const copy = button('Copy', () => Clipboard.copyToSystem(example), { 'data-testid': 'mlopshub-copy-example' });
   return h(
     'div',
     { class: 'mlopshub-endpoint', 'data-stage': stage },

@@ -84,6 +84,18 @@ export function pollDelay(state: string): number | null {
   return state === 'awaiting_approval' ? 5000 : null;
 }
 
+/**
+ * States the pipeline never moves a release out of (hub/mlopshub/pipeline/release.py): a release in
+ * production or superseded still changes (a newer version or a roll back), one of these never does.
+ */
+export const ENDED_STATES = ['gates_failed', 'rejected', 'rolled_back', 'failed'];
+
+/** Milliseconds between looks at a release on its own page: as `pollDelay` while it moves or awaits
+ * approval, every 30 s in production or superseded (a roll back changes it), never once it has ended. */
+export function pageDelay(state: string): number | null {
+  return pollDelay(state) ?? (ENDED_STATES.includes(state) ? null : 30_000);
+}
+
 const STATE_LABELS: Record<string, string> = {
   registered: 'registered',
   gating: 'checking gates',

@@ -4,14 +4,14 @@ import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
 import { formatNumber } from './model';
-import { endpointBlock, errorBox, facts, gateList, messageOf, pollFor, releaseChanged } from './parts';
+import { endpointBlock, errorBox, facts, gateList, messageOf, pace, pollFor, releaseChanged } from './parts';
 import { post, requestAPI } from './request';
 import {
   decisionProblem,
   exampleBody,
   IAuditEntry,
   IRelease,
-  pollDelay,
+  pageDelay,
   releaseLineage,
   signatureColumns,
   stateLabel,
@@ -41,7 +41,8 @@ function section(title: string, testid: string, ...children: (Node | null)[]): H
  * against the team's thresholds, lineage, the staging endpoint tried from
  * here), then Approve or Reject, each with a comment and a confirmation. The
  * pipeline decides: its refusal (say, the validator published it) is shown
- * as it says it. The page follows the release while it moves.
+ * as it says it. The page follows the release until it has ended (a release in
+ * production is looked at now and then: a roll back changes it).
  */
 export class ReleasePage extends Widget {
   private _release: IRelease | null = null;
@@ -83,8 +84,12 @@ export class ReleasePage extends Widget {
       .then(reply => reply.entries)
       .catch(error => `The audit trail is unavailable: ${messageOf(error)}`);
     this._render();
-    const delay = pollDelay(this._release.state);
-    this._poll.frequency = { interval: delay ?? 30_000, backoff: true, max: 60_000 };
+    const delay = pageDelay(this._release.state);
+    if (delay === null) {
+      this._poll.dispose(); // the release has ended: nothing on the page changes any more
+    } else {
+      this._poll.frequency = pace(delay);
+    }
   }
 
   private _render(): void {

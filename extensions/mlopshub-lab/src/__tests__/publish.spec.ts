@@ -3,6 +3,8 @@ jest.mock('../request', () => ({
   requestAPI: jest.fn(),
   post: jest.fn()
 }));
+// JupyterLab's apputils ships ES modules jest does not load; the release view takes only its Clipboard.
+jest.mock('@jupyterlab/apputils', () => ({ Clipboard: { copyToSystem: jest.fn() } }));
 
 import { post, RequestError, requestAPI } from '../request';
 import { IPublishForm, publishBody } from '../publish';
