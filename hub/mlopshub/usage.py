@@ -32,7 +32,8 @@ clipping a session to a period is integer arithmetic SQLite does in the query
 (:meth:`UsageStore.report`), and the session key compares exactly.
 
 The schema carries its version in ``PRAGMA user_version`` and is brought up to
-date by :data:`MIGRATIONS`, in order, in one transaction, when a store opens.
+date by :data:`MIGRATIONS`, in order, in one transaction, when a store opens
+(see :mod:`mlopshub.sqlite_schema`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from .sqlite_schema import Schema
 
 #: The longest period a report or series covers; a longer one is almost surely a typo in a date.
 MAX_PERIOD = timedelta(days=400)
@@ -87,7 +90,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sessions_by_stopped ON sessions (stopped)",
     ),
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+SCHEMA = Schema("usage database", MIGRATIONS)
+SCHEMA_VERSION = SCHEMA.version
 
 
 @dataclass(frozen=True)
@@ -406,23 +410,13 @@ class UsageStore:
         """Bring the file to :data:`SCHEMA_VERSION`, applying the missing :data:`MIGRATIONS` in order."""
         connection = self._connect()
         try:
+            SCHEMA.found_version(connection, self.path)  # refuses a newer file before the journal mode is written
             # WAL lets the usage page read while the poller writes; it is a property of the file.
             connection.execute("PRAGMA journal_mode=WAL")
         finally:
             connection.close()
         with self._transaction() as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the usage database {self.path} has schema version {version}, newer than this mlopshub "
-                    f"knows ({SCHEMA_VERSION}); run the mlopshub version that wrote it, or a newer one"
-                )
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
-            if version < SCHEMA_VERSION:
-                # PRAGMA takes no parameters; SCHEMA_VERSION is our own integer.
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            SCHEMA.migrate(connection, self.path)
 
 
 def to_csv(rows: Iterable[UsageRow]) -> str:

@@ -56,6 +56,7 @@ from typing import Any, TextIO
 
 from .database import Connection, Database, as_utc_iso, utc_now
 from .errors import PipelineError
+from .schema import SCHEMA
 
 log = logging.getLogger("mlopshub.pipeline.audit")
 
@@ -70,33 +71,7 @@ HEAD_FILE = "audit-head.log"
 HEAD_LOCK = "audit-head.lock"
 HEAD_LINE = re.compile(r"([0-9]+) ([0-9a-f]{64})")
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        release_id TEXT,
-        model TEXT,
-        version TEXT,
-        reason TEXT NOT NULL DEFAULT '',
-        details TEXT NOT NULL DEFAULT '{}',
-        chain TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS audit_release ON audit (release_id)",
-    "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
-    """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be updated'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'); END""",
-    # One row once the head file exists: from then on a missing head file is a problem, not a fresh start.
-    """CREATE TABLE IF NOT EXISTS audit_head (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        file TEXT NOT NULL,
-        created TEXT NOT NULL,
-        since INTEGER NOT NULL
-    )""",
-)
+#: The triggers that keep the table append-only (defined in .schema; put back on open if dropped).
 TRIGGERS = ("audit_no_update", "audit_no_delete")
 
 #: What can be wrong with the log, as :attr:`Problem.kind` says it.
@@ -584,7 +559,9 @@ class AuditLog:
         # Lines for the head file, per open transaction, written once it commits.
         self._pending: dict[int, list[tuple[int, str]]] = {}
         self.dropped_triggers = self._missing_triggers()
-        self.database.ensure_schema(SCHEMA)
+        # The whole file's schema, releases included (one file, one version). What an append-only log relies
+        # on is put back if someone with the file dropped it: the triggers (noted at start) and the head marker.
+        self.database.migrate(SCHEMA, restore=(*TRIGGERS, "audit_head"))
 
     @property
     def path(self) -> Path:
@@ -592,7 +569,7 @@ class AuditLog:
         return self.database.path
 
     def _missing_triggers(self) -> list[str]:
-        # Read before ensure_schema puts them back, so that the start can say they had been dropped.
+        # Read before migrate puts them back, so that the start can say they had been dropped.
         if not self.database.path.exists():
             return []
         with self.database.reading() as connection:

@@ -9,6 +9,9 @@ Taking the write lock at BEGIN, not at the first write, means a
 read-check-write sequence (read the state, check it, write the next one) cannot
 interleave with another writer.
 
+The file's tables are those of :mod:`.schema`, brought up to date on open
+by :meth:`Database.migrate`.
+
 Something to do once a transaction ends goes in :meth:`Connection.at_end`:
 the audit log writes its chain head file there, after the commit (see
 :mod:`.audit`).
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ..sqlite_schema import Schema
 
 #: Seconds a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT = 30.0
@@ -97,18 +102,25 @@ class Database:
         connection.execute("PRAGMA synchronous=FULL")
         return connection
 
-    def ensure_schema(self, statements: Sequence[str]) -> None:
-        """Create tables, indexes and triggers that are missing (every statement uses IF NOT EXISTS)."""
+    def migrate(self, schema: Schema, *, restore: Iterable[str] = ()) -> list[str]:
+        """Bring the file to ``schema``'s version (a new file gets every table) in one transaction.
+
+        A file from a newer mlopshub, or not a pipeline database, is refused
+        (:class:`~mlopshub.sqlite_schema.SchemaError`) before anything is
+        written to it. ``restore`` names objects to put back if someone
+        dropped them (see :meth:`Schema.restore`); returns those put back.
+        """
         connection = self.connect()
         try:
+            schema.found_version(connection, self.path)  # refuses before the journal mode is written
             # WAL lets readers (the API listing releases) go on while a writer commits.
             # It is a property of the file, so setting it again on reopen is a no-op.
             connection.execute("PRAGMA journal_mode=WAL")
         finally:
             connection.close()
         with self.transaction() as connection:
-            for statement in statements:
-                connection.execute(statement)
+            schema.migrate(connection, self.path)
+            return schema.restore(connection, restore)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

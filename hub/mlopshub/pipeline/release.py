@@ -348,29 +348,15 @@ def _with_step(
 
 # --- the store -------------------------------------------------------------------------------------------------
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS releases (
-        id TEXT PRIMARY KEY,
-        model_name TEXT NOT NULL,
-        team TEXT NOT NULL,
-        state TEXT NOT NULL,
-        created TEXT NOT NULL,
-        updated TEXT NOT NULL,
-        promoted TEXT,
-        body TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS releases_model_state ON releases (model_name, state)",
-)
-
 
 class ReleaseStore:
     """Releases in the SQLite file at ``path``, which also holds their audit log (:attr:`audit`)."""
 
     def __init__(self, path: str | Path):
         self.database = Database(path)
-        # Same file, same transactions: a transition and its audit entry commit together.
+        # Same file, same transactions: a transition and its audit entry commit together. Opening the log
+        # brings the whole file, the releases table included, to the current schema (see .schema).
         self.audit = AuditLog(self.database)
-        self.database.ensure_schema(SCHEMA)
 
     # --- reading ---
 

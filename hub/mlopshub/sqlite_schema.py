@@ -1,0 +1,118 @@
+"""Versioned schemas for our SQLite files: ``PRAGMA user_version`` and ordered migrations.
+
+A file records the version of its schema in SQLite's ``user_version``
+header field. A :class:`Schema` lists its migrations in order, entry ``n``
+bringing a file from version ``n`` to ``n + 1``, and :meth:`Schema.migrate`
+applies the missing ones and the new version inside the caller's write
+transaction: DDL and ``user_version`` are transactional in SQLite, so an
+upgrade that fails half-way leaves the file as it was, and two processes
+opening an old file at once upgrade it once.
+
+A file written by a newer version is refused, never downgraded: its tables
+may hold what this code would misread or drop. :meth:`Schema.found_version`
+says so before anything is written to it (not even the journal mode).
+
+A file written before its schema carried a version has ``user_version`` 0;
+:attr:`Schema.unversioned` tells which version its tables are, so that it is
+upgraded from there rather than recreated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+
+class SchemaError(RuntimeError):
+    """A file this code cannot bring to its schema: newer than it knows, foreign, or a migration failed."""
+
+
+def _empty(connection: sqlite3.Connection, path: Path) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The schema of one kind of SQLite file, as the migrations that build it.
+
+    ``what`` names the file in messages ("usage database"). Never edit a
+    shipped migration: append a new one. ``unversioned(connection, path)``
+    returns the version of a file whose ``user_version`` is 0 (by default 0:
+    the file is new), or raises :class:`SchemaError` for a file that is not
+    one of ours.
+    """
+
+    what: str
+    migrations: tuple[tuple[str, ...], ...]
+    unversioned: Callable[[sqlite3.Connection, Path], int] = _empty
+
+    @property
+    def version(self) -> int:
+        """The version this code writes: the number of migrations."""
+        return len(self.migrations)
+
+    def found_version(self, connection: sqlite3.Connection, path: Path) -> int:
+        """The version of the file: its ``user_version``, or for a file without one, what :attr:`unversioned` says.
+
+        Reads only, so that a file this code must not open is refused before
+        anything is written to it: :class:`SchemaError` naming the file if it
+        is newer than :attr:`version` (or not one of ours).
+        """
+        recorded = connection.execute("PRAGMA user_version").fetchone()[0]
+        if recorded > self.version:
+            raise SchemaError(
+                f"the {self.what} {path} has schema version {recorded}, newer than this mlopshub knows "
+                f"({self.version}); run the mlopshub version that wrote it, or a newer one"
+            )
+        return recorded or self.unversioned(connection, path)
+
+    def migrate(self, connection: sqlite3.Connection, path: Path) -> int:
+        """Bring the file to :attr:`version` inside the caller's write transaction; returns the version it had.
+
+        The caller must roll back on an exception (as ``BEGIN IMMEDIATE`` …
+        ``ROLLBACK`` does): a migration that fails raises :class:`SchemaError`
+        naming the file and the step, and the rollback leaves the file as it was.
+        """
+        found = self.found_version(connection, path)
+        for number in range(found, self.version):
+            try:
+                for statement in self.migrations[number]:
+                    connection.execute(statement)
+            except sqlite3.Error as error:
+                raise SchemaError(
+                    f"cannot upgrade the {self.what} {path} from schema version {number} to {number + 1}: "
+                    f"{error}; nothing was changed, the file is still at version {found}"
+                ) from error
+        if connection.execute("PRAGMA user_version").fetchone()[0] != self.version:
+            # PRAGMA takes no parameters; the version is our own integer.
+            connection.execute(f"PRAGMA user_version = {self.version}")
+        return found
+
+    @cached_property
+    def definitions(self) -> dict[str, str]:
+        """The SQL of each table, index and trigger of a file at :attr:`version`, by name."""
+        reference = sqlite3.connect(":memory:")
+        try:
+            for statements in self.migrations:
+                for statement in statements:
+                    reference.execute(statement)
+            rows = reference.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+        finally:
+            reference.close()
+        return dict(rows)
+
+    def restore(self, connection: sqlite3.Connection, names: Iterable[str]) -> list[str]:
+        """Put back those of ``names`` missing from the file (dropped by someone), as :attr:`version` defines them.
+
+        For objects whose absence would go unnoticed otherwise (a trigger that
+        guards a table); returns the names put back. Call it after
+        :meth:`migrate`, in a write transaction.
+        """
+        present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        missing = [name for name in names if name not in present]
+        for name in missing:
+            connection.execute(self.definitions[name])
+        return missing
