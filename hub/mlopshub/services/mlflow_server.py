@@ -30,14 +30,15 @@ def _exec_in_place(cmd: Sequence[str], *, extra_env: Mapping[str, str] | None = 
 
 def main() -> None:
     """``python -m mlopshub.services.mlflow_server <mlflow server arguments>``."""
-    import mlflow.server
     from mlflow.cli import cli
+
+    from mlopshub import mlflow_private
 
     if os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "").lower() != "false":
         sys.exit(
             "mlopshub's MLflow service runs without MLflow's job runner: set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
         )
-    mlflow.server._exec_cmd = _exec_in_place  # the one call left in `_run_server` starts the web server
+    mlflow_private.replace_server_start(_exec_in_place)
     cli.main(args=["server", *sys.argv[1:]], prog_name="mlflow server")
 
 

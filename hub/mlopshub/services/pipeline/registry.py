@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,6 +29,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.workspace_context import ServerWorkspaceContext
 
+from mlopshub import mlflow_private
 from mlopshub.pipeline import InvalidRequest, PublishRequest
 from mlopshub.pipeline.gates import DATA_TAG
 
@@ -252,14 +253,33 @@ def _fetch_tree(repository: ArtifactRepository, path: str, destination: Path) ->
 
     Not ``download_artifacts``: it fetches in a thread pool, whose threads do
     not see the workspace this thread is working in, and the server refuses
-    a workspace's files asked for without it.
+    a workspace's files asked for without it. Its checks are kept: a listed
+    entry that would land outside ``destination`` (``..``, an absolute path,
+    a path not under the folder listed) is refused, and a folder listed
+    inside itself is skipped.
     """
     for info in repository.list_artifacts(path or None):
-        relative = info.path[len(path) :].lstrip("/") if path else info.path
-        local = destination / relative
+        if info.path in (".", path):
+            continue
+        local = destination.joinpath(*_listed_parts(info.path, path))
         if info.is_dir:
             local.mkdir(parents=True, exist_ok=True)
             _fetch_tree(repository, info.path, local)
         else:
             local.parent.mkdir(parents=True, exist_ok=True)
-            repository._download_file(info.path, str(local))
+            mlflow_private.download_file(repository, info.path, str(local))
+
+
+def _listed_parts(listed: str, folder: str) -> tuple[str, ...]:
+    """The parts of ``listed`` below ``folder``; ValueError when it is not a path inside it."""
+    relative = PurePosixPath(listed)
+    try:
+        relative = relative.relative_to(folder) if folder else relative
+    except ValueError:
+        relative = PurePosixPath("/")
+    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
+        raise ValueError(
+            f"MLflow listed the artifact {listed!r} under {folder or 'the root'!r}: not a path inside it; "
+            "nothing outside the model's folder is downloaded"
+        )
+    return relative.parts
