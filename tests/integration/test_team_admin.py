@@ -63,6 +63,7 @@ def mlflow(platform, token: str, team: str, method: str, path: str, **kwargs) ->
 
 def test_a_new_team_goes_from_nothing_to_a_first_logged_run_without_a_restart(platform, created, member):
     assert created["members"] == [member] and created["profiles"] == ["python-cpu"]
+    assert created["models"] == [] and created["use"]["servers"] == 0
     assert created["quotas"] == {"max_servers": 3, "servers_per_user": 1, "cpu": 8, "memory": "16G"}
     group = platform.api("GET", f"groups/{TEAM}").json()
     assert group["properties"]["mlopshub.team"] is True and group["users"] == [member]
@@ -171,6 +172,9 @@ def test_changes_are_audited_quotas_lowered_below_use_warn_and_archived_teams_st
     assert admin_api("PATCH", f"teams/{TEAM}", {"quotas": {"max_servers": None}}).status_code == 200
     refused = platform.spawn(member, "python-cpu")
     assert refused.status_code == 403 and f"team {TEAM} is archived" in refused.json()["message"]
+    # ... and it makes no new releases.
+    publish = Api(platform, platform.token_for(member))("POST", "releases", {"model_uri": "runs:/0/model", "name": "x"})
+    assert publish.status_code == 403 and f"team {TEAM} is archived" in publish.json()["message"]
     entries = admin_api("GET", "audit").json()
     actions = [(e["actor"], e["action"]) for e in entries if (e.get("details") or {}).get("team") == TEAM]
     assert ("tess-admin", "team created") in actions and actions.count(("tess-admin", "team changed")) >= 3

@@ -25,6 +25,7 @@ from tornado import web
 
 from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNotFound, State
 from mlopshub.pipeline.audit import AuditLog
+from mlopshub.pipeline.release import MODEL_NAME_PATTERN
 from mlopshub.serving import Endpoints, endpoint_routes
 
 from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller, authenticated, endpoint_authorizer
@@ -123,10 +124,14 @@ class ReleasesHandler(ApiHandler):
 
     async def post(self) -> None:
         """Publish ``{model_uri, name, kind, description, batch}`` -> 201 ``{id, release}``; gates run in background."""
-        if not self.caller.publish_teams(self.runner.teams):
+        teams = self.caller.publish_teams(self.runner.teams)
+        if not teams:
             raise web.HTTPError(
                 403, f"{self.caller.name} may not publish: a member of a team may, with a token that carries {PUBLISH}"
             )
+        if teams <= self.runner.archived:
+            archived = ", ".join(sorted(teams))
+            raise web.HTTPError(403, f"team {archived} is archived: it makes no new releases (ask a platform admin)")
         release = await self.runner.publish(self.body(), self.caller)
         self.set_header("Location", f"{self.request.path.rstrip('/')}/{release.id}")
         self.reply({"id": release.id, "release": release.to_dict()}, 201)
@@ -384,14 +389,15 @@ def make_app(
     api = prefix.rstrip("/") + "/api"
     args = {"runner": runner, "authenticate": authenticate}
     release_id = r"([A-Za-z0-9_.-]+)"
+    model = rf"({MODEL_NAME_PATTERN})"
     routes: list[Any] = [
         (rf"{api}/releases/?", ReleasesHandler, args),
         (rf"{api}/releases/{release_id}/?", ReleaseHandler, args),
         (rf"{api}/releases/{release_id}/approve/?", ApproveHandler, args),
         (rf"{api}/releases/{release_id}/reject/?", RejectHandler, args),
-        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/rollback/?", RollbackHandler, args),
-        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/?", RunsHandler, args),
-        (rf"{api}/models/([A-Za-z0-9][A-Za-z0-9_.-]*)/runs/(brun-[0-9a-f]{{12}})/output", RunOutputHandler, args),
+        (rf"{api}/models/{model}/rollback/?", RollbackHandler, args),
+        (rf"{api}/models/{model}/runs/?", RunsHandler, args),
+        (rf"{api}/models/{model}/runs/(brun-[0-9a-f]{{12}})/output", RunOutputHandler, args),
         (rf"{api}/audit/?", AuditHandler, args),
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         *(team_routes(api, args, team_admin) if team_admin is not None else []),

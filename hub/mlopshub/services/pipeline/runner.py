@@ -114,6 +114,8 @@ class ReleaseRunner:
         self.registry = registry
         self.endpoints = endpoints
         self.teams = dict(teams)
+        #: Teams archived by a platform admin (the Teams API keeps this): their members publish nothing new.
+        self.archived: set[str] = set()
         self.load_holdout = load_holdout
         self.endpoint_url = endpoint_url
         self.pushed = pushed
@@ -183,7 +185,7 @@ class ReleaseRunner:
 
     async def publish(self, body: Any, caller: Caller) -> Release:
         """Validate, register the version in MLflow, record the release and start it moving."""
-        allowed = caller.publish_teams(self.teams)
+        allowed = caller.publish_teams(self.teams) - self.archived
         # The caller's teams first: the run is almost always there; then the rest, to tell "another team's" from
         # "no such run".
         search = [*sorted(allowed), *sorted(set(self.teams) - allowed)]

@@ -107,9 +107,14 @@ class Hub:
 
 
 def team_view(
-    name: str, group: Mapping[str, Any], cat: catalog.Catalog, running: list[quotas.Charge]
+    name: str,
+    group: Mapping[str, Any],
+    cat: catalog.Catalog,
+    running: list[quotas.Charge],
+    served: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What the API shows of a team: its settings, members, and what it uses now."""
+    """What the API shows of a team: its settings, members, what it uses now and the models it serves
+    (``served``: the team's live endpoints, ``{model, stage, version}``)."""
     properties = dict(group.get("properties") or {})
     team = teams.team_from_group(name, properties, cat)
     assert team is not None
@@ -130,6 +135,7 @@ def team_view(
             "gpus": sum(c.gpus for c in mine),
             "running": [{"user": c.user, "server": c.server, "profile": c.profile} for c in mine],
         },
+        "models": list(served or []),
     }
 
 
@@ -219,18 +225,30 @@ class TeamAdmin:
             raise HubUnavailable("list groups and servers", str(error)) from None
         return groups, running_charges(active)
 
+    def _served(self) -> dict[str, list[dict[str, Any]]]:
+        """Each team's live endpoints (model, stage, version), from the endpoint table and the release store."""
+        served: dict[str, list[dict[str, Any]]] = {}
+        for endpoint in self.runner.endpoints.all():
+            team = self.runner.store.owner(endpoint.model)
+            if team:
+                served.setdefault(team, []).append(
+                    {"model": endpoint.model, "stage": endpoint.stage, "version": str(endpoint.version)}
+                )
+        return served
+
     def _teams(self, groups: Mapping[str, Mapping[str, Any]]) -> list[str]:
         return access.teams_of(self.catalog, {n: g.get("properties") or {} for n, g in groups.items()}, archived=True)
 
     async def list(self) -> list[dict[str, Any]]:
         groups, running = await self._state()
-        return [team_view(name, groups[name], self.catalog, running) for name in self._teams(groups)]
+        served = self._served()
+        return [team_view(name, groups[name], self.catalog, running, served.get(name)) for name in self._teams(groups)]
 
     async def get(self, name: str) -> dict[str, Any]:
         groups, running = await self._state()
         if name not in self._teams(groups):
             raise web.HTTPError(404, f"no team named {name!r}")
-        return team_view(name, groups[name], self.catalog, running)
+        return team_view(name, groups[name], self.catalog, running, self._served().get(name))
 
     async def follow(self, every: float = FOLLOW_TEAMS_EVERY) -> None:
         """Until cancelled: keep the release settings of every team as the hub holds them (teams made or changed
