@@ -1,17 +1,16 @@
-"""Kubernetes endpoints without a cluster: real files, a real kubectl stand-in, a real model server.
+"""Kubernetes endpoints without a cluster: real files, a Kubernetes API stand-in, a real model server.
 
-The cluster's API is stood in for by a small kubectl script in ``tmp_path``
-that records its arguments (and can be made to fail); the InferenceService's
-predictor is stood in for by a real local MLflow model server
-(:class:`mlopshub.serving.ModelServer`), which the URL template points at.
-What is real: the InferenceService file (validated against KServe's schema),
-the ``kubectl apply -f`` / ``delete -f`` calls, the readiness wait, the
-switch, and the proxy forwarding ``/invocations`` over HTTP.
+The cluster's API is stood in for by a loopback HTTP peer (``kube_api_peer``)
+that answers server-side apply, delete and watch as the API server does and
+records each request (and can be told to refuse an object or to keep it from
+getting Ready); the InferenceService's predictor is stood in for by a real
+local MLflow model server (:class:`mlopshub.serving.ModelServer`), which the
+URL template points at. What is real: the InferenceService file (validated
+against KServe's schema), the API requests, the readiness watch, the switch,
+and the proxy forwarding ``/invocations`` over HTTP.
 """
 
-import json
 import socket
-import sys
 from pathlib import Path
 
 import mlflow
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from kube_api_peer import ApiPeer, kubeconfig
 from mlflow.models import infer_signature
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
@@ -32,37 +32,24 @@ from mlopshub.services.pipeline.registry import Registry
 from mlopshub.services.pipeline.runner import Cluster, ReleaseRunner
 from mlopshub.services.pipeline.service import build_runner
 from mlopshub.serving import Endpoints, KServeEndpoints, ModelServer, NotReady, endpoint_routes
+from mlopshub.serving.apply import ServerSideApply
 from mlopshub.serving.kserve import NAMESPACE
 from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.names import inference_service_name
 
 COLUMNS = ["income", "debt", "age", "tenure"]
 STORAGE = "s3://mlopshub-mlflow/artifacts/1/models/m-0123/artifacts"
+SERVICES = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
 
 
-class Kubectl:
-    """A stand-in for the cluster's API: a kubectl script recording each call.
+def service_path(model: str, stage: str) -> str:
+    """Where the API serves the InferenceService of ``model`` at ``stage``."""
+    return f"{SERVICES}/{inference_service_name(model, stage, NAMESPACE)}"
 
-    While ``fail_file`` exists, calls fail: every call when it is empty, only that subcommand when it names one.
-    """
 
-    def __init__(self, folder: Path):
-        self.calls_file = folder / "kubectl-calls.jsonl"
-        self.fail_file = folder / "kubectl-fail"
-        self.script = folder / "kubectl.py"
-        self.script.write_text(
-            "import json, os, sys\n"
-            f"open({str(self.calls_file)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-            f"if os.path.exists({str(self.fail_file)!r}) and (open({str(self.fail_file)!r}).read() or sys.argv[1])"
-            " == sys.argv[1]:\n"
-            "    sys.exit('error: the server could not find the requested resource')\n"
-        )
-        self.command = [sys.executable, str(self.script)]
-
-    def calls(self) -> list[list[str]]:
-        if not self.calls_file.exists():
-            return []
-        return [json.loads(line) for line in self.calls_file.read_text().splitlines()]
+def applied_then_awaited(model: str, stage: str) -> list[tuple[str, str]]:
+    """The requests of a deploy: the server-side apply, then the watch until KServe reports Ready."""
+    return [("PATCH", service_path(model, stage)), ("GET", SERVICES)]
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +76,16 @@ def predictor(tmp_path_factory, loop):
 
 
 @pytest.fixture
-def cluster(tmp_path, loop, predictor):
-    """KServeEndpoints applying through the kubectl stand-in, predictors at the local model server, a proxy."""
-    kubectl = Kubectl(tmp_path)
-    deployer = ManifestDeployer(tmp_path / "manifests", kubectl.command)
+def api():
+    """The Kubernetes API stand-in (see ``kube_api_peer``)."""
+    with ApiPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+def cluster(tmp_path, loop, predictor, api):
+    """KServeEndpoints applying through the API stand-in, predictors at the local model server, a proxy."""
+    deployer = ManifestDeployer(tmp_path / "manifests", ServerSideApply(api.kubeconfig(tmp_path)))
     endpoints = KServeEndpoints(deployer, url_template=predictor["url"], ready_timeout=20, poll_interval=0.1)
 
     async def start_proxy() -> tuple[HTTPServer, int]:
@@ -102,7 +95,7 @@ def cluster(tmp_path, loop, predictor):
         return server, sockets[0].getsockname()[1]
 
     server, port = loop.call(start_proxy())
-    yield endpoints, kubectl, f"http://127.0.0.1:{port}/services/models"
+    yield endpoints, api, f"http://127.0.0.1:{port}/services/models"
     server.stop()
     loop.call(endpoints.close())
 
@@ -121,7 +114,7 @@ def score(proxy: str, model: str, stage: str, body: dict) -> requests.Response:
 def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_proxy_forwards_to_it(
     cluster, loop, predictor
 ):
-    endpoints, kubectl, proxy = cluster
+    endpoints, api, proxy = cluster
     endpoint = loop.call(
         endpoints.deploy("Credit_Default", "staging", "3", None, team="sme-credit", storage_uri=STORAGE)
     )
@@ -132,8 +125,13 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
     assert service["metadata"]["name"] == inference_service_name("Credit_Default", "staging", NAMESPACE)
     assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE
     assert service["metadata"]["labels"]["mlopshub.io/model-version"] == "3"
-    wait = ["wait", "--for=condition=Ready", f"--timeout={int(endpoints.ready_timeout)}s", "-f", str(written)]
-    assert kubectl.calls() == [["apply", "-f", str(written)], wait], "applied, then KServe's Ready awaited"
+    assert api.calls() == applied_then_awaited("Credit_Default", "staging"), "applied, then KServe's Ready awaited"
+    patch, watch = api.requests
+    assert patch["type"] == "application/apply-patch+yaml", "server-side apply"
+    assert patch["query"]["fieldManager"] == ["mlopshub-pipeline"] and patch["query"]["force"][0] in ("true", "True")
+    assert patch["body"] == service, "the API gets exactly what the file says"
+    assert watch["query"]["watch"][0] in ("true", "True")
+    assert watch["query"]["fieldSelector"] == [f"metadata.name={service['metadata']['name']}"]
     assert (endpoint.version, endpoint.server.url, endpoint.server.pid) == ("3", predictor["url"], None)
     assert endpoint.to_dict() == {"model": "Credit_Default", "stage": "staging", "version": "3", "pid": None,
                                   "restarts": 0}  # fmt: skip
@@ -145,7 +143,7 @@ def test_deploy_applies_a_valid_inference_service_waits_until_ready_and_the_prox
     assert endpoint.server.active == 0, "the proxy counts requests in flight on the predictor"
 
     again = loop.call(endpoints.deploy("Credit_Default", "staging", "3", None, team="sme-credit", storage_uri=STORAGE))
-    assert again is endpoint and len(kubectl.calls()) == 2, "the version already served: nothing applied"
+    assert again is endpoint and len(api.calls()) == 2, "the version already served: nothing applied"
 
 
 def test_the_default_predictor_address_is_the_inference_services_cluster_service(tmp_path):
@@ -157,12 +155,14 @@ def test_the_default_predictor_address_is_the_inference_services_cluster_service
 
 
 def test_undeploy_drains_then_deletes_the_inference_service(cluster, loop, predictor):
-    endpoints, kubectl, proxy = cluster
+    endpoints, api, proxy = cluster
     loop.call(endpoints.deploy("loans", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
     written = endpoints.deployer.path("loans", "production")
 
     loop.call(endpoints.undeploy("loans", "production"))
-    assert kubectl.calls()[-1] == ["delete", "--ignore-not-found", "-f", str(written)]
+    assert api.calls()[-1] == ("DELETE", service_path("loans", "production"))
+    assert api.requests[-1]["query"]["propagationPolicy"] == ["Background"]
+    assert api.objects == {}, "the InferenceService is gone from the cluster"
     assert not written.exists()
     assert endpoints.get("loans", "production") is None
     assert score(proxy, "loans", "production", predictor["body"]).status_code == 404
@@ -171,7 +171,7 @@ def test_undeploy_drains_then_deletes_the_inference_service(cluster, loop, predi
 def test_a_predictor_that_never_gets_ready_fails_the_deploy_and_the_previous_version_keeps_serving(
     cluster, loop, predictor
 ):
-    endpoints, kubectl, proxy = cluster
+    endpoints, api, proxy = cluster
     loop.call(endpoints.deploy("loans", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
     written = endpoints.deployer.path("loans", "production")
     serving = written.read_text()
@@ -183,62 +183,95 @@ def test_a_predictor_that_never_gets_ready_fails_the_deploy_and_the_previous_ver
 
     assert endpoints.get("loans", "production").version == "1"
     assert written.read_text() == serving, "the file is version 1's again"
-    assert [call[0] for call in kubectl.calls()[-3:]] == ["apply", "wait", "apply"], (
-        "version 2 applied and awaited, then version 1 applied again"
-    )
+    assert api.calls()[-3:] == [
+        *applied_then_awaited("loans", "production"),
+        ("PATCH", service_path("loans", "production")),
+    ], "version 2 applied and awaited, then version 1 applied again"
+    assert api.objects[service_path("loans", "production")]["metadata"]["labels"]["mlopshub.io/model-version"] == "1"
     response = score(proxy, "loans", "production", predictor["body"])
     assert response.status_code == 200 and response.headers["X-Mlopshub-Model-Version"] == "1"
 
 
 def test_a_first_deploy_that_never_gets_ready_deletes_what_it_applied(cluster, loop):
-    endpoints, kubectl, _ = cluster
+    endpoints, api, _ = cluster
     endpoints.url_template, endpoints.ready_timeout = dead_url(), 0.5
     with pytest.raises(NotReady, match="describe inferenceservice cards-staging"):
         loop.call(endpoints.deploy("cards", "staging", "1", None, team="retail-scoring", storage_uri=STORAGE))
     written = endpoints.deployer.path("cards", "staging")
-    assert [call[0] for call in kubectl.calls()] == ["apply", "wait", "delete"]
+    assert api.calls() == [*applied_then_awaited("cards", "staging"), ("DELETE", service_path("cards", "staging"))]
+    assert api.objects == {}
     assert not written.exists() and endpoints.get("cards", "staging") is None
 
 
 def test_an_inference_service_that_never_becomes_ready_fails_the_deploy_before_any_switch(cluster, loop, predictor):
-    endpoints, kubectl, proxy = cluster
+    endpoints, api, proxy = cluster
     loop.call(endpoints.deploy("rates", "production", "1", None, team="sme-credit", storage_uri=STORAGE))
-    kubectl.fail_file.write_text("wait")  # KServe never reports version 2's revision Ready
-    with pytest.raises(NotReady, match="rates version 2 at production did not become Ready"):
+    # KServe never reports version 2's revision Ready (the watch still shows version 1's Ready first).
+    name = inference_service_name("rates", "production", NAMESPACE)
+    api.stuck[name] = [{"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "image pull"}]
+    endpoints.ready_timeout = 1.5
+    with pytest.raises(NotReady, match="rates version 2 at production did not become Ready") as refused:
         loop.call(endpoints.deploy("rates", "production", "2", None, team="sme-credit", storage_uri=STORAGE + "2"))
-    kubectl.fail_file.unlink()
+    assert f"InferenceService {NAMESPACE}/{name} did not become Ready within 1.5 s" in str(refused.value)
+    assert "its last conditions: Ready=False (RevisionMissing: image pull)" in str(refused.value)
+    del api.stuck[name]
     assert endpoints.get("rates", "production").version == "1"
-    assert [call[0] for call in kubectl.calls()[-3:]] == ["apply", "wait", "apply"]
+    calls = api.calls()
+    assert calls[2] == ("PATCH", service_path("rates", "production")) and calls[-1] == calls[2]
+    assert set(calls[3:-1]) == {("GET", SERVICES)}, "version 2 watched (again when a watch ends), then 1 applied"
     response = score(proxy, "rates", "production", predictor["body"])
     assert response.status_code == 200 and response.headers["X-Mlopshub-Model-Version"] == "1"
 
 
-def test_a_refused_apply_fails_the_deploy_with_kubectls_message(cluster, loop):
-    endpoints, kubectl, _ = cluster
-    kubectl.fail_file.write_text("")
-    with pytest.raises(RuntimeError, match="apply -f .* could not find the requested resource"):
+def test_a_refused_apply_fails_the_deploy_with_the_apis_message(cluster, loop):
+    endpoints, api, _ = cluster
+    api.refuse["loans-staging"] = 'admission webhook "inferenceservice.kserve-webhook-server" denied the request'
+    with pytest.raises(
+        RuntimeError, match=f"InferenceService {NAMESPACE}/loans-staging: the Kubernetes API answered 422 .*denied"
+    ):
+        loop.call(endpoints.deploy("loans", "staging", "1", None, team="sme-credit", storage_uri=STORAGE))
+    assert endpoints.get("loans", "staging") is None
+    assert api.calls() == [("PATCH", service_path("loans", "staging"))], "nothing awaited after a refusal"
+
+
+def test_an_unreachable_api_fails_the_deploy_naming_the_inference_service(tmp_path, loop):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    deployer = ManifestDeployer(tmp_path / "manifests", ServerSideApply(kubeconfig(tmp_path, nowhere)))
+    endpoints = KServeEndpoints(deployer)
+    with pytest.raises(
+        RuntimeError,
+        match=f"InferenceService {NAMESPACE}/loans-staging: could not reach the Kubernetes API at {nowhere}",
+    ):
         loop.call(endpoints.deploy("loans", "staging", "1", None, team="sme-credit", storage_uri=STORAGE))
     assert endpoints.get("loans", "staging") is None
 
 
 def test_an_online_deploy_without_storage_uri_names_what_is_missing(cluster, loop):
-    endpoints, kubectl, _ = cluster
+    endpoints, api, _ = cluster
     with pytest.raises(ValueError, match="storage URI of loans version 1"):
         loop.call(endpoints.deploy("loans", "staging", "1", "/local/copy", team="sme-credit"))
-    assert kubectl.calls() == []
+    assert api.calls() == []
 
 
 # --- the service in Kubernetes mode ----------------------------------------------
 
 
 def test_build_runner_in_kubernetes_mode_serves_with_kserve_endpoints(tmp_path):
-    env = {"MLOPSHUB_KUBECTL": "kubectl --context bank", "MLOPSHUB_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"}
+    env = {"MLOPSHUB_KUBECONFIG": "/etc/bank/kubeconfig", "MLOPSHUB_ARTIFACTS_DESTINATION": "s3://bucket/artifacts"}
     common = {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "teams": {}, "public_url": "https://hub"}
     runner = build_runner(data_dir=tmp_path / "k8s", mode="kubernetes", env=env, **common)
     assert isinstance(runner.endpoints, KServeEndpoints)
-    assert runner.endpoints.deployer.kubectl == ["kubectl", "--context", "bank"]
+    assert runner.endpoints.deployer.api.kubeconfig == "/etc/bank/kubeconfig", "applied through the API"
+    in_cluster = build_runner(data_dir=tmp_path / "pod", mode="kubernetes", env={}, **common)
+    assert in_cluster.endpoints.deployer.api.kubeconfig is None, "the pod's ServiceAccount"
+    written_only = build_runner(data_dir=tmp_path / "git", mode="kubernetes", env={"MLOPSHUB_APPLY": "false"}, **common)
+    assert written_only.endpoints.deployer.api is None, "only written, for GitOps"
     assert runner.endpoints.deployer.folder == tmp_path / "k8s" / "manifests"
-    assert runner.cluster == Cluster(runner.endpoints.deployer, artifacts_destination="s3://bucket/artifacts")
+    assert runner.cluster == Cluster(
+        runner.endpoints.deployer, artifacts_destination="s3://bucket/artifacts", kubeconfig="/etc/bank/kubeconfig"
+    ), "the gates reach the API as the deployer does"
 
     local = build_runner(data_dir=tmp_path / "local", **common)
     assert isinstance(local.endpoints, Endpoints) and local.cluster is None
@@ -296,7 +329,7 @@ def a_release(kind: str, version: str = "3", schedule: str | None = "0 6 * * 1-5
 
 @pytest.fixture
 def cluster_runner(cluster, tmp_path):
-    endpoints, kubectl, _ = cluster
+    endpoints, api, _ = cluster
     runner = ReleaseRunner(
         store=ReleaseStore(tmp_path / "pipeline.sqlite"),
         registry=StorageRegistry(),
@@ -306,7 +339,7 @@ def cluster_runner(cluster, tmp_path):
         endpoint_url=lambda model, stage: f"https://hub/services/models/{model}/{stage}/invocations",
         cluster=Cluster(endpoints.deployer, artifacts_destination="s3://mlopshub-mlflow/artifacts"),
     )
-    return runner, kubectl
+    return runner, api
 
 
 def kinds(path: Path) -> list[str]:
@@ -314,31 +347,33 @@ def kinds(path: Path) -> list[str]:
 
 
 def test_runner_serves_an_online_version_from_its_storage_uri(cluster_runner, loop):
-    runner, kubectl = cluster_runner
+    runner, api = cluster_runner
     loop.call(runner._serve(a_release("online"), "staging"))
     written = runner.cluster.deployer.path("loans", "staging")
     (service,) = yaml.safe_load_all(written.read_text())
     assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlopshub-mlflow/artifacts/sme-credit/loans/3"
     assert runner.endpoints.get("loans", "staging").version == "3"
-    timeout = int(runner.endpoints.ready_timeout)
-    wait = ["wait", "--for=condition=Ready", f"--timeout={timeout}s", "-f", str(written)]
-    assert kubectl.calls() == [["apply", "-f", str(written)], wait], "applied, then KServe's Ready awaited"
+    assert api.calls() == applied_then_awaited("loans", "staging"), "applied, then KServe's Ready awaited"
 
 
 def test_runner_applies_a_job_in_staging_and_a_cronjob_in_production_and_runs_nothing_itself(cluster_runner, loop):
-    runner, kubectl = cluster_runner
+    runner, api = cluster_runner
     deployer = runner.cluster.deployer
     assert loop.call(runner.placement.stage_batch(a_release("batch"))) == "/scores/loans/staging"
     assert kinds(deployer.path("loans", "staging")) == ["Job"]
     assert loop.call(runner.placement.schedule_batch(a_release("batch"))) == "/scores/loans/production"
     assert kinds(deployer.path("loans", "production")) == ["CronJob"]
-    assert kubectl.calls() == [
-        ["apply", "-f", str(deployer.path("loans", stage))] for stage in ("staging", "production")
-    ]
+    batch = f"/apis/batch/v1/namespaces/{NAMESPACE}"
+    assert api.calls() == [("PATCH", f"{batch}/jobs/loans-v3-staging"), ("PATCH", f"{batch}/cronjobs/loans-batch")]
+    for request in api.requests:
+        assert request["type"] == "application/apply-patch+yaml"
+        assert request["query"]["fieldManager"] == ["mlopshub-pipeline"]
+    assert [r["body"]["kind"] for r in api.requests] == ["Job", "CronJob"]
 
     # A version run on demand only keeps nothing in the cluster: the previous CronJob goes.
     loop.call(runner.placement.schedule_batch(a_release("batch", "4", schedule=None)))
-    assert kubectl.calls()[-1][:2] == ["delete", "--ignore-not-found"]
+    assert api.calls()[-1] == ("DELETE", f"{batch}/cronjobs/loans-batch")
+    assert api.requests[-1]["query"]["propagationPolicy"] == ["Background"], "its Jobs' pods go too"
     assert not deployer.path("loans", "production").exists()
     assert [e.action for e in runner.store.audit.entries()] == ["batch applied"] * 3
 

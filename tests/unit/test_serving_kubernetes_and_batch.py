@@ -1,15 +1,24 @@
-"""Serving objects for Kubernetes (validated offline) and batch scoring of a DVC-versioned input."""
+"""Serving objects for Kubernetes (validated offline), applied to a Kubernetes API stand-in, and batch scoring.
 
+The API stand-in (``kube_api_peer``) answers server-side apply, delete and watch on loopback as the API server
+does and records each request; batch scoring reads a DVC-versioned input.
+"""
+
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import kubernetes_validate
 import pytest
+import yaml
+from kube_api_peer import ApiPeer, kubeconfig
 from testing_support import kserve_errors
 
 from mlopshub.serving import batch, kserve, manifests, names
+from mlopshub.serving.apply import ApplyFailed, ServerSideApply
 
 
 @pytest.mark.parametrize("stage", ["staging", "production"])
@@ -183,31 +192,76 @@ def test_a_batch_model_without_schedule_keeps_nothing_in_the_cluster_and_online_
         kserve.batch_cronjob("m", "1", "models:/m/1", "t", "in.csv", "v1", "/out", "0 6 * *")
 
 
-def test_manifest_deployer_writes_yaml_and_applies_it_with_kubectl(tmp_path):
-    import yaml
+KIND_PATHS = {
+    "InferenceService": "/apis/serving.kserve.io/v1beta1/namespaces/mlopshub-models/inferenceservices/",
+    "Job": "/apis/batch/v1/namespaces/mlopshub-models/jobs/",
+    "CronJob": "/apis/batch/v1/namespaces/mlopshub-models/cronjobs/",
+}
 
-    calls = tmp_path / "calls.json"
-    fake = tmp_path / "kubectl.py"
-    fake.write_text(
-        "import json, sys\n"
-        f"open({str(calls)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
-        "sys.exit(3 if 'fail' in open(sys.argv[-1]).read() else 0)\n"
-    )
-    deployer = manifests.ManifestDeployer(tmp_path / "manifests", [sys.executable, str(fake), "--context", "bank"])
-    written = deployer.deploy(release("batch"), "production")
-    assert written == tmp_path / "manifests" / "Credit_Default-production.yaml"
-    assert [d["kind"] for d in yaml.safe_load_all(written.read_text())] == ["CronJob"]
-    assert json.loads(calls.read_text()) == ["--context", "bank", "apply", "-f", str(written)]
 
-    with pytest.raises(RuntimeError, match="apply -f"):
-        deployer.deploy(release("batch", input="data/fail.csv"), "staging")
-    assert manifests.ManifestDeployer.from_env(tmp_path, {"MLOPSHUB_KUBECTL": "kubectl --context bank"}).kubectl == [
-        "kubectl",
-        "--context",
-        "bank",
-    ]
-    only_written = manifests.ManifestDeployer.from_env(tmp_path / "review", {}).deploy(release("batch"), "staging")
-    assert [d["kind"] for d in yaml.safe_load_all(only_written.read_text())] == ["Job"]
+@pytest.mark.parametrize(
+    ("kind", "stage", "expected"),
+    [("online", "staging", "InferenceService"), ("batch", "staging", "Job"), ("batch", "production", "CronJob")],
+)
+def test_manifest_deployer_writes_the_yaml_and_applies_the_same_objects_server_side(tmp_path, kind, stage, expected):
+    storage = "s3://mlflow/3/abc/artifacts/model"
+    with ApiPeer() as api:
+        deployer = manifests.ManifestDeployer(tmp_path / "manifests", ServerSideApply(api.kubeconfig(tmp_path)))
+        written = asyncio.run(deployer.deploy(release(kind), stage, storage_uri=storage))
+        (document,) = manifests.release_objects(release(kind), stage, storage_uri=storage)
+        # The file stays what teams that deploy through git read: the objects as YAML, nothing added.
+        assert written == tmp_path / "manifests" / f"Credit_Default-{stage}.yaml"
+        assert written.read_text() == manifests.to_yaml([document])
+        (patch,) = api.requests
+        assert (patch["method"], patch["path"]) == ("PATCH", KIND_PATHS[expected] + document["metadata"]["name"])
+        assert patch["type"] == "application/apply-patch+yaml"
+        assert patch["query"]["fieldManager"] == ["mlopshub-pipeline"]
+        # The client sends "True": the API server reads booleans with Go's strconv.ParseBool, which takes it.
+        assert patch["query"]["force"][0] in ("true", "True")
+        assert patch["body"] == document
+
+        asyncio.run(deployer.delete("Credit_Default", stage))
+        assert api.calls()[-1] == ("DELETE", patch["path"]) and api.objects == {}
+        assert not written.exists()
+        asyncio.run(deployer.delete("Credit_Default", stage))  # nothing left: nothing asked
+        assert len(api.requests) == 2
+
+
+def test_deleting_what_someone_already_deleted_is_done(tmp_path):
+    with ApiPeer() as api:
+        deployer = manifests.ManifestDeployer(tmp_path / "manifests", ServerSideApply(api.kubeconfig(tmp_path)))
+        written = asyncio.run(deployer.deploy(release("batch"), "production"))
+        api.objects.clear()  # `kubectl delete` by hand
+        asyncio.run(deployer.delete("Credit_Default", "production"))
+        assert api.calls()[-1][0] == "DELETE" and not written.exists()
+
+
+def test_a_refused_or_unreachable_api_names_the_object_and_the_file_is_still_written(tmp_path):
+    name = names.cronjob_name("Credit_Default")
+    with ApiPeer() as api:
+        api.refuse[name] = "spec.schedule: Invalid value"
+        deployer = manifests.ManifestDeployer(tmp_path / "manifests", ServerSideApply(api.kubeconfig(tmp_path)))
+        with pytest.raises(ApplyFailed, match=f"CronJob mlopshub-models/{name}: .* 422 .*spec.schedule: Invalid"):
+            asyncio.run(deployer.deploy(release("batch"), "production"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    deployer.api = ServerSideApply(kubeconfig(tmp_path, nowhere))
+    with pytest.raises(ApplyFailed, match=f"CronJob mlopshub-models/{name}: could not reach the Kubernetes API at"):
+        asyncio.run(deployer.deploy(release("batch"), "production"))
+    assert deployer.path("Credit_Default", "production").is_file()
+
+
+def test_manifest_deployer_settings_come_from_the_pipelines_environment(tmp_path):
+    applying = manifests.ManifestDeployer.from_env(tmp_path, {"MLOPSHUB_KUBECONFIG": "/etc/bank/kubeconfig"})
+    assert applying.api is not None and applying.api.kubeconfig == "/etc/bank/kubeconfig"
+    assert manifests.ManifestDeployer.from_env(tmp_path, {}).api.kubeconfig is None, "the pod's ServiceAccount"
+    only_written = manifests.ManifestDeployer.from_env(tmp_path / "review", {"MLOPSHUB_APPLY": "false"})
+    assert only_written.api is None
+    written = asyncio.run(only_written.deploy(release("batch"), "staging"))
+    assert [d["kind"] for d in yaml.safe_load_all(written.read_text())] == ["Job"]
+    with pytest.raises(ValueError, match="MLOPSHUB_APPLY='no'"):
+        manifests.ManifestDeployer.from_env(tmp_path, {"MLOPSHUB_APPLY": "no"})
 
 
 def test_cli_renders_what_the_pipeline_would_apply_for_a_release(tmp_path):

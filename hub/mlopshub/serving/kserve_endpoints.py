@@ -4,11 +4,12 @@
 (``deploy``, ``undeploy``, ``get``, ``all``, ``warm``, ``close``, ``run_as``,
 ``upstream``), so the runner and the proxy use either without knowing which.
 A deploy writes the InferenceService with a
-:class:`~mlopshub.serving.manifests.ManifestDeployer` (``kubectl apply -f``),
-then waits until its predictor answers readiness (``/v2/health/ready``, as
-MLServer does, or ``/ping``), and only then switches :meth:`~KServeEndpoints.get`
-to the new version. When the predictor never gets ready, the previous file is
-applied again and the previous endpoint keeps serving.
+:class:`~mlopshub.serving.manifests.ManifestDeployer` and applies it through
+the Kubernetes API (server-side apply), watches it until KServe reports it
+Ready, then waits until its predictor answers readiness (``/v2/health/ready``,
+as MLServer does, or ``/ping``), and only then switches
+:meth:`~KServeEndpoints.get` to the new version. When it never gets ready,
+the previous file is applied again and the previous endpoint keeps serving.
 
 The proxy's contract does not change: KServe's MLflow runtime (MLServer with
 ``mlserver-mlflow``) answers MLflow's ``/invocations`` and ``/ping`` besides
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from .apply import ApplyFailed
 from .endpoints import Endpoint, check_stage
 from .kserve import NAMESPACE
 from .manifests import ManifestDeployer
@@ -48,7 +49,7 @@ class Predictor:
     """The server side of a Kubernetes endpoint: where its predictor answers and the requests in flight to it.
 
     ``pid`` and ``restarts`` are those of a local model server; KServe keeps
-    its own (``kubectl get pods``), so they are None and 0 here.
+    its own (the predictor's pods), so they are None and 0 here.
     """
 
     url: str
@@ -136,10 +137,10 @@ class KServeEndpoints:
             release = {"model_name": model, "version": str(version), "team": team, "kind": "online"}
             path = self.deployer.path(model, stage)
             previous = path.read_text() if path.is_file() else None
-            await asyncio.to_thread(self.deployer.deploy, release, stage, storage_uri=storage_uri)
+            await self.deployer.deploy(release, stage, storage_uri=storage_uri)
             url = self.url(model, stage)
             try:
-                if self.deployer.kubectl:
+                if self.deployer.api is not None:
                     # KServe's own word that the new revision serves, then the predictor's answer.
                     await self._wait_condition(model, stage, version)
                 await self._wait_ready(url, model, stage, version)
@@ -154,8 +155,8 @@ class KServeEndpoints:
 
     async def _wait_condition(self, model: str, stage: str, version: str) -> None:
         try:
-            await asyncio.to_thread(self.deployer.wait_ready, model, stage, self.ready_timeout)
-        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            await self.deployer.wait_ready(model, stage, self.ready_timeout)
+        except ApplyFailed as error:
             raise NotReady(
                 f"the InferenceService of {model} version {version} at {stage} did not become Ready "
                 f"({error}); the previous endpoint keeps serving. Look at `kubectl -n {self.namespace} describe "
@@ -184,11 +185,11 @@ class KServeEndpoints:
         path = self.deployer.path(model, stage)
         try:
             if previous is None:
-                await asyncio.to_thread(self.deployer.delete, model, stage)
+                await self.deployer.delete(model, stage)
             else:
                 path.write_text(previous)
-                if self.deployer.kubectl:
-                    await asyncio.to_thread(self.deployer.apply, path)
+                if self.deployer.api is not None:
+                    await self.deployer.apply(path)
         except Exception:
             log.exception("could not put back the InferenceService of %s at %s after a failed deploy", model, stage)
 
@@ -205,7 +206,7 @@ class KServeEndpoints:
                     current.server.active,
                     self.drain_timeout,
                 )
-            await asyncio.to_thread(self.deployer.delete, model, stage)
+            await self.deployer.delete(model, stage)
 
     async def warm(self, *teams: str) -> None:
         """Nothing to start: predictors are KServe's (the same call as :meth:`Endpoints.warm`)."""

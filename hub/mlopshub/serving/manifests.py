@@ -15,20 +15,22 @@ batch      Job ``<model>-v<version>-staging``       CronJob ``<model>-batch`` on
 to fit, with a hash of the model's name when it had to change.)
 
 :class:`ManifestDeployer` writes them as YAML to
-``<folder>/<model>-<stage>.yaml`` and, when given a kubectl command
-(``MLOPSHUB_KUBECTL``), runs ``kubectl apply -f`` on the file;
-:meth:`ManifestDeployer.delete` runs ``kubectl delete -f`` on it and removes it.
+``<folder>/<model>-<stage>.yaml`` (teams that deploy through git read these
+files) and, unless only writing (``MLOPSHUB_APPLY=false``), applies the same
+objects through the Kubernetes API (:class:`~mlopshub.serving.apply.ServerSideApply`);
+:meth:`ManifestDeployer.delete` deletes the objects its file names, then the file.
 """
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from .apply import ServerSideApply
 from .kserve import NAMESPACE, STAGES, batch_cronjob, batch_job, inference_service
 
 #: Where scoring Jobs write in the cluster (a volume of the hub image; the output folder of each model is below).
@@ -75,37 +77,50 @@ def release_objects(
 
 
 def to_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
-    """``objects`` as one multi-document YAML text (what ``kubectl apply -f`` reads)."""
-    import yaml
-
+    """``objects`` as one multi-document YAML text (what ``kubectl apply -f`` or a GitOps tool reads)."""
     return "".join(f"---\n{yaml.safe_dump(dict(o), sort_keys=False)}" for o in objects)
 
 
-class ManifestDeployer:
-    """Writes a release's objects to ``<folder>/<model>-<stage>.yaml``; applies them when ``kubectl`` is given.
+def read_objects(path: Path) -> list[dict[str, Any]]:
+    """The objects a file written by :func:`to_yaml` holds."""
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
 
-    ``kubectl`` is the command as an argument list (e.g. ``["kubectl",
-    "--context", "bank"]``); ``apply -f <file>`` is appended. None: write only
-    (a reviewer or GitOps applies them).
+
+class ManifestDeployer:
+    """Writes a release's objects to ``<folder>/<model>-<stage>.yaml``; applies them when given ``api``.
+
+    ``api`` reaches the cluster (:class:`~mlopshub.serving.apply.ServerSideApply`);
+    None: write only (a reviewer or GitOps applies the files).
     """
 
-    def __init__(self, folder: str | Path, kubectl: Sequence[str] | None = None, *, timeout: float = 120):
+    def __init__(self, folder: str | Path, api: ServerSideApply | None = None):
         self.folder = Path(folder)
-        self.kubectl = list(kubectl) if kubectl else None
-        self.timeout = timeout
+        self.api = api
 
     @classmethod
     def from_env(cls, folder: str | Path, env: Mapping[str, str]) -> ManifestDeployer:
-        """A deployer that applies with ``MLOPSHUB_KUBECTL`` (a command line, e.g. ``kubectl --context bank``)."""
-        command = shlex.split(env.get("MLOPSHUB_KUBECTL", ""))
-        return cls(folder, command or None)
+        """The deployer the pipeline's environment asks for; ValueError naming a bad ``MLOPSHUB_APPLY``.
+
+        ``MLOPSHUB_APPLY``: ``true`` (default) applies through the Kubernetes
+        API, reached with ``MLOPSHUB_KUBECONFIG`` (unset: the pod's
+        ServiceAccount); ``false`` only writes the files.
+        """
+        setting = env.get("MLOPSHUB_APPLY", "true").strip().lower()
+        if setting not in ("true", "false"):
+            raise ValueError(f"MLOPSHUB_APPLY={setting!r}: expected true (apply through the API) or false (only write)")
+        if setting == "false":
+            return cls(folder)
+        return cls(folder, ServerSideApply(env.get("MLOPSHUB_KUBECONFIG") or None))
 
     def path(self, model: str, stage: str) -> Path:
         """The file of ``model``'s objects at ``stage``."""
         return self.folder / f"{model}-{stage}.yaml"
 
-    def deploy(self, release: Any, stage: str, *, storage_uri: str = "") -> Path:
-        """Write (and apply) the objects of ``release`` at ``stage``; the file written."""
+    async def deploy(self, release: Any, stage: str, *, storage_uri: str = "") -> Path:
+        """Write (and apply) the objects of ``release`` at ``stage``; the file written.
+
+        :class:`~mlopshub.serving.apply.ApplyFailed` naming the object the API refused.
+        """
         data = _as_mapping(release)
         objects = release_objects(data, stage, storage_uri=storage_uri)
         target = self.path(str(data["model_name"]), stage)
@@ -113,41 +128,35 @@ class ManifestDeployer:
         partial = target.with_suffix(".yaml.partial")
         partial.write_text(to_yaml(objects))
         partial.replace(target)
-        if self.kubectl and objects:
-            self.apply(target)
+        if self.api is not None and objects:
+            await self.api.apply(objects)
         return target
 
-    def delete(self, model: str, stage: str) -> None:
-        """Delete ``model``'s objects at ``stage`` (``kubectl delete -f``), then their file; nothing when none."""
+    async def delete(self, model: str, stage: str) -> None:
+        """Delete ``model``'s objects at ``stage`` (those its file names), then their file; nothing when none.
+
+        Deleting what someone already deleted is done, not an error.
+        """
         target = self.path(model, stage)
         if not target.is_file():
             return
-        if self.kubectl and target.read_text().strip():
-            # --ignore-not-found: deleting what someone already deleted is done, not an error.
-            self._kubectl("delete", "--ignore-not-found", "-f", str(target))
+        if self.api is not None:
+            await self.api.delete(read_objects(target))
         target.unlink()
 
-    def wait_ready(self, model: str, stage: str, timeout: float) -> None:
-        """``kubectl wait --for=condition=Ready`` on the objects of ``model`` at ``stage``; RuntimeError if not.
+    async def wait_ready(self, model: str, stage: str, timeout: float) -> None:
+        """Until each InferenceService of ``model`` at ``stage`` is Ready; ApplyFailed naming it and its conditions.
 
         KServe sets an InferenceService Ready once its latest revision serves,
         so this also tells a rollout's new version from the old one that still
         answers on the same address.
         """
-        assert self.kubectl is not None
-        command = [*self.kubectl, "wait", "--for=condition=Ready", f"--timeout={int(timeout)}s", "-f"]
-        command.append(str(self.path(model, stage)))
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 30, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+        assert self.api is not None
+        for document in read_objects(self.path(model, stage)):
+            if document["kind"] == "InferenceService":
+                await self.api.wait_ready(document, timeout)
 
-    def apply(self, path: Path) -> None:
-        """``kubectl apply -f <path>``; :class:`RuntimeError` with kubectl's message when it fails."""
-        self._kubectl("apply", "-f", str(path))
-
-    def _kubectl(self, *arguments: str) -> None:
-        assert self.kubectl is not None
-        command = [*self.kubectl, *arguments]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    async def apply(self, path: Path) -> None:
+        """Apply the objects in ``path`` (a file this deployer wrote); ApplyFailed naming the one refused."""
+        assert self.api is not None
+        await self.api.apply(read_objects(path))

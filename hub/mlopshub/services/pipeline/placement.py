@@ -371,9 +371,9 @@ class ClusterPlacement:
         if self.deployer is None:
             raise RuntimeError("this pipeline applies no batch objects (no manifest deployer configured)")
         if release_objects(release, stage):
-            written = await asyncio.to_thread(self.deployer.deploy, release, stage)
+            written = await self.deployer.deploy(release, stage)
         else:
-            await asyncio.to_thread(self.deployer.delete, release.model_name, stage)
+            await self.deployer.delete(release.model_name, stage)
             written = None
         self.audit("batch applied", release, stage=stage, manifest=str(written or ""))
         return f"{OUTPUT_ROOT}/{release.model_name}/{stage}"

@@ -20,9 +20,10 @@ Environment (set in the hub's service definition):
   are served by this process;
 * ``MLOPSHUB_MODE``: ``kubernetes`` to serve models in the cluster (KServe InferenceServices, batch
   Jobs and CronJobs in ``mlopshub-models``) instead of as processes of this service; then also
-  ``MLOPSHUB_KUBECTL``, the kubectl command that applies them (empty: only written, under
-  ``<MLOPSHUB_PIPELINE_DIR>/manifests``, for someone else to apply), and
-  ``MLOPSHUB_ARTIFACTS_DESTINATION``, MLflow's ``--artifacts-destination`` (``s3://<bucket>/<path>``).
+  ``MLOPSHUB_APPLY``, ``false`` to only write them under ``<MLOPSHUB_PIPELINE_DIR>/manifests`` for someone
+  else to apply (default ``true``: applied through the Kubernetes API, reached with ``MLOPSHUB_KUBECONFIG``,
+  unset: the pod's ServiceAccount), and ``MLOPSHUB_ARTIFACTS_DESTINATION``, MLflow's
+  ``--artifacts-destination`` (``s3://<bucket>/<path>``).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ async def check_audit_periodically(audit: AuditLog, every: float = AUDIT_CHECK_S
 def cluster_endpoints(data_dir: Path, env: Mapping[str, str]) -> tuple[KServeEndpoints, Cluster]:
     """Kubernetes mode: InferenceServices, Jobs and CronJobs written to ``<data_dir>/manifests`` and applied.
 
-    ``MLOPSHUB_KUBECTL`` is the command applying them,
+    ``MLOPSHUB_APPLY=false`` only writes them (:meth:`ManifestDeployer.from_env`),
     ``MLOPSHUB_PREDICTOR_URL`` where a predictor answers (default
     :data:`mlopshub.serving.kserve_endpoints.PREDICTOR_URL`),
     ``MLOPSHUB_ARTIFACTS_DESTINATION`` MLflow's ``--artifacts-destination``;
