@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -45,23 +46,14 @@ PUBLISH_SCOPE = "custom:mlopshub:publish"
 #: The scope that lets validators and platform admins read every release and the audit log.
 READ_RELEASES_SCOPE = "custom:mlopshub:read-releases"
 VALIDATORS_GROUP = "model-validators"
+#: This server's own API description (``openapi.yaml``, package data), where the pipeline's release states and
+#: model-name rule are written down once; tests/unit/test_publish_contract.py holds them to the pipeline's document.
+_SCHEMAS = yaml.safe_load(Path(__file__).with_name("openapi.yaml").read_text(encoding="utf-8"))["components"]["schemas"]
 #: The pipeline's release states (``mlopshub.pipeline.State``), for checking ``?state=`` before forwarding.
-STATES = (
-    "registered",
-    "gating",
-    "gates_failed",
-    "staging",
-    "awaiting_approval",
-    "approved",
-    "rejected",
-    "production",
-    "superseded",
-    "rolled_back",
-    "failed",
-)
+STATES: tuple[str, ...] = tuple(_SCHEMAS["Release"]["properties"]["state"]["enum"])
 MAX_TEXT = 2000
-#: Same rules as the pipeline (``mlopshub.pipeline.release.MODEL_NAME``).
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+#: Same rule as the pipeline (``mlopshub.pipeline.release.MODEL_NAME``): the pattern of a publish request's name.
+MODEL_NAME = re.compile(_SCHEMAS["PublishRequest"]["properties"]["name"]["pattern"])
 RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 

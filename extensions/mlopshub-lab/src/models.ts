@@ -13,6 +13,7 @@ import {
   MODEL_NAME_RULE,
   modelNameProblem,
   pollDelay,
+  ReleaseState,
   releaseMetrics,
   signatureColumns,
   stateLabel,
@@ -20,6 +21,9 @@ import {
   suggestedName
 } from './release';
 import { IViews } from './views';
+
+/** States in which the sidebar shows a release's staging endpoint (to try it before production). */
+const STAGING_SHOWN: readonly ReleaseState[] = ['staging', 'awaiting_approval', 'approved'];
 
 /** Where a refusal of the request field `field` is shown: under that field, findable by `data-field`. */
 function refusalSlot(field: string): HTMLElement {
@@ -125,7 +129,7 @@ export class ReleaseView {
       h('ol', { class: 'mlopshub-steps' }, ...steps),
       release.gate_results.length ? gateList(release) : null,
       release.reason ? h('p', { class: 'mlopshub-release-reason' }, release.reason) : null,
-      release.endpoints.staging && ['staging', 'awaiting_approval', 'approved'].includes(release.state)
+      release.endpoints.staging && STAGING_SHOWN.includes(release.state)
         ? endpointBlock('staging', release.endpoints.staging, columns)
         : null,
       release.endpoints.production && release.state === 'production' ? endpointBlock('production', release.endpoints.production, columns) : null,
@@ -502,7 +506,7 @@ export class ApprovalsSection extends Widget {
     const refresh = button('Refresh', () => void this.refresh(), { id: 'mlopshub-refresh-approvals' });
     let releases: IRelease[];
     try {
-      releases = (await requestAPI<{ releases: IRelease[] }>('releases', {}, { state: 'awaiting_approval' })).releases;
+      releases = (await requestAPI<{ releases: IRelease[] }>('releases', {}, { state: 'awaiting_approval' satisfies ReleaseState })).releases;
     } catch (error) {
       this._body.replaceChildren(errorBox(`Approvals are unavailable: ${messageOf(error)}`), button('Retry', () => void this.refresh(), { id: 'mlopshub-retry-approvals' }));
       throw error;

@@ -4,6 +4,11 @@
  * endpoint. Unit-tested with jest.
  */
 
+import type { components } from './contract';
+
+/** A release's state, as the pipeline's OpenAPI document enumerates them (`Release.state`, src/contract.ts). */
+export type ReleaseState = NonNullable<components['schemas']['Release']['state']>;
+
 export interface ILoggedModel {
   model_id: string;
   name: string;
@@ -46,7 +51,7 @@ export interface IRelease {
   kind: string;
   description: string;
   publisher: string;
-  state: string;
+  state: ReleaseState;
   steps: IStep[];
   gate_results: IGate[];
   endpoints: { staging?: string; production?: string };
@@ -67,12 +72,41 @@ export interface IMe {
   pipeline: boolean;
 }
 
+/** `states`, typed as listing every release state: tsc refuses the call when one is missing, naming it. */
+function everyState<const T extends readonly ReleaseState[]>(
+  states: T & ([Exclude<ReleaseState, T[number]>] extends [never] ? unknown : { missing: Exclude<ReleaseState, T[number]> })
+): T {
+  return states;
+}
+
+/** Every release state, in the pipeline's order (hub/mlopshub/pipeline/release.py's `State`). When the document
+ * gains a state, tsc fails here and at STATE_LABELS until it is listed and labelled; then decide whether it is
+ * settled or ended below. src/__tests__/contract.spec.ts holds the list to the document itself. */
+export const RELEASE_STATES: readonly ReleaseState[] = everyState([
+  'registered',
+  'gating',
+  'gates_failed',
+  'staging',
+  'awaiting_approval',
+  'approved',
+  'rejected',
+  'production',
+  'superseded',
+  'rolled_back',
+  'failed'
+] as const);
+
+/** Whether `state`, as the pipeline sent it (perhaps one newer than this extension knows), is one of `states`. */
+function isOneOf(states: readonly ReleaseState[], state: string): boolean {
+  return (states as readonly string[]).includes(state);
+}
+
 /** States in which a release waits for a person or has ended: the release view stops polling there. */
-export const SETTLED_STATES = ['awaiting_approval', 'gates_failed', 'rejected', 'production', 'superseded', 'rolled_back', 'failed'];
+export const SETTLED_STATES: readonly ReleaseState[] = ['awaiting_approval', 'gates_failed', 'rejected', 'production', 'superseded', 'rolled_back', 'failed'];
 
 /** Whether a release in `state` will change without anyone acting (so its view keeps polling). */
 export function isMoving(state: string): boolean {
-  return !SETTLED_STATES.includes(state);
+  return !isOneOf(SETTLED_STATES, state);
 }
 
 /** Milliseconds between looks at a release in `state`: often while it moves, now and then while it waits for
@@ -88,15 +122,16 @@ export function pollDelay(state: string): number | null {
  * States the pipeline never moves a release out of (hub/mlopshub/pipeline/release.py): a release in
  * production or superseded still changes (a newer version or a roll back), one of these never does.
  */
-export const ENDED_STATES = ['gates_failed', 'rejected', 'rolled_back', 'failed'];
+export const ENDED_STATES: readonly ReleaseState[] = ['gates_failed', 'rejected', 'rolled_back', 'failed'];
 
 /** Milliseconds between looks at a release on its own page: as `pollDelay` while it moves or awaits
  * approval, every 30 s in production or superseded (a roll back changes it), never once it has ended. */
 export function pageDelay(state: string): number | null {
-  return pollDelay(state) ?? (ENDED_STATES.includes(state) ? null : 30_000);
+  return pollDelay(state) ?? (isOneOf(ENDED_STATES, state) ? null : 30_000);
 }
 
-const STATE_LABELS: Record<string, string> = {
+/** A label for each state (tsc refuses a state left out). */
+const STATE_LABELS: Record<ReleaseState, string> = {
   registered: 'registered',
   gating: 'checking gates',
   gates_failed: 'gates failed',
@@ -112,7 +147,7 @@ const STATE_LABELS: Record<string, string> = {
 
 /** The words shown for a release state ("awaiting_approval" -> "awaiting approval"). */
 export function stateLabel(state: string): string {
-  return STATE_LABELS[state] ?? state.replace(/_/g, ' ');
+  return (STATE_LABELS as Partial<Record<string, string>>)[state] ?? state.replace(/_/g, ' ');
 }
 
 const STEP_LABELS: Record<string, string> = {
@@ -136,8 +171,9 @@ export function stepLines(release: Pick<IRelease, 'steps'>): { name: string; lab
   }));
 }
 
-/** Same rule as the pipeline: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit. */
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/** Same rule as the pipeline: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit (the
+ * `pattern` of a publish request's name in its OpenAPI document; a jest spec holds the two together). */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** The model-name rule as the publish form states it, under the name field. */
 export const MODEL_NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit";

@@ -63,7 +63,10 @@ from .errors import Conflict, InvalidRequest, InvalidTransition, NotAllowed, Rel
 PIPELINE = "pipeline"
 #: Reason recorded on a release failed by :meth:`ReleaseStore.resume_or_fail_on_restart`.
 RESTART_REASON = "interrupted by a restart; nothing was deployed"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: A model name, as the pipeline's OpenAPI document states it (``pattern`` of ``PublishRequest.name`` and of the
+#: ``{name}`` in ``/api/models/{name}/...``; a test holds them to this): without anchors, for URL routes.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+MODEL_NAME = re.compile(rf"^{MODEL_NAME_PATTERN}$")
 MAX_TEXT = 2000
 #: Fields of a publish request's ``batch`` object (batch models only).
 BATCH_FIELDS = ("input", "rev", "schedule", "repo")
@@ -74,7 +77,10 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 
 
 class State(StrEnum):
-    """Where a release is."""
+    """Where a release is: the pipeline's OpenAPI document lists these values, in this order, as ``Release.state``.
+
+    The Lab extension's server and its TypeScript types take them from the document (a test holds it to this).
+    """
 
     REGISTERED = "registered"
     GATING = "gating"

@@ -1,7 +1,8 @@
 """Names of the Kubernetes objects that serve a model: valid for their kind, stable, one per (model, stage).
 
-A registered model's name (``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}``) is often not
-a valid Kubernetes name, and each kind of object has its own limit:
+A registered model's name (``mlopshub.pipeline.release.MODEL_NAME``: up to 63
+letters, digits, ``_``, ``.`` or ``-``) is often not a valid Kubernetes name,
+and each kind of object has its own limit:
 
 ===============  ===============================  ====================================================
 kind             name                             limit

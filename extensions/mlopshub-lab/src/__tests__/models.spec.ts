@@ -27,7 +27,7 @@ const awaiting = {
   kind: 'online',
   description: '',
   publisher: 'sam',
-  state: 'awaiting_approval',
+  state: 'awaiting_approval' as const,
   steps: [],
   gate_results: [
     { name: 'metrics', passed: true, reason: 'auc 0.81 >= min 0.75', details: { metrics: { auc: 0.81 }, thresholds: { auc: { min: 0.75 } } } },

@@ -20,9 +20,11 @@ const { ReleaseView } = jest.requireActual<typeof import('../models')>('../model
 const { ReleasePage } = jest.requireActual<typeof import('../releasepage')>('../releasepage');
 const { releaseChanged } = jest.requireActual<typeof import('../parts')>('../parts');
 
+type ReleaseState = import('../release').ReleaseState;
+
 const STAGING = 'http://hub/services/models/loans/staging/invocations';
 
-function release(state: string) {
+function release(state: ReleaseState) {
   return {
     id: 'rel-1',
     model_name: 'loans',
@@ -53,7 +55,7 @@ class FakeServer {
   looks = 0;
   private _answers: { status: number; body: unknown }[] = [];
 
-  answer(...answers: ({ status: number; body: unknown } | string)[]): void {
+  answer(...answers: ({ status: number; body: unknown } | ReleaseState)[]): void {
     this._answers = answers.map(item => (typeof item === 'string' ? { status: 200, body: release(item) } : item));
   }
 
