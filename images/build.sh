@@ -10,7 +10,6 @@
 # from the repository root, with the build arguments its Dockerfile declares:
 #   MLOPSHUB_TAG                    hub/mlopshub/image_tags.yaml's `tag`
 #   MLOPSHUB_ENVIRONMENT_SHA256       the sha256 of environment.yml
-#   KUBECTL_SHA256                  from the environment (the hub image's kubectl; see images/hub/Dockerfile)
 # so that the image's labels say which tag and which manifest it was built from.
 # No image is built FROM another: any order, any subset, or parallel CI jobs.
 # Pushing starts only after every build has succeeded.
@@ -110,13 +109,6 @@ while IFS=$'\t' read -r key ref dockerfile tag sha; do
     if declares_arg "$dockerfile" MLOPSHUB_TAG; then build_args+=(--build-arg "MLOPSHUB_TAG=$tag"); fi
     if declares_arg "$dockerfile" MLOPSHUB_ENVIRONMENT_SHA256; then
         build_args+=(--build-arg "MLOPSHUB_ENVIRONMENT_SHA256=$sha")
-    fi
-    if declares_arg "$dockerfile" KUBECTL_SHA256; then
-        if [[ -z "${KUBECTL_SHA256:-}" ]] && ! $dry_run; then
-            echo "images/build.sh: $key needs KUBECTL_SHA256 (the published sha256 of the kubectl its Dockerfile pins)" >&2
-            exit 1
-        fi
-        build_args+=(--build-arg "KUBECTL_SHA256=${KUBECTL_SHA256:-<sha256>}")
     fi
     echo "images/build.sh: building $key -> $ref" >&2
     run "$docker" build ${build_args[@]+"${build_args[@]}"} -t "$ref" -f "$dockerfile" .
