@@ -131,7 +131,8 @@ def resolve_for(spawner: Any, catalog: Catalog, user_options: dict[str, Any], gp
         raise web.HTTPError(400, 'expected a JSON object such as {"profile": "python-cpu"}')
     entitled = entitlements_for(spawner, catalog)
     slug = user_options.get("profile")
-    if not entitled or not slug:
+    # No team: say so (and whether a team is archived), unless the profile does not exist at all (400 names it).
+    if not slug or (not entitled and isinstance(slug, str) and slug in catalog.profiles):
         runnable = allowed_profiles(catalog, entitled, gpu_available)
         if not runnable:
             groups = user_group_properties(spawner.user)
