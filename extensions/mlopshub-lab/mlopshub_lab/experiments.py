@@ -1,11 +1,21 @@
-"""The team's MLflow experiments and runs, read through MLflow's REST API.
+"""The team's MLflow experiments and runs, read through MLflow's client (``MlflowClient``).
 
-Why REST and not the MLflow client: the client picks the workspace from a
-process-wide setting (``mlflow.set_workspace`` writes ``MLFLOW_WORKSPACE`` into
-``os.environ``), so two requests for two teams would race, and kernels started
-meanwhile would inherit the wrong team. It also retries an unreachable server
-for minutes, tuned only by environment variables. Here every call carries its
-own ``X-MLFLOW-WORKSPACE`` header, a bounded timeout and no retries.
+Every call is made in a worker thread of this module's own pool, inside
+MLflow's request-scoped workspace (``ServerWorkspaceContext``: a context
+variable the client sends as ``X-MLFLOW-WORKSPACE``), as the pipeline's
+registry does. Never ``mlflow.set_workspace``: it writes ``MLFLOW_WORKSPACE``
+into ``os.environ``, so two requests for two teams would race and kernels
+started meanwhile would inherit the wrong team. The client reads the server
+and the token from the workspace's ``MLFLOW_TRACKING_URI`` and
+``MLFLOW_TRACKING_TOKEN``.
+
+The client retries a server it cannot reach, or one answering 5xx, for about
+four minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, read from the process
+environment, which the kernels this server starts inherit: so it is not
+changed here). The sidebar waits at most :data:`ANSWER_TIMEOUT` seconds and is
+told MLflow did not answer; the call itself goes on in this module's pool of
+:data:`MLFLOW_THREADS` threads, never the server's default executor, so a
+down MLflow stalls no other handler (calls still queued are dropped).
 """
 
 from __future__ import annotations
@@ -14,26 +24,31 @@ import asyncio
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import requests
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.workspace_context import ServerWorkspaceContext
 
 from .errors import ApiError, BadRequest, MlflowUnavailable, NotFound
 
-WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 #: Tags of a run that tell where it came from (git commit, data versions, notebook, profile).
 LINEAGE_PREFIX = "mlopshub."
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
-#: Seconds to connect, seconds to wait for an answer: the sidebar must not hang on a slow MLflow.
-TIMEOUT = (5.0, 30.0)
+#: Seconds the sidebar waits for one MLflow call (the client's own retries may take minutes).
+ANSWER_TIMEOUT = 30.0
+#: MLflow calls in flight at once; more wait for a free thread, within their own ANSWER_TIMEOUT.
+MLFLOW_THREADS = 8
 MAX_RUNS_PER_PAGE = 1000
 MAX_COMPARED_RUNS = 50
-#: Values of one metric read per run for a plot (MLflow's page of metric history).
+#: Values of one metric answered per run for a plot.
 MAX_HISTORY_POINTS = 25000
-#: A metric key as MLflow accepts it, checked before it becomes a query parameter.
+#: A metric key as MLflow accepts it, checked before it is asked for.
 METRIC_KEY = re.compile(r"[A-Za-z0-9_.\-/ ]{1,250}")
 #: Experiments listed per workspace at most (pages of MLflow's maximum).
 MAX_EXPERIMENTS = 5000
@@ -41,6 +56,9 @@ MAX_EXPERIMENTS = 5000
 TOKEN_COOKIE = "mlopshub-mlflow-token"
 MLFLOW_UI_PATH = "/services/mlflow/"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The threads MLflow's blocking client runs in (created on first use).
+_pool = ThreadPoolExecutor(max_workers=MLFLOW_THREADS, thread_name_prefix="mlopshub-mlflow")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -90,73 +108,73 @@ def identifier(value: str | None, what: str) -> str:
     return value
 
 
-async def call(
-    settings: MlflowSettings,
-    workspace: str | None,
-    method: str,
-    endpoint: str,
-    *,
-    params: dict[str, Any] | None = None,
-    body: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One MLflow REST call (``/api/2.0/mlflow/<endpoint>``) in a worker thread.
+async def call(settings: MlflowSettings, workspace: str | None, operation: Callable[[MlflowClient], _T]) -> _T:
+    """``operation(client)`` in a worker thread, with ``workspace`` as MLflow's workspace for that call alone.
 
-    MLflow's own answers to a bad request (400, 403, 404) keep their status and
-    message; an unreachable server, a 5xx or a rejected token become 502.
+    MLflow's refusals of a bad request (400, 403, 404) keep their status and
+    message; an unreachable server, a 5xx, a rejected token or no answer
+    within :data:`ANSWER_TIMEOUT` become 502.
     """
-    url = f"{settings.server()}/api/2.0/mlflow/{endpoint}"
-    headers = {"Accept": "application/json"}
-    if settings.token:
-        headers["Authorization"] = f"Bearer {settings.token}"
-    if workspace:
-        headers[WORKSPACE_HEADER] = workspace
+    client = MlflowClient(tracking_uri=settings.server())
 
-    def send() -> requests.Response:
-        return requests.request(method, url, params=params, json=body, headers=headers, timeout=TIMEOUT)
+    def run() -> _T:
+        if not workspace:  # the client's default: MLFLOW_WORKSPACE, the current team
+            return operation(client)
+        with ServerWorkspaceContext(workspace):
+            return operation(client)
 
     try:
-        response = await asyncio.to_thread(send)
-    except requests.RequestException as error:
-        raise MlflowUnavailable(f"MLflow at {settings.tracking_uri} is unreachable: {error}") from error
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {"message": response.text[:500]}
-    if response.ok:
-        return payload
-    message = payload.get("message") if isinstance(payload, dict) else None
-    message = message or response.reason or f"HTTP {response.status_code}"
+        return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(_pool, run), ANSWER_TIMEOUT)
+    except TimeoutError:
+        raise MlflowUnavailable(
+            f"MLflow at {settings.tracking_uri} did not answer within {ANSWER_TIMEOUT:.0f} s; "
+            "try again in a minute, or ask your platform admin whether MLflow runs"
+        ) from None
+    except MlflowException as error:
+        raise refusal(settings, workspace, error) from None
+
+
+def refusal(settings: MlflowSettings, workspace: str | None, error: MlflowException) -> ApiError:
+    """The error the sidebar shows for an exception of MLflow's client, with the status MLflow meant."""
+    status = error.get_http_status_code()
+    # The server's refusals (RestException) carry MLflow's JSON; the message alone, without the
+    # error code the exception puts in front of it, is what a person can act on.
+    reply = getattr(error, "json", None)
+    answered = isinstance(reply, dict)
+    message = str(reply.get("message") or error.message) if answered else error.message
     where = f"workspace '{workspace}'" if workspace else "the default workspace"
-    if response.status_code == 404:
-        raise NotFound(f"MLflow ({where}): {message}")
-    if response.status_code == 401:
-        raise MlflowUnavailable(f"MLflow rejected this workspace's token (MLFLOW_TRACKING_TOKEN): {message}")
-    if response.status_code in (400, 403):
-        raise ApiError(f"MLflow ({where}): {message}", status=response.status_code)
-    raise MlflowUnavailable(f"MLflow at {settings.tracking_uri} failed ({response.status_code}): {message}")
+    if status == 401:
+        return MlflowUnavailable(f"MLflow rejected this workspace's token (MLFLOW_TRACKING_TOKEN): {message}")
+    if status == 404:
+        return NotFound(f"MLflow ({where}): {message}")
+    if status in (400, 403):
+        return ApiError(f"MLflow ({where}): {message}", status=status)
+    if answered:
+        return MlflowUnavailable(f"MLflow at {settings.tracking_uri} failed ({status}): {message}")
+    # No answer to read: the client gave up on the server (refused, reset, its retries exhausted).
+    return MlflowUnavailable(f"MLflow at {settings.tracking_uri} is unreachable: {message}")
 
 
 async def experiments(settings: MlflowSettings, workspace: str | None) -> list[dict[str, Any]]:
     """Active experiments of a workspace, most recently updated first."""
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    while len(found) < MAX_EXPERIMENTS:
-        body: dict[str, Any] = {"max_results": 1000, "order_by": ["last_update_time DESC"]}
-        if token:
-            body["page_token"] = token
-        page = await call(settings, workspace, "POST", "experiments/search", body=body)
-        for experiment in page.get("experiments", []):
-            found.append(
-                {
-                    "id": str(experiment["experiment_id"]),
-                    "name": experiment.get("name"),
-                    "last_update_time": _int(experiment.get("last_update_time")),
-                }
+
+    def search(client: MlflowClient) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while len(found) < MAX_EXPERIMENTS:
+            page = client.search_experiments(
+                view_type=ViewType.ACTIVE_ONLY, max_results=1000, order_by=["last_update_time DESC"], page_token=token
             )
-        token = page.get("next_page_token")
-        if not token:
-            break
-    return found
+            found += [
+                {"id": str(item.experiment_id), "name": item.name, "last_update_time": _int(item.last_update_time)}
+                for item in page
+            ]
+            token = page.token
+            if not token:
+                break
+        return found
+
+    return await call(settings, workspace, search)
 
 
 async def runs(
@@ -168,21 +186,26 @@ async def runs(
     order_by: list[str],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of an experiment's active runs and the token of the next page (None on the last)."""
-    body: dict[str, Any] = {"experiment_ids": [experiment], "max_results": max_results, "run_view_type": "ACTIVE_ONLY"}
-    if order_by:
-        body["order_by"] = order_by
-    if page_token:
-        body["page_token"] = page_token
-    page = await call(settings, workspace, "POST", "runs/search", body=body)
-    return [run_summary(run) for run in page.get("runs", [])], page.get("next_page_token") or None
+
+    def search(client: MlflowClient) -> tuple[list[dict[str, Any]], str | None]:
+        page = client.search_runs(
+            [experiment],
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=max_results,
+            order_by=order_by or None,
+            page_token=page_token,
+        )
+        return [run_summary(run) for run in page], page.token or None
+
+    return await call(settings, workspace, search)
 
 
 async def compare(settings: MlflowSettings, workspace: str | None, run_ids: list[str]) -> dict[str, Any]:
     """Metrics of several runs side by side: the union of metric names, and each run's latest values."""
     fetched = await asyncio.gather(
-        *(call(settings, workspace, "GET", "runs/get", params={"run_id": run_id}) for run_id in run_ids)
+        *(call(settings, workspace, lambda client, run_id=run_id: client.get_run(run_id)) for run_id in run_ids)
     )
-    summaries = [run_summary(answer["run"]) for answer in fetched]
+    summaries = [run_summary(run) for run in fetched]
     names = sorted({name for summary in summaries for name in summary["metrics"]})
     return {
         "metrics": names,
@@ -202,13 +225,7 @@ async def metric_history(
     """Every logged value of ``metric`` in each run (step, value, time), for plotting runs against each other."""
     fetched = await asyncio.gather(
         *(
-            call(
-                settings,
-                workspace,
-                "GET",
-                "metrics/get-history",
-                params={"run_id": run_id, "metric_key": metric, "max_results": MAX_HISTORY_POINTS},
-            )
+            call(settings, workspace, lambda client, run_id=run_id: client.get_metric_history(run_id, metric))
             for run_id in run_ids
         )
     )
@@ -218,36 +235,30 @@ async def metric_history(
             {
                 "run_id": run_id,
                 "points": [
-                    {
-                        "step": _int(point.get("step")) or 0,
-                        "value": _number(point.get("value")),
-                        "timestamp": _int(point.get("timestamp")),
-                    }
-                    for point in answer.get("metrics", [])
+                    {"step": _int(point.step) or 0, "value": _number(point.value), "timestamp": _int(point.timestamp)}
+                    for point in history[:MAX_HISTORY_POINTS]
                 ],
             }
-            for run_id, answer in zip(run_ids, fetched, strict=True)
+            for run_id, history in zip(run_ids, fetched, strict=True)
         ],
     }
 
 
-def run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """What the sidebar shows of an MLflow run (REST form): times, metrics, params and lineage tags."""
-    info = run.get("info", {})
-    data = run.get("data", {})
-    tags = {tag["key"]: tag.get("value") for tag in data.get("tags", [])}
-    start, end = _int(info.get("start_time")), _int(info.get("end_time"))
+def run_summary(run: Run) -> dict[str, Any]:
+    """What the sidebar shows of an MLflow run: times, metrics, params and lineage tags."""
+    info, data = run.info, run.data
+    start, end = _int(info.start_time), _int(info.end_time)
     return {
-        "run_id": info.get("run_id"),
-        "run_name": info.get("run_name") or tags.get("mlflow.runName"),
-        "status": info.get("status"),
+        "run_id": info.run_id,
+        "run_name": info.run_name or data.tags.get("mlflow.runName"),
+        "status": info.status,
         "start_time": start,
         "end_time": end,
         "duration_ms": end - start if start is not None and end is not None else None,
-        "metrics": {metric["key"]: _number(metric.get("value")) for metric in data.get("metrics", [])},
-        "params": {param["key"]: param.get("value") for param in data.get("params", [])},
+        "metrics": {key: _number(value) for key, value in data.metrics.items()},
+        "params": dict(data.params),
         "lineage": {
-            key: value for key, value in tags.items() if key.startswith(LINEAGE_PREFIX) or key == GIT_COMMIT_TAG
+            key: value for key, value in data.tags.items() if key.startswith(LINEAGE_PREFIX) or key == GIT_COMMIT_TAG
         },
     }
 
@@ -262,7 +273,7 @@ def ui_location(settings: MlflowSettings, experiment: str, run: str | None, work
 
 
 def _int(value: Any) -> int | None:
-    # MLflow's JSON gives int64 fields as numbers or, from some versions and proxies, as strings.
+    # MLflow's entities leave unknown times None; a store may give int64 fields as strings.
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):

@@ -1,7 +1,7 @@
 """The Models section's server side: the team's logged models, and the release pipeline reached for the browser.
 
-Logged models come from MLflow's REST API (``logged-models/search``) with the
-same per-request workspace header and token as the Experiments section.
+Logged models come from MLflow's client (``search_logged_models``), in the
+request's workspace and with the workspace's token, as in the Experiments section.
 
 The release pipeline is a hub service; its requests need the workspace's hub
 token (``JUPYTERHUB_API_TOKEN``), which must never reach the browser. So the
@@ -21,14 +21,22 @@ import io
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import mlflow.artifacts
 import requests
 import yaml
+from mlflow.entities import LoggedModel, ViewType
+from mlflow.store.entities import PagedList
+from mlflow.tracking import MlflowClient
+from mlflow.utils.workspace_context import get_request_workspace
+from mlflow.utils.workspace_utils import WORKSPACE_HEADER_NAME
 
 from . import contract, experiments
 from .errors import ApiError, BadRequest, InvalidField, PipelineUnavailable
@@ -40,6 +48,8 @@ PIPELINE_TIMEOUT = (5.0, 60.0)
 #: Seconds to fetch one model's MLmodel file (only to tell whether it has a signature).
 MLMODEL_TIMEOUT = (3.0, 10.0)
 MAX_MODELS_PER_PAGE = 100
+#: The tracking server's public artifact API (``--serve-artifacts``), under its tracking URI.
+ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
 #: The scope that makes a user a model validator (the pipeline checks it again on every approval).
 APPROVE_SCOPE = "custom:mlopshub:approve"
 PUBLISH_SCOPE = "custom:mlopshub:publish"
@@ -359,41 +369,41 @@ async def logged_models(
     ids = [experiment] if experiment else list(names)
     if not ids:
         return [], None
-    body: dict[str, Any] = {"experiment_ids": ids, "max_results": max_results}
-    if page_token:
-        body["page_token"] = page_token
-    page = await experiments.call(settings, workspace, "POST", "logged-models/search", body=body)
-    found = page.get("models", [])
-    run_ids = sorted({m.get("info", {}).get("source_run_id") for m in found} - {None, ""})
+
+    def search(client: MlflowClient) -> PagedList[LoggedModel]:
+        return client.search_logged_models(ids, max_results=max_results, page_token=page_token)
+
+    found = await experiments.call(settings, workspace, search)
+    run_ids = sorted({m.source_run_id for m in found} - {None, ""})
     runs, signatures = await asyncio.gather(
         _runs(settings, workspace, ids, run_ids),
-        asyncio.gather(*(_signature(settings, workspace, m.get("info", {}).get("model_id")) for m in found)),
+        asyncio.gather(*(_signature(settings, workspace, m.model_id) for m in found)),
     )
     models = [model_summary(m, names, runs, signature) for m, signature in zip(found, signatures, strict=True)]
-    return models, page.get("next_page_token") or None
+    return models, found.token or None
 
 
 def model_summary(
-    model: dict[str, Any],
+    model: LoggedModel,
     experiment_names: Mapping[str, str],
     runs: Mapping[str, dict[str, Any]],
     signature: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """What the sidebar shows of a logged model (REST form), with the ``runs:/`` URI to publish it from."""
-    info = model.get("info", {})
-    run_id = info.get("source_run_id") or None
-    name = info.get("name") or ""
+    """What the sidebar shows of a logged model, with the ``runs:/`` URI to publish it from."""
+    run_id = model.source_run_id or None
+    name = model.name or ""
     run = runs.get(run_id or "", {})
-    own = {m["key"]: experiments._number(m.get("value")) for m in model.get("data", {}).get("metrics", [])}
+    own = {metric.key: experiments._number(metric.value) for metric in model.metrics or []}
+    status = model.status
     return {
-        "model_id": info.get("model_id"),
+        "model_id": model.model_id,
         "name": name,
-        "experiment_id": info.get("experiment_id"),
-        "experiment": experiment_names.get(str(info.get("experiment_id"))),
+        "experiment_id": model.experiment_id,
+        "experiment": experiment_names.get(str(model.experiment_id)),
         "run_id": run_id,
         "run_name": run.get("run_name"),
-        "created": experiments._int(info.get("creation_timestamp_ms")),
-        "status": info.get("status"),
+        "created": experiments._int(model.creation_timestamp),
+        "status": status.value if isinstance(status, Enum) else status,
         "metrics": run.get("metrics") or own,
         "lineage": run.get("lineage", {}),
         "has_signature": None if signature == {} else signature is not None,
@@ -410,50 +420,66 @@ async def _runs(
     if not run_ids:
         return {}
     quoted = ", ".join(f"'{run_id}'" for run_id in run_ids if experiments._IDENTIFIER.fullmatch(run_id))
-    body = {
-        "experiment_ids": experiment_ids,
-        "filter": f"attributes.run_id IN ({quoted})",
-        "max_results": len(run_ids),
-        "run_view_type": "ALL",
-    }
-    page = await experiments.call(settings, workspace, "POST", "runs/search", body=body)
-    summaries = [experiments.run_summary(run) for run in page.get("runs", [])]
+
+    def search(client: MlflowClient) -> list[dict[str, Any]]:
+        found = client.search_runs(
+            experiment_ids,
+            filter_string=f"attributes.run_id IN ({quoted})",
+            run_view_type=ViewType.ALL,
+            max_results=len(run_ids),
+        )
+        return [experiments.run_summary(run) for run in found]
+
+    summaries = await experiments.call(settings, workspace, search)
     return {summary["run_id"]: summary for summary in summaries}
 
 
 async def _signature(settings: MlflowSettings, workspace: str | None, model_id: str | None) -> dict[str, Any] | None:
     """The model's signature inputs (``{"inputs": [column names] | None}``), None if it has none, {} if unknown.
 
-    Read from the model's MLmodel file through the endpoint MLflow's own UI uses;
-    any failure only makes it unknown: the gates check it properly on publish.
+    Read from the model's MLmodel file (:func:`_mlmodel`); any failure only
+    makes it unknown: the gates check it properly on publish.
     """
     if not model_id or not experiments._IDENTIFIER.fullmatch(model_id):
         return {}
-    parts = urlsplit(settings.server())
-    url = (
-        f"{parts.scheme}://{parts.netloc}{parts.path}/ajax-api/2.0/mlflow/logged-models/"
-        f"{quote(model_id, safe='')}/artifacts/files"
-    )
-    headers = {}
-    if settings.token:
-        headers["Authorization"] = f"Bearer {settings.token}"
-    if workspace:
-        headers[experiments.WORKSPACE_HEADER] = workspace
-
-    def fetch() -> requests.Response:
-        return requests.get(url, params={"artifact_file_path": "MLmodel"}, headers=headers, timeout=MLMODEL_TIMEOUT)
 
     try:
-        response = await asyncio.to_thread(fetch)
-        if not response.ok:
-            return {}
-        mlmodel = yaml.safe_load(response.text)
-    except (requests.RequestException, yaml.YAMLError):
+        text = await experiments.call(settings, workspace, lambda client: _mlmodel(settings, client, model_id))
+        mlmodel = yaml.safe_load(text)
+    except (ApiError, requests.RequestException, OSError, yaml.YAMLError):
         return {}
     signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
     if not isinstance(signature, dict) or not signature.get("inputs"):
         return None
     return {"inputs": signature_columns(signature["inputs"])}
+
+
+def _mlmodel(settings: MlflowSettings, client: MlflowClient, model_id: str) -> str:
+    """The text of logged model ``model_id``'s MLmodel file (blocking; in the calling thread's workspace).
+
+    Where the tracking server keeps the files itself (``mlflow-artifacts:``, how
+    the platform runs it, ``--serve-artifacts``), the file is one GET on its
+    public artifact API, the request MLflow's client makes, sent here because
+    the client's download runs in a thread pool of its own, whose threads do not
+    see this call's workspace (a context variable), and the server refuses a
+    team's files asked for without it. It goes to the tracking server only,
+    with the client's own token and workspace, in one bounded try: the
+    signature is a hint, and the sidebar lists many models at once. Any other
+    location (a folder, a bucket) is read by MLflow's ``download_artifacts``:
+    those stores know no workspace.
+    """
+    location = client.get_logged_model(model_id).artifact_location.rstrip("/")
+    if urlsplit(location).scheme != "mlflow-artifacts":
+        with tempfile.TemporaryDirectory(prefix="mlopshub-mlmodel-") as folder:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/MLmodel", dst_path=folder)
+            return Path(path).read_text(encoding="utf-8")
+    url = f"{settings.server()}{ARTIFACTS_API}/{quote(urlsplit(location).path.strip('/'))}/MLmodel"
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    if workspace := get_request_workspace():
+        headers[WORKSPACE_HEADER_NAME] = workspace
+    response = requests.get(url, headers=headers, timeout=MLMODEL_TIMEOUT)
+    response.raise_for_status()
+    return response.text
 
 
 def signature_columns(inputs: Any) -> list[str] | None:

@@ -84,7 +84,11 @@ def commands(monkeypatch) -> list[list[str]]:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> str:
-    """A real MLflow tracking server (SQLite, no auth, no workspaces) for the whole session; answers its URL."""
+    """A real MLflow tracking server for the whole session, answering its URL.
+
+    As the platform runs it (``mlopshub.configure.mlflow_process``): workspaces on, artifacts served by the
+    server (``mlflow-artifacts:``); SQLite, no auth. Calls that name no workspace go to MLflow's default one.
+    """
     folder = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -97,8 +101,10 @@ def mlflow_server(tmp_path_factory) -> str:
             "server",
             "--backend-store-uri",
             f"sqlite:///{folder}/m.db",
-            "--default-artifact-root",
+            "--enable-workspaces",
+            "--artifacts-destination",
             str(folder / "artifacts"),
+            "--serve-artifacts",
             "--host",
             "127.0.0.1",
             "--port",
@@ -161,3 +167,18 @@ def mlflow_runs(mlflow_server) -> dict[str, Any]:
         client.set_terminated(run.info.run_id, end_time=1_700_000_000_000 + index * 1000 + 1500 + index)
         runs.append({"id": run.info.run_id, "auc": auc, "name": f"run-{index}"})
     return {"url": mlflow_server, "experiment": credit, "other": other, "runs": runs}
+
+
+@pytest.fixture(scope="session")
+def team_workspaces(mlflow_server) -> dict[str, str]:
+    """MLflow workspaces "sme-credit" and "retail-scoring", each with an experiment "<team>-only"; answers their ids."""
+    from mlflow import MlflowClient
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiments = {}
+    for team in ("sme-credit", "retail-scoring"):
+        client.create_workspace(team)
+        with WorkspaceContext(team):
+            experiments[team] = client.create_experiment(f"{team}-only")
+    return experiments

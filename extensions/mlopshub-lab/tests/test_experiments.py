@@ -1,16 +1,21 @@
-"""Experiments through the REST API, against a real MLflow tracking server."""
+"""Experiments through the REST API, against a real MLflow tracking server with a workspace per team."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import time
 from http.cookies import SimpleCookie
 
 import pytest
 from labtesting import free_port
+from mlopshub_lab import experiments
 
 
 @pytest.fixture
 def mlflow_env(monkeypatch, mlflow_runs):
-    """The workspace environment the hub sets, pointing at the test MLflow server (which has no workspaces)."""
+    """The workspace environment the hub sets, pointing at the test MLflow server (no current team: its default)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_runs["url"])
     monkeypatch.setenv("MLOPSHUB_TEAMS", "sme-credit,retail-scoring")
     return mlflow_runs
@@ -121,12 +126,40 @@ async def test_mlflows_own_refusal_of_a_bad_order_keeps_400_and_its_message(api,
     assert status == 400 and "Invalid attribute key 'bogus'" in body["message"]
 
 
-async def test_the_requested_team_reaches_mlflow_as_the_workspace_header(api, mlflow_env):
-    # The test server has workspaces disabled and refuses any request that names one: that
-    # refusal proves the header was sent (a request without it succeeds, see above).
+def experiment_names(body: dict) -> set[str]:
+    return {experiment["name"] for experiment in body["experiments"]}
+
+
+async def test_the_requested_team_sees_its_own_mlflow_workspace(api, mlflow_env, team_workspaces):
     status, body, _ = await api("GET", "experiments/list", params={"workspace": "retail-scoring"})
-    assert status == 502
-    assert "workspaces are not enabled" in body["message"]
+    assert status == 200, body
+    assert experiment_names(body) == {"retail-scoring-only"}
+    _, body, _ = await api("GET", "experiments/runs", params={"experiment": team_workspaces["retail-scoring"]})
+    assert body == {"runs": [], "next_page_token": None}
+
+
+async def test_without_a_workspace_the_current_team_is_asked(api, mlflow_env, team_workspaces, monkeypatch):
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "sme-credit")
+    status, body, _ = await api("GET", "experiments/list")
+    assert (status, experiment_names(body)) == (200, {"sme-credit-only"})
+
+
+async def test_two_teams_asked_at_once_each_get_their_own_and_the_environment_keeps_the_current_team(
+    api, mlflow_env, team_workspaces, monkeypatch
+):
+    # The workspace is the request's alone: kernels started meanwhile inherit os.environ, which must not change.
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "sme-credit")
+    teams = ["retail-scoring", "sme-credit"] * 6
+    answers = await asyncio.gather(*(api("GET", "experiments/list", params={"workspace": team}) for team in teams))
+    assert [experiment_names(body) for _, body, _ in answers] == [{f"{team}-only"} for team in teams]
+    assert os.environ["MLFLOW_WORKSPACE"] == "sme-credit"
+
+
+async def test_a_run_of_another_teams_workspace_is_not_found(api, mlflow_env, team_workspaces):
+    run = mlflow_env["runs"][0]["id"]  # in MLflow's default workspace
+    status, body, _ = await api("GET", "experiments/compare", params={"run": run, "workspace": "retail-scoring"})
+    assert status == 404
+    assert body["message"].startswith("MLflow (workspace 'retail-scoring'): ") and run in body["message"]
 
 
 async def test_a_workspace_that_is_not_one_of_the_users_teams_is_refused(api, mlflow_env):
@@ -139,11 +172,27 @@ async def test_a_workspace_that_is_not_one_of_the_users_teams_is_refused(api, ml
 
 async def test_unreachable_mlflow_is_502_and_the_data_endpoints_still_answer(api, root, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's default tries for minutes: see below
     status, body, _ = await api("GET", "experiments/list")
     assert status == 502
     assert body["message"].startswith("MLflow at http://127.0.0.1:") and "is unreachable" in body["message"]
     status, _, _ = await api("GET", "data/project", params={"path": ""})
     assert status == 200
+
+
+async def test_an_mlflow_that_does_not_answer_is_502_after_the_sidebars_wait_not_the_clients(api, monkeypatch):
+    # A server that takes connections and never answers; MLflow's client would wait its own 120 s per try.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the client's thread ends when the socket closes
+        started = time.monotonic()
+        status, body, _ = await api("GET", "experiments/list", request_timeout=experiments.ANSWER_TIMEOUT + 30)
+        waited = time.monotonic() - started
+    assert status == 502
+    assert f"did not answer within {experiments.ANSWER_TIMEOUT:.0f} s" in body["message"]
+    assert experiments.ANSWER_TIMEOUT <= waited < experiments.ANSWER_TIMEOUT + 10
 
 
 async def test_mlflow_not_configured_is_502_naming_the_variable(api):

@@ -179,9 +179,46 @@ async def test_logged_models_have_run_metrics_signature_and_the_uri_to_publish(c
     assert good["lineage"] == {"mlopshub.team": TEAM}
     assert good["has_signature"] is True and good["inputs"] == ["income", "debt"]
     assert good["model_id"].startswith("m-") and isinstance(good["created"], int)
+    assert (good["status"], good["experiment_id"]) == ("READY", mlflow_env["experiment"])
     bare = by_run[mlflow_env["runs"]["bare"]]
     assert bare["has_signature"] is False and bare["inputs"] is None
     assert body["next_page_token"] is None
+
+
+@pytest.fixture(scope="module")
+def team_model(team_workspaces, mlflow_server) -> str:
+    """A model with a signature logged in team "retail-scoring"'s own MLflow workspace; answers its run id."""
+    import mlflow
+    import pandas as pd
+    from mlflow.utils.workspace_context import WorkspaceContext
+    from sklearn.linear_model import LogisticRegression
+
+    features = pd.DataFrame({"age": [30.0, 40.0, 50.0, 60.0], "balance": [1.0, 0.0, 1.0, 0.0]})
+    with pytest.MonkeyPatch.context() as patch, WorkspaceContext("retail-scoring"):
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mlflow.set_tracking_uri(mlflow_server)
+        try:
+            with mlflow.start_run(experiment_id=team_workspaces["retail-scoring"]) as run:
+                model = LogisticRegression().fit(features, [0, 1, 0, 1])
+                logged = mlflow.sklearn.log_model(model, name="model", input_example=features.head(2))
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert logged.artifact_path.startswith("mlflow-artifacts:/"), "the server keeps the files, as the platform's does"
+    return run.info.run_id
+
+
+async def test_another_teams_model_is_read_in_its_workspace_signature_included(
+    call, mlflow_env, team_model, monkeypatch
+):
+    # The current team is sme-credit: the retail-scoring model's files are asked for in the request's workspace.
+    monkeypatch.setenv("MLOPSHUB_TEAMS", "sme-credit,retail-scoring")
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "sme-credit")
+    status, body = await call("GET", "models/logged", params={"workspace": "retail-scoring"})
+    assert status == 200, body
+    assert [(m["run_id"], m["experiment"]) for m in body["models"]] == [(team_model, "retail-scoring-only")]
+    assert body["models"][0]["has_signature"] is True and body["models"][0]["inputs"] == ["age", "balance"]
+    _, current = await call("GET", "models/logged")
+    assert team_model not in {m["run_id"] for m in current["models"]}
 
 
 async def test_logged_models_of_every_experiment_come_in_pages_newest_first(call, mlflow_env):
