@@ -7,6 +7,13 @@ output of a ``.dvc`` file; its *versions* are the git commits of that file.
 Commands go through ``runner.execute`` (looked up on the module each time, so
 tests can spy on it); reads that would cost a DVC start-up per call use DVC's
 Python API in a worker thread instead. Nothing here blocks the event loop.
+
+git's output is parsed here (``log`` with field and record separators,
+``status --porcelain=v1 -z``), as jupyterlab-git does, rather than read
+through a git library: GitPython runs the same commands and parses them too,
+and pygit2 (libgit2) or dulwich would add a second implementation of git
+beside the one the user's terminal runs, with their own reading of its
+config, hooks and filters.
 """
 
 from __future__ import annotations

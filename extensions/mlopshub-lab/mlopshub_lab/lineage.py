@@ -24,6 +24,12 @@ which belong in DVC, not in git), the last named in
 HEAD (``mlopshub.git.head``) and branch (``mlopshub.git.branch``). A
 repository without a commit yet gets no commit tag: the release pipeline
 refuses such a run.
+
+The snapshot is made with git's own commands and their output read here
+(``ls-files -z``, ``write-tree``, ``commit-tree``), as jupyterlab-git drives
+git, rather than through GitPython (which runs the same commands), pygit2 or
+dulwich: the commit must be exactly what the user's git would make of the
+same tree, with the same ignore rules and config.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-/** Small DOM builders shared by the sidebar's sections. */
+/**
+ * Small DOM builders shared by the sidebar's sections.
+ *
+ * Kept rather than taken from a library: the sections build plain elements and attach their own
+ * listeners, and these two functions are all that takes. React (through JupyterLab's ReactWidget) or
+ * @lumino/virtualdom would render each view from state instead: a rewrite of every section that no user
+ * would see, and one more dependency to declare and keep in step with JupyterLab's.
+ */
 
 type Child = Node | string | null | undefined | false;
 

@@ -34,6 +34,12 @@ While the pipeline runs, each append first checks the tail incrementally
 line equal to the database's last entry); a full check runs at start.
 On any problem the log refuses to record (:class:`AuditLogBroken`, HTTP 503)
 until an admin has looked (``mlopshub audit verify``) and the pipeline restarts.
+
+Why written here and not taken from a library: the tamper-evident logs that
+exist (Trillian, immudb) are servers a one-machine platform would have to
+run, secure and back up beside it, and Python's ``logging`` or structlog
+write records with no chain at all. The chain is :mod:`hashlib` over rows
+SQLite already holds, checked by the same code that writes it.
 """
 
 from __future__ import annotations

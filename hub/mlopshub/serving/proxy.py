@@ -14,6 +14,15 @@ socket); one the server has closed fails fast and is retried like any other.
 A request's path and body are the caller's: nothing here logs them whole
 (:func:`bounded`); a body nested too deeply for MLflow's parser is answered
 400 by the model server (:func:`mlopshub.serving.scoring.refuse_deep_json`).
+
+Why written here and not taken from a library: configurable-http-proxy
+(which already routes ``/services/models/`` to this service) and
+jupyter-server-proxy forward to one address and answer an error while it is
+down; neither counts a server's requests in flight so a switch can drain it,
+nor resends a request to the server that replaced a crashed one. Proxies that
+can retry (Envoy, Traefik) would be one more server to run and reconfigure at
+every switch. The HTTP itself is tornado's (server) and aiohttp's (client,
+:mod:`mlopshub.serving.upstream`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,15 @@ zygote dies (``PR_SET_PDEATHSIG``, with a polling watch as a fallback), so no
 model server outlives the service. The zygote ignores ``SIGCHLD`` so the
 kernel reaps its children at once; the service watches a child by pid
 (:mod:`psutil`, which also guards against pid reuse).
+
+Why written here and not taken from a library: none forks per team as that
+team's own account and hands each child a socket its caller opened.
+``multiprocessing``'s ``forkserver`` is one server per program, as the
+program's user, forking only its own ``Process`` objects; gunicorn's
+``--preload`` forks workers of one application sharing one listener; and
+supervisord or circus watch only what they start themselves, with ``exec``,
+so every start would pay the imports again. The supervision (restarts, the
+parent-death signal, pid checks through :mod:`psutil`) follows from that.
 """
 
 from __future__ import annotations
