@@ -285,6 +285,18 @@ def copy_tree(
     return entries, skipped
 
 
+def holds_audit_log(database: Path) -> bool:
+    """Whether ``database`` is the pipeline's audit log (its folder also holds other stores, e.g. usage)."""
+    connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+    try:
+        found = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return found is not None
+
+
 def copy_databases(data_dir: Path, target: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Copy each of the platform's databases (and the audit head file with its own); return their manifest entries
     and the audit log's head as checked on the copy."""
@@ -294,7 +306,7 @@ def copy_databases(data_dir: Path, target: Path) -> tuple[list[dict[str, Any]], 
         source, copy = data_dir / relative, target / relative
         copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         head = source.parent / HEAD_FILE
-        if not head.exists():
+        if not head.exists() or not holds_audit_log(source):
             copy_database(source, copy)
             entries.append(_file_entry(f"{DATA}/{relative}", source, copy))
             continue

@@ -17,6 +17,7 @@ from testing_support import until
 from mlopshub import accounts, settings
 from mlopshub.backup import MANIFEST, BackupError, backup, restore
 from mlopshub.pipeline.audit import AuditLog, verify_file
+from mlopshub.usage import UsageStore
 
 REPO = Path(__file__).resolve().parents[2]
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="owners other than ours need root")
@@ -57,6 +58,8 @@ def platform(tmp_path) -> settings.Settings:
     audit = AuditLog(s.pipeline_dir / "pipeline.sqlite")
     audit.start()
     audit.record("carol", "registered", model="credit", version=1)
+    # Beside it, the usage store (Teams page), written while the backup runs: another database, not the audit log.
+    UsageStore(s.pipeline_dir / "usage.sqlite")
     write(s.pipeline_dir / "models" / "sme-credit" / "credit-1" / "MLmodel", "flavors: {}", 0o640)
     write(data / "dvc-remotes" / "sme-credit" / "files" / "md5" / "ab" / "cdef", "data", 0o664)
     (data / "dvc-remotes" / "sme-credit").chmod(0o2770)
@@ -81,6 +84,7 @@ def test_backup_copies_the_platforms_data_and_leaves_out_what_a_start_rebuilds(p
     listed = entries(manifest)
     assert manifest["databases"] == [
         "pipeline/pipeline.sqlite",
+        "pipeline/usage.sqlite",
         "jupyterhub.sqlite",
         "mlflow/auth.sqlite",
         "mlflow/mlflow.sqlite",
