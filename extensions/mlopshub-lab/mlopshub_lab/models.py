@@ -214,6 +214,18 @@ def comment_body(body: Mapping[str, Any], name: str, *, required: bool) -> dict[
     return {name: _text(body, name, required=required)}
 
 
+def publish_teams(scopes: list[str], groups: list[str], workspace_teams: str) -> list[str]:
+    """The teams this workspace publishes for, as the pipeline decides it: a team the workspace started with
+    (``MLOPSHUB_TEAMS``: teams only, never a role group), whose group the user is still in, with a token that
+    carries ``custom:mlopshub:publish`` (every user's) or the same filtered to that team."""
+    teams = [team.strip() for team in workspace_teams.split(",") if team.strip()]
+    return sorted(
+        team
+        for team in teams
+        if team in groups and (PUBLISH_SCOPE in scopes or f"{PUBLISH_SCOPE}!group={team}" in scopes)
+    )
+
+
 async def caller(settings: PipelineSettings) -> dict[str, Any]:
     """Who the workspace user is, from the hub (``GET /user`` with the workspace's token): name, groups, roles."""
     if not settings.hub_api_url or not settings.token:
@@ -243,9 +255,7 @@ async def caller(settings: PipelineSettings) -> dict[str, Any]:
         "validator": APPROVE_SCOPE in scopes,
         # Validators and platform admins: the pipeline answers them the audit log.
         "auditor": READ_RELEASES_SCOPE in scopes,
-        "publish_teams": sorted(
-            scope.split("!group=", 1)[1] for scope in scopes if scope.startswith(f"{PUBLISH_SCOPE}!group=")
-        ),
+        "publish_teams": publish_teams(scopes, groups, os.environ.get("MLOPSHUB_TEAMS", "")),
         "pipeline": bool(settings.url),
     }
 

@@ -242,7 +242,8 @@ async def test_logged_models_refuse_a_bad_experiment_id_and_page_size(call, mlfl
 # --- who the user is ------------------------------------------------------------------------------
 
 
-async def test_me_says_whether_the_user_is_a_validator_and_for_which_teams_they_publish(call, as_user):
+async def test_me_says_whether_the_user_is_a_validator_and_for_which_teams_they_publish(call, as_user, monkeypatch):
+    monkeypatch.setenv("MLOPSHUB_TEAMS", TEAM)  # the spawner's: the teams the workspace started with
     status, body = await call("GET", "me")
     assert (status, body) == (
         200,
@@ -515,3 +516,16 @@ async def test_the_audit_tab_gets_every_page_the_filter_matches_unless_it_asks_f
     assert status == 200 and [e["reason"] for e in everything["entries"]] == [f"batch {n}" for n in range(1001)]
     status, one_page = await call("GET", "audit", params={"model": "loans-bulk", "limit": "1000"})
     assert status == 200 and len(one_page["entries"]) == 1000
+
+
+def test_every_users_publish_scope_counts_for_their_teams_never_for_a_role_group():
+    # The hub gives every user custom:mlopshub:publish; the team is their membership, as the pipeline decides it.
+    from mlopshub_lab.models import publish_teams
+
+    scopes = [ACCESS, "custom:mlopshub:publish"]
+    groups = [TEAM, "model-validators", "retail-scoring"]
+    assert publish_teams(scopes, groups, f"{TEAM},retail-scoring") == ["retail-scoring", TEAM]
+    assert publish_teams(scopes, groups, TEAM) == [TEAM]  # a team joined after the start: not this workspace's
+    assert publish_teams(scopes, ["model-validators"], TEAM) == []  # left the team since
+    assert publish_teams([ACCESS, PUBLISH], groups, f"{TEAM},retail-scoring") == [TEAM]  # a token for one team
+    assert publish_teams([ACCESS], groups, TEAM) == []  # a token made without publish
