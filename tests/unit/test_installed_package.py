@@ -188,7 +188,28 @@ def without_checkout():
     result["without checkout"] = said
 
 
+def every_module():
+    """Import every module of the installed package, as the hub image holds it (issue 16): none may need the
+    checkout, an undeclared package (tests/unit/test_declared_imports.py checks the declarations) or a file the
+    wheel does not ship."""
+    import importlib
+    import pkgutil
+
+    import mlopshub
+
+    failed = {}
+    found = pkgutil.walk_packages(mlopshub.__path__, "mlopshub.")
+    names = sorted(m.name for m in found if not m.name.endswith(".__main__"))  # those run their service
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException as error:  # noqa: BLE001 - reported by name
+            failed[name] = f"{type(error).__name__}: {error}"
+    result["modules"] = {"imported": len(names) - len(failed), "failed": failed}
+
+
 stage("configure", configure)
+stage("every module", every_module)
 stage("without checkout", without_checkout)
 stage("services", services)
 if "configure" not in result["errors"]:
@@ -274,8 +295,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The image's pip builds in an isolated environment from the index; offline, this virtualenv's setuptools
     # builds the same wheel (pyproject.toml's test extra keeps it new enough).
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--no-cache-dir", "--no-compile", "--disable-pip-version-check", "--target", str(site), str(context)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-cache-dir",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(context),
+        ],
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -342,6 +377,12 @@ def probe(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def test_the_probe_ran_without_reading_the_checkout(probe: dict[str, Any]) -> None:
     assert probe["violations"] == [], "the installed package read the checkout:\n" + "\n".join(probe["violations"])
+
+
+def test_every_module_of_the_installed_package_imports(probe: dict[str, Any]) -> None:
+    assert "every module" not in probe["errors"], probe["errors"].get("every module")
+    assert probe["modules"]["failed"] == {}
+    assert probe["modules"]["imported"] >= 60, probe["modules"]  # every module: a miss in the walk shows here
 
 
 def test_the_hub_imports_the_installed_copy(probe: dict[str, Any]) -> None:
