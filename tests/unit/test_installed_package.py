@@ -152,14 +152,23 @@ def render():
 
 
 def services():
-    """What the image's other processes load: the pipeline's OpenAPI document, MLflow's log config, the modules
-    the Deployments run with ``python -m``."""
+    """What the image's other processes load: the pipeline's OpenAPI document, MLflow's log config, the Teams page's
+    files and the hub's page template, the modules the Deployments run with ``python -m``."""
+    import importlib
     import importlib.util
 
     from mlopshub.services import membership, mlflow_server
     from mlopshub.services.pipeline import app
 
+    from mlopshub.services.pipeline import teams_page
+
+    configure_module = importlib.import_module("mlopshub.configure")  # (the package exports a function of that name)
+
     sizes = {"openapi": len(app.OPENAPI.read_bytes()), "log config": len(mlflow_server.LOG_CONFIG.read_bytes())}
+    # The hub's page template (Teams link) and the Teams page's script and style.
+    sizes["hub page template"] = len((configure_module.TEMPLATES / "page.html").read_bytes())
+    for name in ("teams.js", "teams.css"):
+        sizes[name] = len((teams_page.STATIC / name).read_bytes())
     for module in expected["entry_modules"]:
         spec = importlib.util.find_spec(module)
         sizes[module] = len(Path(spec.origin).read_bytes()) if spec and spec.origin else 0
