@@ -67,6 +67,9 @@ def test_a_new_team_goes_from_nothing_to_a_first_logged_run_without_a_restart(pl
     assert created["quotas"] == {"max_servers": 3, "servers_per_user": 1, "cpu": 8, "memory": "16G"}
     group = platform.api("GET", f"groups/{TEAM}").json()
     assert group["properties"]["mlopshub.team"] is True and group["users"] == [member]
+    # Its DVC remote is there at once, shared by the team's members only.
+    remote = platform.data_dir / "dvc-remotes" / TEAM
+    assert remote.is_dir() and oct(remote.stat().st_mode & 0o7777) == "0o2770"
     # The member sees exactly the team's profiles, and starts one.
     response = platform.spawn(member, "r-cpu")
     assert response.status_code == 403, response.text

@@ -296,6 +296,7 @@ def main() -> None:
                 cat,
                 UsageStore(data_dir / "usage.sqlite"),
                 cluster_teams.from_env(env),
+                Path(env["MLOPSHUB_DVC_REMOTES"]) if env.get("MLOPSHUB_DVC_REMOTES") else None,
             )
             if env.get("JUPYTERHUB_API_URL")
             else None,

@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +37,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from mlopshub import access, catalog, quotas, teams
+from mlopshub.accounts import ensure_team_folder
 from mlopshub.usage import Running, UsageStore, to_csv
 
 from .app import ApiHandler
@@ -206,12 +209,15 @@ class TeamAdmin:
         cat: catalog.Catalog,
         usage: UsageStore | None = None,
         cluster: ClusterTeamObjects | None = None,
+        remotes_dir: Path | None = None,
     ):
         self.runner = runner
         self.hub = hub
         self.catalog = cat
         #: Kubernetes: applies a new team's volume and model ServiceAccount (None on one machine).
         self.cluster = cluster
+        #: One machine: the folder of the teams' DVC remotes (``MLOPSHUB_DVC_REMOTES``), made for a new team at once.
+        self.remotes_dir = remotes_dir
         #: Where the servers seen running are recorded (None: usage is not kept).
         self.usage = usage
         #: One change at a time: "does the name exist" and "make it" must not interleave.
@@ -301,10 +307,20 @@ class TeamAdmin:
                 await self._undo(name)
                 raise HubUnavailable(f"create the group {name}", str(error)) from None
             self._release_settings(name, team.release)
+            if self.remotes_dir is not None:
+                await asyncio.to_thread(self._make_remote, name)
             view = await self.get(name)
             self.runner.store.audit.record(actor, "team created", reason=name, details={"team": name, "after": view})
             log.info("%s created team %s", actor, name)
             return view
+
+    def _make_remote(self, name: str) -> None:
+        """One machine: the team's DVC remote, shared by its members only (as the spawner makes it on first use)."""
+        folder = self.remotes_dir / name  # type: ignore[operator]
+        if os.geteuid() == 0:
+            ensure_team_folder(folder, name)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
 
     def _make_workspace(self, name: str, display_name: str) -> None:
         """The team's MLflow workspace (an existing one is kept: a team re-made after its group was removed)."""
