@@ -48,7 +48,7 @@ def test_an_admin_makes_a_team_lowers_its_quota_and_exports_usage_in_the_teams_p
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     password = platform.add_user(ADMIN, "platform-admins")
-    platform.add_user(MEMBER, None)
+    member_password = platform.add_user(MEMBER, None)
     sign_in(page, platform, ADMIN, password, "/services/pipeline/teams/")
     form = page.get_by_test_id("create-form")
     expect(form).to_be_visible(timeout=120_000)  # after the hub's OAuth, back on the page asked for
@@ -77,6 +77,25 @@ def test_an_admin_makes_a_team_lowers_its_quota_and_exports_usage_in_the_teams_p
     expect(form.get_by_test_id("field-name")).to_have_value("")
     expect(form.get_by_test_id("field-error")).to_have_count(0)
     assert platform.api("GET", f"groups/{TEAM}").json()["users"] == [MEMBER]
+
+    # The member signs in (another browser) and is offered exactly the team's profiles, with no restart.
+    member_view = page.context.browser.new_context()
+    try:
+        spawn_page = member_view.new_page()
+        sign_in(spawn_page, platform, MEMBER, member_password, "/hub/spawn")
+        spawn_page.locator("#mlopshub-profiles").wait_for(timeout=120_000)
+        offered = spawn_page.locator("input[name=profile]").evaluate_all("inputs => inputs.map(i => i.value)")
+        assert offered == ["python-cpu"], offered
+        # No Teams link for a member: it is only for those who manage teams.
+        assert spawn_page.locator("#mlopshub-teams-link").count() == 0
+    finally:
+        member_view.close()
+    # ... and the admin has the link in the hub's navigation bar.
+    page.goto(f"{platform.url}/hub/home")
+    expect(page.locator("#mlopshub-teams-link")).to_be_visible()
+    page.locator("#mlopshub-teams-link").click()
+    expect(form).to_be_visible(timeout=60_000)
+    row = team_row(page, TEAM)
 
     # A member the hub does not know is refused in the row, with the reason.
     row.get_by_test_id("member-input").fill("nobody-teams-page")
