@@ -263,10 +263,13 @@ class TeamAdmin:
             await asyncio.to_thread(self.usage.recover, datetime.now(UTC))
         while True:
             try:
-                groups = await self.hub.groups()
-                found = teams.teams_from_groups({n: g.get("properties") for n, g in groups.items()}, self.catalog)
-                for name, team in found.items():
-                    self._release_settings(name, team.release)
+                # Under the lock: a read begun before an admin's change must not undo it once the change is made.
+                async with self.lock:
+                    groups = await self.hub.groups()
+                    found = teams.teams_from_groups({n: g.get("properties") for n, g in groups.items()}, self.catalog)
+                    for name, team in found.items():
+                        self._release_settings(name, team.release)
+                    self.runner.archived = {name for name, team in found.items() if team.archived}
                 if self.usage is not None:
                     active = await self.hub.listing("users", state="active")
                     await asyncio.to_thread(self.usage.observe, running_sessions(active), datetime.now(UTC))
@@ -381,6 +384,8 @@ class TeamAdmin:
                 raise HubUnavailable(f"change the team {name}", str(error)) from None
             if "release" in spec:
                 self._release_settings(name, spec["release"])
+            if "archived" in spec:
+                (self.runner.archived.add if spec["archived"] else self.runner.archived.discard)(name)
             after = await self.get(name)
             self.runner.store.audit.record(
                 actor, "team changed", reason=name, details={"team": name, "before": before, "after": after}
