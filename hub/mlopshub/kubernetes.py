@@ -27,11 +27,10 @@ from .configure import apply_kubernetes_mode, kubernetes_runtime
 from .images import image_ref
 from .settings import from_env
 from .spawners import (
+    PlatformState,
     entitlements_for,
-    load_platform_state,
     make_apply_profile,
     remember_email,
-    save_platform_state,
     user_teams,
     workspace_environment,
 )
@@ -143,7 +142,7 @@ def team_volumes(teams: list[str]) -> tuple[list[dict[str, Any]], list[dict[str,
     return volumes, mounts
 
 
-class CatalogKubeSpawner(KubeSpawner):
+class CatalogKubeSpawner(PlatformState, KubeSpawner):
     """KubeSpawner with the catalog's profiles, team volumes and the workspace environment."""
 
     catalog = Instance(Catalog, allow_none=True, help="The catalog profiles resolve against.").tag(config=True)
@@ -154,23 +153,6 @@ class CatalogKubeSpawner(KubeSpawner):
     resolved = None
     #: The user's email claim, set by :func:`~mlopshub.spawners.remember_email` before the start.
     git_email: str | None = None
-    #: The teams the pod was started with (their volumes stay mounted until it stops: services/membership).
-    started_teams: list[str] = []
-    #: What the pod counts against its team's quotas (:mod:`mlopshub.quotas`).
-    mlopshub_charge = None
-
-    def get_state(self) -> dict[str, Any]:
-        """KubeSpawner's state, and the pod's teams and quota charge (kept over a hub restart)."""
-        return save_platform_state(self, super().get_state())
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        load_platform_state(self, state)
-
-    def clear_state(self) -> None:
-        super().clear_state()
-        self.started_teams = []
-        self.mlopshub_charge = None
 
     @default("auth_state_hook")
     def _auth_state_hook_default(self) -> Any:

@@ -268,7 +268,37 @@ def _preexec(
     return preexec
 
 
-class LocalWorkspaceSpawner(LocalProcessSpawner):
+class PlatformState:
+    """What the platform keeps about a running server in its spawner's state, for both spawners (this one and
+    :class:`mlopshub.kubernetes.CatalogKubeSpawner`): the teams it started with (their Unix groups or volumes stay
+    with it until it stops: services/membership) and its quota charge (:mod:`mlopshub.quotas`), over a hub restart.
+    """
+
+    #: The teams the running server was started with.
+    started_teams: list[str] = []
+    #: What this server counts against its team's quotas, set before it starts.
+    mlopshub_charge: quotas.Charge | None = None
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
+        if self.started_teams:
+            state[TEAMS_STATE] = list(self.started_teams)
+        if self.mlopshub_charge is not None:
+            state[quotas.CHARGE_STATE] = self.mlopshub_charge.to_state()
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
+        self.started_teams = list(state.get(TEAMS_STATE, []))
+        self.mlopshub_charge = quotas.Charge.from_state(state.get(quotas.CHARGE_STATE))
+
+    def clear_state(self) -> None:
+        super().clear_state()  # type: ignore[misc]
+        self.started_teams = []
+        self.mlopshub_charge = None
+
+
+class LocalWorkspaceSpawner(PlatformState, LocalProcessSpawner):
     """Starts a resolved profile as a local JupyterLab process.
 
     Running as root, each hub user runs as their own Unix account
@@ -293,12 +323,8 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
     ).tag(config=True)
 
     resolved: SpawnSettings | None = None
-    #: The teams the running workspace was started with (their groups cannot be taken from a running process).
-    started_teams: list[str] = []
     #: The user's email claim (OIDC), set by :func:`remember_email` before the start; commits carry it.
     git_email: str | None = None
-    #: What this server counts against its team's quotas (:mod:`mlopshub.quotas`), set before it starts.
-    mlopshub_charge: quotas.Charge | None = None
 
     @default("auth_state_hook")
     def _auth_state_hook_default(self) -> Callable[[Any, Mapping[str, Any] | None], None]:
@@ -389,19 +415,6 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         self.notebook_dir = str(self.home)
         return await super().start()
 
-    def get_state(self) -> dict[str, Any]:
-        """JupyterHub's state, and the teams this workspace was started with."""
-        return save_platform_state(self, super().get_state())
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        load_platform_state(self, state)
-
-    def clear_state(self) -> None:
-        super().clear_state()
-        self.started_teams = []
-        self.mlopshub_charge = None
-
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         return self._preexec_fn
 
@@ -434,22 +447,6 @@ class LocalWorkspaceSpawner(LocalProcessSpawner):
         _, alive = psutil.wait_procs(leftover, timeout=5)
         for process in alive:
             process.kill()
-
-
-def save_platform_state(spawner: Any, state: dict[str, Any]) -> dict[str, Any]:
-    """Add what the platform keeps about a running server to its spawner's state: its teams and its charge."""
-    if getattr(spawner, "started_teams", None):
-        state[TEAMS_STATE] = list(spawner.started_teams)
-    charge = getattr(spawner, "mlopshub_charge", None)
-    if charge is not None:
-        state[quotas.CHARGE_STATE] = charge.to_state()
-    return state
-
-
-def load_platform_state(spawner: Any, state: Mapping[str, Any]) -> None:
-    """The inverse of :func:`save_platform_state` (after a hub restart)."""
-    spawner.started_teams = list(state.get(TEAMS_STATE, []))
-    spawner.mlopshub_charge = quotas.Charge.from_state(state.get(quotas.CHARGE_STATE))
 
 
 def _team_profiles(catalog: Catalog) -> Callable[[str, Mapping[str, Any]], list[str]]:
