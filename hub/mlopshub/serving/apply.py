@@ -120,6 +120,25 @@ def _delete(api: Any, document: Mapping[str, Any], options: dict[str, Any]) -> A
     return delete(meta["name"], meta["namespace"], **options)
 
 
+class NoApiConfiguration(Exception):
+    """No way to reach the Kubernetes API: ``str()`` says why."""
+
+
+async def api_configuration(kubeconfig: str | None) -> Any:
+    """The Kubernetes API client's configuration: from the kubeconfig file ``kubeconfig``, else the pod's own
+    (in-cluster); :class:`NoApiConfiguration` when neither works. Every applier of the pipeline's (serving objects,
+    gate Jobs, a new team's objects) reaches the API through this."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except (config.ConfigException, OSError) as error:
+        raise NoApiConfiguration(f"no Kubernetes API configuration ({error})") from None
+    return configuration
+
+
 class ServerSideApply:
     """Applies, deletes and awaits serving objects through the Kubernetes API (see the module docstring).
 
@@ -132,15 +151,10 @@ class ServerSideApply:
         self.timeout = timeout
 
     async def _configuration(self, what: str) -> Any:
-        configuration = client.Configuration()
         try:
-            if self.kubeconfig:
-                await config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
-            else:
-                config.load_incluster_config(client_configuration=configuration)
-        except (config.ConfigException, OSError) as error:
-            raise ApplyFailed(f"{what}: no Kubernetes API configuration ({error})") from None
-        return configuration
+            return await api_configuration(self.kubeconfig)
+        except NoApiConfiguration as error:
+            raise ApplyFailed(f"{what}: {error}") from None
 
     @staticmethod
     async def _call(what: str, host: str, request: Awaitable[Any], *, missing_ok: bool = False) -> Any:

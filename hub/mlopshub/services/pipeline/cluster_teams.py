@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mlopshub import helm
+from mlopshub.serving.apply import NoApiConfiguration, api_configuration
 
 FIELD_MANAGER = "mlopshub-pipeline"
 APPLY = "application/apply-patch+yaml"
@@ -58,15 +59,10 @@ class ClusterTeamObjects:
         return [claim, helm.model_service_account(team)]
 
     async def _configuration(self) -> Any:
-        configuration = client.Configuration()
         try:
-            if self.kubeconfig:
-                await config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
-            else:
-                config.load_incluster_config(client_configuration=configuration)
-        except (config.ConfigException, OSError) as error:
-            raise ClusterUnavailable(f"no Kubernetes API configuration ({error})") from None
-        return configuration
+            return await api_configuration(self.kubeconfig)
+        except NoApiConfiguration as error:
+            raise ClusterUnavailable(str(error)) from None
 
     async def apply(self, team: str) -> list[str]:
         """Server-side apply of the team's objects; their ``kind/namespace/name``; :class:`ClusterUnavailable`."""

@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mlopshub.images import image_ref
 from mlopshub.pipeline import Conflict, Release
 from mlopshub.pipeline.gates import GateResult
+from mlopshub.serving.apply import NoApiConfiguration, api_configuration
 from mlopshub.serving.kserve import NAMESPACE, container_security_context, pod_security_context
 from mlopshub.serving.manifests import OUTPUT_ROOT, ManifestDeployer, release_objects
 from mlopshub.serving.names import cronjob_name
@@ -427,15 +428,10 @@ class ClusterPlacement:
                 await self._clean_up(core, batch, name, delete_job=succeeded)
 
     async def _configuration(self, where: str) -> Any:
-        configuration = client.Configuration()
         try:
-            if self.kubeconfig:
-                await config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
-            else:
-                config.load_incluster_config(client_configuration=configuration)
-        except (config.ConfigException, OSError) as error:
-            raise GateCheckFailed(f"{where} not started: no Kubernetes API configuration ({error})") from None
-        return configuration
+            return await api_configuration(self.kubeconfig)
+        except NoApiConfiguration as error:
+            raise GateCheckFailed(f"{where} not started: {error}") from None
 
     async def _wait(self, batch: Any, name: str, where: str) -> None:
         """Until the Job succeeded; :class:`GateCheckFailed` when it failed or outlived its deadline (and then some)."""
