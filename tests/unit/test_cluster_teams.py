@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import kubernetes_validate
 import pytest
 import yaml
+from kube_api_peer import kubeconfig
 
 from mlopshub import catalog, helm
 from mlopshub.services.pipeline.cluster_teams import ClusterTeamObjects, ClusterUnavailable, from_env
@@ -77,23 +78,6 @@ class ApplyPeer(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
 
 
 def test_the_objects_are_applied_server_side_with_the_pipelines_field_manager(tmp_path):
