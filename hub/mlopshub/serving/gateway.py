@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ import aiohttp
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_unix_socket
+
+from mlopshub.monitoring.capture import Capture
+from mlopshub.monitoring.endpoints import monitoring_routes, observer
 
 from .endpoints import Endpoint, Endpoints, check_stage
 from .integrity import IntegrityError
@@ -344,6 +347,14 @@ def _remote_endpoint(item: Mapping[str, Any]) -> Endpoint:
 # --- the process ---
 
 
+@dataclass(frozen=True)
+class Monitoring:
+    """The models service's monitoring: the capture, and how ``/metrics`` authenticates its caller."""
+
+    capture: Capture
+    authenticate: Callable[[web.RequestHandler], Awaitable[Any]]
+
+
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
         """Up and listening (public, like the hub's health): how many endpoints it serves."""
@@ -359,15 +370,28 @@ async def serve(
     prefix: str,
     socket_path: Path,
     teams: Collection[str],
+    monitoring: Monitoring | None = None,
 ) -> None:
-    """Serve the routes again, then answer endpoint calls and control requests until cancelled."""
+    """Serve the routes again, then answer endpoint calls and control requests until cancelled.
+
+    With ``monitoring``, every scoring call is counted and captured, and ``{prefix}metrics`` and
+    ``{prefix}{model}/outcomes`` answer (:mod:`mlopshub.monitoring.endpoints`).
+    """
     private_folder(socket_path.parent)
     control = HTTPServer(control_app(gateway))
     control.add_socket(bind_unix_socket(str(socket_path), mode=0o600))
     # What was served comes back first (starting the zygotes of those teams); the other teams' zygotes after
     # the endpoints answer, so that a restart costs the served models' load time only.
     await gateway.restore()
-    routes = [(rf"{prefix.rstrip('/')}/health", HealthHandler), *endpoint_routes(prefix, gateway.endpoints, authorize)]
+    observe = observer(monitoring.capture, gateway.table.team_of) if monitoring else None
+    routes = [
+        (rf"{prefix.rstrip('/')}/health", HealthHandler),
+        *endpoint_routes(prefix, gateway.endpoints, authorize, observe),
+    ]
+    if monitoring is not None:
+        routes += monitoring_routes(
+            prefix, monitoring.capture, gateway.table.team_of, authorize, monitoring.authenticate
+        )
     public = HTTPServer(web.Application(routes), xheaders=False)
     public.listen(port, host)
     log.info("models service on http://%s:%d%s, control on %s", host, port, prefix, socket_path)
@@ -379,6 +403,9 @@ async def serve(
         control.stop()
         # Stopping leaves routes.json as it is: the next start serves the same versions.
         await gateway.endpoints.close()
+        if monitoring is not None:
+            # What was captured and queued is written before the process goes.
+            await asyncio.to_thread(monitoring.capture.close)
 
 
 def main() -> None:
@@ -389,7 +416,7 @@ def main() -> None:
 
     from mlopshub import catalog
     from mlopshub.logs import bound_handlers
-    from mlopshub.services.pipeline.auth import endpoint_authorizer, hub_authenticator
+    from mlopshub.services.pipeline.auth import authenticated, endpoint_authorizer, hub_authenticator
 
     from .sandbox import TeamAccounts, models_dir
 
@@ -406,6 +433,9 @@ def main() -> None:
     authorize = endpoint_authorizer(
         gateway.table.team_of, authenticate, {name: consumer.models for name, consumer in cat.consumers.items()}
     )
+    monitoring = Monitoring(
+        capture=Capture(pipeline_dir / "monitoring"), authenticate=lambda handler: authenticated(handler, authenticate)
+    )
     url = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     asyncio.run(
         serve(
@@ -416,6 +446,7 @@ def main() -> None:
             prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/models/"),
             socket_path=control_socket(pipeline_dir),
             teams=sorted(cat.teams),
+            monitoring=monitoring,
         )
     )
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tornado import web
@@ -55,12 +57,32 @@ def bounded(text: str, limit: int = LOGGED_CHARS) -> str:
 Authorize = Callable[[web.RequestHandler, str, str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A request an endpoint answered (what monitoring counts and captures)."""
+
+    request_id: str
+    model: str
+    stage: str
+    version: str
+    status: int
+    seconds: float
+    content_type: str
+    body: bytes
+    answer: bytes
+
+
+#: ``observe(answered)``: called on the event loop after each answered ``/invocations``; must not block.
+Observe = Callable[[Answered], None]
+
+
 class EndpointHandler(web.RequestHandler):
     """Forwards ``/invocations`` and ``/ping`` of one model's stage to its current model server."""
 
-    def initialize(self, endpoints: Endpoints, authorize: Authorize | None) -> None:
+    def initialize(self, endpoints: Endpoints, authorize: Authorize | None, observe: Observe | None = None) -> None:
         self.endpoints = endpoints
         self.authorize = authorize
+        self.observe = observe
         self.upstream = endpoints.upstream
 
     def check_xsrf_cookie(self) -> None:
@@ -112,6 +134,7 @@ class EndpointHandler(web.RequestHandler):
 
     async def _forward(self, model: str, stage: str, action: str, *, method: str, body: bytes | None) -> None:
         await self._authorized(model, stage)  # once per request, before anything is looked up
+        started = time.monotonic()
         headers = {name: self.request.headers[name] for name in FORWARDED_HEADERS if name in self.request.headers}
         deadline = time.monotonic() + RETRY_FOR
         while True:
@@ -126,25 +149,53 @@ class EndpointHandler(web.RequestHandler):
             if response is not None:
                 break
             if time.monotonic() > deadline:
+                self._answered(endpoint, 503, started, b"")
                 raise web.HTTPError(503, f"the {stage} server of {bounded(model)} did not answer for {RETRY_FOR:.0f} s")
             await asyncio.sleep(0.1)
         self.set_status(response.code, response.reason)
         self.set_header("Content-Type", response.content_type)
         self.set_header("X-Mlopshub-Model-Version", endpoint.version)
+        if action == "invocations":
+            self._answered(endpoint, response.code, started, response.body)
         self.finish(response.body)
 
+    def _answered(self, endpoint: Endpoint, status: int, started: float, answer: bytes) -> None:
+        """Hand an answered scoring request to monitoring, with the id its caller gets to post an outcome."""
+        if self.observe is None or self.request.method != "POST":
+            return
+        request_id = uuid.uuid4().hex
+        self.set_header("X-Mlopshub-Request-Id", request_id)
+        answered = Answered(
+            request_id=request_id,
+            model=endpoint.model,
+            stage=endpoint.stage,
+            version=endpoint.version,
+            status=status,
+            seconds=time.monotonic() - started,
+            content_type=self.request.headers.get("Content-Type", ""),
+            body=self.request.body,
+            answer=answer,
+        )
+        try:
+            self.observe(answered)
+        except Exception:  # monitoring never fails a request
+            app_log.exception("could not hand a request of %s/%s to monitoring", endpoint.model, endpoint.stage)
 
-def endpoint_routes(prefix: str, endpoints: Endpoints, authorize: Authorize | None) -> list[tuple[str, Any, dict]]:
+
+def endpoint_routes(
+    prefix: str, endpoints: Endpoints, authorize: Authorize | None, observe: Observe | None = None
+) -> list[tuple[str, Any, dict]]:
     """Tornado routes for ``{prefix}{model}/{stage}/{invocations|ping|health|version}``.
 
     ``prefix`` is e.g. ``/services/models/``. ``authorize`` decides who may
     call; ``None`` lets everyone (only for a server that is not reachable
-    from outside).
+    from outside). ``observe`` is told of every answered ``/invocations``
+    (:class:`Answered`: monitoring's counts and capture).
     """
     return [
         (
             rf"{prefix.rstrip('/')}/([A-Za-z0-9][A-Za-z0-9_.-]*)/([a-z]+)/(invocations|ping|health|version)",
             EndpointHandler,
-            {"endpoints": endpoints, "authorize": authorize},
+            {"endpoints": endpoints, "authorize": authorize, "observe": observe},
         )
     ]
