@@ -403,12 +403,18 @@ def models_process(settings: Settings, runtime: Runtime) -> ServiceProcess:
     )
 
 
-#: The Teams page (mlopshub.services.pipeline.teams_page) signs platform admins in through the hub's OAuth, like the
-#: MLflow UI, and its token may carry the scope that manages teams (only for users who hold it).
+#: The Teams page (mlopshub.services.pipeline.teams_page) and the monitoring report sign users in through the hub's
+#: OAuth, like the MLflow UI. The token may carry (only for users who hold them) the scope that manages teams, and
+#: what the report's reader rule needs: model risk's read-releases, or the user's own groups with publish.
 PIPELINE_OAUTH = {
     "oauth_no_confirm": True,
     "oauth_redirect_uri": f"/services/{PIPELINE_SERVICE}/oauth_callback",
-    "oauth_client_allowed_scopes": ["custom:mlopshub:manage-teams"],
+    "oauth_client_allowed_scopes": [
+        "custom:mlopshub:manage-teams",
+        "custom:mlopshub:read-releases",
+        "custom:mlopshub:publish",
+        "read:users:groups!user",
+    ],
 }
 #: The hub's page templates with a Teams link in the navigation bar (for those who may manage teams).
 TEMPLATES = Path(__file__).resolve().parent / "templates"

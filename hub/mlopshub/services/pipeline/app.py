@@ -375,6 +375,7 @@ def make_app(
     models_authenticate: Authenticate | None = None,
     consumers: Mapping[str, Collection[str]] | None = None,
     team_admin: Any = None,
+    monitoring: Any = None,
 ) -> web.Application:
     """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``.
 
@@ -382,7 +383,10 @@ def make_app(
     service's access scope); by default the API's ``authenticate``.
     ``consumers`` maps each consumer system to the models it may call.
     ``team_admin`` (:class:`~.team_admin.TeamAdmin`) serves ``{prefix}api/teams`` for platform admins.
+    ``monitoring`` (:class:`~.monitoring.ModelMonitoring`) serves ``{prefix}api/monitoring``, ``{prefix}metrics``
+    and, with ``team_admin`` (which brings the OAuth pages' cookie secret), the printable report.
     """
+    from .monitoring_api import monitoring_routes
     from .team_admin import team_routes
     from .teams_page import page_routes
 
@@ -402,6 +406,7 @@ def make_app(
         (rf"{api}/endpoints/?", EndpointsHandler, args),
         *(team_routes(api, args, team_admin) if team_admin is not None else []),
         *(page_routes(prefix, args, team_admin) if team_admin is not None else []),
+        *(monitoring_routes(api, prefix, args, monitoring, team_admin is not None) if monitoring is not None else []),
         (rf"{prefix.rstrip('/')}/openapi.json", OpenApiHandler),
         (rf"{prefix.rstrip('/')}/health", HealthHandler, {"audit": runner.store.audit}),
         (rf"{prefix.rstrip('/')}/?", IndexHandler),

@@ -34,14 +34,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlopshub.pipeline.gates import GateResult, HoldOut, run_gates
+from mlopshub.pipeline.gates import GateResult, HoldOut, _as_array, model_scores, run_gates
 from mlopshub.serving.integrity import verify_tree
 from mlopshub.serving.sandbox import RunAs, model_environment, popen_options
 
@@ -113,7 +115,17 @@ def _check_copy(request: Mapping[str, Any], path: Path) -> list[GateResult]:
             raise ValueError(f"the project was read at {recorded_answer.get('commit')!r}, not at {commit!r}")
         return recorded_answer.get("versions") or {}
 
-    return run_gates(
+    answered: dict[str, Any] = {}
+
+    def predict(model: Any, features: pd.DataFrame) -> Any:
+        # The model's own answers on the hold-out set, as its endpoint gives them: monitoring's prediction baseline.
+        try:
+            answered["predictions"] = model.predict(features)
+        except Exception:  # the metrics gate scores below and reports what is wrong
+            pass
+        return model_scores(model, features)
+
+    results = run_gates(
         load=lambda: mlflow.pyfunc.load_model(str(path)),
         model_info=lambda: mlflow.models.Model.load(str(path / "MLmodel")),
         tags=request.get("tags") or {},
@@ -121,7 +133,48 @@ def _check_copy(request: Mapping[str, Any], path: Path) -> list[GateResult]:
         holdout=holdout if (spec or holdout_error) else None,
         pushed=pushed if pushed_map is not None else None,
         recorded=recorded if recorded_answer is not None else None,
+        predict=predict,
     )
+    if "predictions" in answered:
+        sample = prediction_sample(answered["predictions"])
+        results = [
+            replace(result, details={**result.details, PREDICTIONS: sample}) if result.name == "metrics" else result
+            for result in results
+        ]
+    return results
+
+
+#: Where the metrics gate's result carries the model's hold-out predictions (taken out by the pipeline).
+PREDICTIONS = "holdout_predictions"
+#: Hold-out predictions handed back at most.
+MAX_PREDICTIONS = 5000
+
+
+def take_predictions(results: list[GateResult]) -> tuple[list[GateResult], list[Any] | None]:
+    """``results`` without the hold-out predictions the metrics gate's details carry, and those predictions."""
+    found = None
+    kept = []
+    for result in results:
+        if PREDICTIONS in result.details:
+            found = result.details[PREDICTIONS]
+            result = replace(result, details={k: v for k, v in result.details.items() if k != PREDICTIONS})
+        kept.append(result)
+    return kept, found if isinstance(found, list) else None
+
+
+def prediction_sample(predictions: Any) -> list[Any] | None:
+    """Up to :data:`MAX_PREDICTIONS` of one-column predictions as plain JSON values (NaN as null); None otherwise."""
+    values = _as_array(predictions)
+    if values.ndim != 1:
+        return None
+    out: list[Any] = []
+    for value in values[:MAX_PREDICTIONS].tolist():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif not isinstance(value, int | float | str | bool | None):
+            value = str(value)
+        out.append(value)
+    return out
 
 
 def check_json(request: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from mlopshub.serving.manifests import ManifestDeployer
 from mlopshub.serving.sandbox import RunAs, hand_over, model_environment, popen_options, seal
 
 from .auth import Caller
+from .gatecheck import take_predictions
 from .holdout import HoldoutLoader, PushedCheck
 from .placement import ClusterPlacement, LocalPlacement, Placement
 from .projects import ProjectReader
@@ -82,10 +83,12 @@ class Cluster:
 
 @dataclass(frozen=True)
 class TeamRelease:
-    """A team's release settings from the catalog: metric ``thresholds`` and the ``holdout`` spec."""
+    """A team's release settings from the catalog: metric ``thresholds``, the ``holdout`` spec and the ``drift``
+    thresholds of monitoring (``{psi, p_value}``, defaults where absent)."""
 
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     holdout: Mapping[str, Any] | None = None
+    drift: Mapping[str, float] = field(default_factory=dict)
 
 
 class ReleaseRunner:
@@ -122,6 +125,8 @@ class ReleaseRunner:
         #: Kubernetes mode (None: one machine); see :class:`Cluster`.
         self.cluster = cluster
         self.projects = projects
+        #: Production monitoring (:class:`~.monitoring.ModelMonitoring`): set by the service when it monitors.
+        self.monitoring: Any = None
         self._locks: dict[str, asyncio.Lock] = {}
         # One publish of a model at a time (apart from _locks, which a release holds while it advances).
         self._publishing: dict[str, asyncio.Lock] = {}
@@ -361,7 +366,11 @@ class ReleaseRunner:
         request = await asyncio.to_thread(self._gate_request, release)
         # Apart from the pipeline: the placement adds where the model is and runs its code as the team.
         results = await self.placement.run_gates(release, request)
-        self.store.record_gate_results(release.id, results)
+        # The model's hold-out predictions are monitoring's baseline, not part of the release's record.
+        results, predictions = take_predictions(results)
+        release = self.store.record_gate_results(release.id, results)
+        if self.monitoring is not None and release.state == State.STAGING:
+            await self.monitoring.take_baseline(release, request["tags"], predictions)
 
     def _gate_request(self, release: Release) -> dict[str, Any]:
         """What the gates need that takes the pipeline's rights: the run's tags, the hold-out set, the data checks."""

@@ -39,6 +39,7 @@ from tornado.httpserver import HTTPServer
 
 from mlopshub import catalog
 from mlopshub.logs import bound_handlers
+from mlopshub.monitoring.monitor import Monitor
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.audit import AuditLog, Verification
 from mlopshub.serving import Endpoint, Endpoints, KServeEndpoints, ServerFailed
@@ -51,6 +52,7 @@ from . import cluster_teams
 from .app import make_app
 from .auth import Authenticate, hub_authenticator
 from .holdout import HoldoutLoader, PushedCheck, dvc_holdout_loader, local_remote_check
+from .monitoring import ModelMonitoring, check_seconds_from
 from .projects import ProjectReader
 from .registry import Registry
 from .runner import Cluster, ReleaseRunner, TeamRelease
@@ -63,7 +65,11 @@ log = logging.getLogger("mlopshub.pipeline")
 def team_releases(cat: catalog.Catalog) -> dict[str, TeamRelease]:
     """Each catalog team's release settings."""
     return {
-        name: TeamRelease(thresholds=dict(team.release.get("thresholds") or {}), holdout=team.release.get("holdout"))
+        name: TeamRelease(
+            thresholds=dict(team.release.get("thresholds") or {}),
+            holdout=team.release.get("holdout"),
+            drift=dict(team.release.get("drift") or {}),
+        )
         for name, team in cat.teams.items()
     }
 
@@ -191,8 +197,10 @@ async def serve(
     models_authenticate: Authenticate | None = None,
     consumers: Mapping[str, Collection[str]] | None = None,
     team_admin: TeamAdmin | None = None,
+    monitoring: ModelMonitoring | None = None,
 ) -> None:
-    """Resume what a restart interrupted, then answer requests until cancelled."""
+    """Resume what a restart interrupted, then answer requests until cancelled (and, with ``monitoring``, check
+    every served model's drift on its schedule)."""
     app = make_app(
         runner,
         authenticate,
@@ -201,7 +209,11 @@ async def serve(
         models_authenticate=models_authenticate,
         consumers=consumers,
         team_admin=team_admin,
+        monitoring=monitoring,
     )
+    if monitoring is not None:
+        runner.monitoring = monitoring
+    drift_checks = asyncio.ensure_future(monitoring.run()) if monitoring is not None else None
     following = asyncio.ensure_future(team_admin.follow()) if team_admin is not None else None
     server = HTTPServer(app, xheaders=False)
     server.listen(port, host)
@@ -218,6 +230,9 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         audit_check.cancel()
+        if drift_checks is not None:
+            drift_checks.cancel()
+            monitoring.monitor.close()  # type: ignore[union-attr]
         if following is not None:
             following.cancel()
         if isinstance(runner.endpoints, RemoteEndpoints):
@@ -300,6 +315,7 @@ def main() -> None:
             )
             if env.get("JUPYTERHUB_API_URL")
             else None,
+            monitoring=ModelMonitoring(runner, Monitor(data_dir / "monitoring"), check_seconds=check_seconds_from(env)),
             host=url.hostname or "127.0.0.1",
             port=url.port or 10102,
             prefix=prefix,

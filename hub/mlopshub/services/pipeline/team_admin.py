@@ -279,7 +279,9 @@ class TeamAdmin:
 
     def _release_settings(self, name: str, release: Mapping[str, Any]) -> None:
         self.runner.teams[name] = TeamRelease(
-            thresholds=dict(release.get("thresholds") or {}), holdout=release.get("holdout")
+            thresholds=dict(release.get("thresholds") or {}),
+            holdout=release.get("holdout"),
+            drift=dict(release.get("drift") or {}),
         )
 
     async def create(self, body: Any, actor: str) -> dict[str, Any]:
