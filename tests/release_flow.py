@@ -3,10 +3,14 @@
 Shared by the integration and browser tests of the release pipeline: make a
 git + DVC project with the team's remote, version training and hold-out data,
 push it, and train and log a scikit-learn model in MLflow from that project
-(the run then carries its lineage: commit, data versions, project folder).
+(the run then carries its lineage: commit, data versions, project folder);
+and :class:`Pipeline`, the release API and the endpoints as one user calls them.
 """
 
+import time
+
 import pandas as pd
+import requests
 
 PROJECT = "credit"
 #: Two applicants, as a scoring client sends them: one request body per MLflow input format.
@@ -71,3 +75,38 @@ def make_project(seed: int = 0, push: bool = True) -> str:
 
 def train(c: float = 1.0) -> str:
     return TRAIN.format(project=PROJECT, c=c)
+
+
+#: Release states a publish waits for: a person's decision, or the end.
+WAITING = {"awaiting_approval", "gates_failed", "failed", "production", "rejected"}
+
+
+class Pipeline:
+    """The pipeline API as one user calls it."""
+
+    def __init__(self, platform, token: str):
+        self.base = f"{platform.url}/services/pipeline/api"
+        self.models = f"{platform.url}/services/models"
+        self.headers = {"Authorization": f"token {token}"}
+
+    def call(self, method: str, path: str, body: dict | None = None) -> requests.Response:
+        return requests.request(method, f"{self.base}/{path}", json=body, headers=self.headers, timeout=120)
+
+    def publish(self, run_id: str, name: str, kind: str = "online") -> dict:
+        body = {"model_uri": f"runs:/{run_id}/model", "name": name, "kind": kind, "description": "credit default"}
+        response = self.call("POST", "releases", body)
+        assert response.status_code == 201, response.text
+        return response.json()["release"]
+
+    def wait(self, release_id: str, states=WAITING, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            release = self.call("GET", f"releases/{release_id}").json()
+            if release["state"] in states:
+                return release
+            time.sleep(0.5)
+        raise AssertionError(f"release {release_id} still {release['state']} after {timeout}s: {release}")
+
+    def invoke(self, model: str, stage: str, body: dict) -> requests.Response:
+        url = f"{self.models}/{model}/{stage}/invocations"
+        return requests.post(url, json=body, headers=self.headers, timeout=60)

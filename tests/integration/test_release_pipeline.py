@@ -6,47 +6,14 @@ and consumer systems call it: ``/services/pipeline/api/`` and
 tests/e2e/test_release.py clicks the same flow in the sidebar.)
 """
 
-import time
 
 import pytest
 import requests
-from release_flow import FORMATS, make_project, train
+from release_flow import FORMATS, Pipeline, make_project, train
 
 pytestmark = pytest.mark.integration
 
 TEAM = "sme-credit"
-WAITING = {"awaiting_approval", "gates_failed", "failed", "production", "rejected"}
-
-
-class Pipeline:
-    """The pipeline API as one user calls it."""
-
-    def __init__(self, platform, token: str):
-        self.base = f"{platform.url}/services/pipeline/api"
-        self.models = f"{platform.url}/services/models"
-        self.headers = {"Authorization": f"token {token}"}
-
-    def call(self, method: str, path: str, body: dict | None = None) -> requests.Response:
-        return requests.request(method, f"{self.base}/{path}", json=body, headers=self.headers, timeout=120)
-
-    def publish(self, run_id: str, name: str, kind: str = "online") -> dict:
-        body = {"model_uri": f"runs:/{run_id}/model", "name": name, "kind": kind, "description": "credit default"}
-        response = self.call("POST", "releases", body)
-        assert response.status_code == 201, response.text
-        return response.json()["release"]
-
-    def wait(self, release_id: str, states=WAITING, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            release = self.call("GET", f"releases/{release_id}").json()
-            if release["state"] in states:
-                return release
-            time.sleep(0.5)
-        raise AssertionError(f"release {release_id} still {release['state']} after {timeout}s: {release}")
-
-    def invoke(self, model: str, stage: str, body: dict) -> requests.Response:
-        url = f"{self.models}/{model}/{stage}/invocations"
-        return requests.post(url, json=body, headers=self.headers, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,14 @@ only sets the stage and reads the outcome.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from release_flow import make_project, train  # noqa: E402
-from test_release_pipeline import Pipeline  # noqa: E402  (the pipeline API as one user calls it)
-from testing_support import until  # noqa: E402,F401  (the one wait helper, for the suite)
+from release_flow import Pipeline, make_project, train
+from testing_support import until  # noqa: F401  (the one wait helper, for the suite)
 
 CREDIT = "sme-credit"
 RETAIL = "retail-scoring"

@@ -67,6 +67,19 @@ class Served:
     release: Any  # mlopshub.pipeline.Release
 
 
+#: Metrics that need the classes' probabilities, which an endpoint that answers labels does not give.
+PROBABILITY_METRICS = ("auc", "log_loss")
+
+
+def tracked_metrics(gate_metrics: list[str]) -> list[str]:
+    """The quality metrics tracked over outcomes: the team's gate metrics and, for a classifier judged on
+    probabilities (AUC, log loss), accuracy as well, which its endpoint's labels always allow."""
+    names = list(dict.fromkeys(gate_metrics))
+    if any(name in PROBABILITY_METRICS for name in names) and "accuracy" not in names:
+        names.append("accuracy")
+    return names
+
+
 def check_window(name: str) -> str:
     if name not in WINDOWS:
         raise MonitoringError(f"window must be one of {', '.join(WINDOWS)}, not {name[:50]!r}", field="window")

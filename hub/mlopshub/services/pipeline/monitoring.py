@@ -22,7 +22,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlopshub.monitoring import stats
-from mlopshub.monitoring.monitor import Monitor, MonitoringError, Served, check_window, served_stages
+from mlopshub.monitoring.monitor import (
+    Monitor,
+    MonitoringError,
+    Served,
+    check_window,
+    served_stages,
+    tracked_metrics,
+)
 from mlopshub.pipeline import Release
 from mlopshub.pipeline.gates import COMMIT_TAG, data_versions
 
@@ -75,7 +82,12 @@ class ModelMonitoring:
         if projects is None or not repo or not commit:
             return {"unavailable": "the run records no project and commit to read its training data from"}
         project = projects.resolve(release.publisher, repo, release.team)
-        readable = sorted(path for path in versions if path.lower().endswith(".csv"))
+        team = self.runner.teams.get(release.team)
+        holdout = getattr(team, "holdout", None) or {}
+        # The training data: a CSV the run versioned that is not the team's hold-out set (which the gates read).
+        readable = sorted(
+            path for path in versions if path.lower().endswith(".csv") and path != holdout.get("path")
+        ) or sorted(path for path in versions if path.lower().endswith(".csv"))
         if not readable:
             return {
                 "unavailable": f"the training data ({', '.join(sorted(versions))}) is not a CSV file; drift is "
@@ -85,8 +97,6 @@ class ModelMonitoring:
         frame = projects.read(project, path, commit).frame()
         if len(frame) > BASELINE_ROWS:
             frame = frame.sample(BASELINE_ROWS, random_state=0)
-        team = self.runner.teams.get(release.team)
-        holdout = getattr(team, "holdout", None) or {}
         target = holdout.get("target")
         if target and target in frame.columns:
             frame = frame.drop(columns=[target])
@@ -187,7 +197,7 @@ class ModelMonitoring:
         since, until = self.monitor.period(window, served)
         monitor = self.monitor
         team = self.runner.teams.get(served.team)
-        metrics = list(getattr(team, "thresholds", None) or {}) or list(_gate_metric_names(served.release))
+        metrics = tracked_metrics(list(getattr(team, "thresholds", None) or {}) or _gate_metric_names(served.release))
         traffic, capture, quality = await asyncio.gather(
             asyncio.to_thread(monitor.traffic, served, since, until),
             asyncio.to_thread(monitor.capture, served),

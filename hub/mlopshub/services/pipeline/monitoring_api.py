@@ -18,7 +18,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from mlopshub.monitoring.metrics import MetricsHandler, PipelineCollector, pipeline_registry
-from mlopshub.monitoring.monitor import MonitoringError, served_stages
+from mlopshub.monitoring.monitor import MonitoringError, served_stages, tracked_metrics
 from mlopshub.monitoring.store import Settings, SettingsError
 from mlopshub.pipeline.release import MODEL_NAME_PATTERN
 
@@ -266,7 +266,7 @@ def monitored(monitoring: ModelMonitoring) -> list[dict[str, Any]]:
                 drift = {"drifted": last.get("drifted"), "psi": psi}
             quality = {}
             team = monitoring.runner.teams.get(served.team)
-            metrics = list(getattr(team, "thresholds", None) or {})
+            metrics = tracked_metrics(list(getattr(team, "thresholds", None) or {}))
             if metrics:
                 figures = monitoring.monitor.quality(served, served.since, time.time(), metrics)
                 quality = {m["name"]: m["value"] for m in figures.get("metrics") or []}
