@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import pipeline_bench, platform_bench, recovery_bench, report, sidebar_bench, usage_bench
+from . import monitoring_bench, pipeline_bench, platform_bench, recovery_bench, report, sidebar_bench, usage_bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -13,7 +13,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["platform", "sidebar", "pipeline", "recovery", "usage"],
+        choices=["platform", "sidebar", "pipeline", "recovery", "usage", "monitoring"],
         help="run one benchmark (default: all)",
     )
     parser.add_argument("--spawns", type=int, default=11, help="sequential spawns per hub for the median")
@@ -38,6 +38,8 @@ def main() -> None:
         recovery_bench.run(users=args.workspaces, cycles=args.busy_starts)
     if args.only in (None, "usage"):
         usage_bench.run()
+    if args.only in (None, "monitoring"):
+        monitoring_bench.run(seconds=args.load_seconds, concurrency=args.concurrency)
     report.write()
 
 

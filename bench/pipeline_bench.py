@@ -108,7 +108,7 @@ def log_model(tracking_uri: str, folder: Path) -> dict[str, Any]:
 class Service(PipelineService):
     """The pipeline service as the flow test runs it (tests/pipeline_harness.py), HubAuth cached as in production."""
 
-    def __init__(self, data_dir: Path, tracking_uri: str, holdout_csv: Path):
+    def __init__(self, data_dir: Path, tracking_uri: str, holdout_csv: Path, observe: Any = None):
         import pandas as pd
 
         from mlopshub.pipeline.gates import HoldOut
@@ -118,7 +118,7 @@ class Service(PipelineService):
             return HoldOut(frame=frame, target=spec["target"], path=spec["path"], version="bench")
 
         # The service's own cache setting (service.main): a token is checked with the hub once a minute.
-        super().__init__(data_dir, tracking_uri, load_holdout, cache_max_age=60)
+        super().__init__(data_dir, tracking_uri, load_holdout, cache_max_age=60, observe=observe)
 
     def publish(self, uri: str, name: str) -> str:  # type: ignore[override]
         """Publish as the team's data scientist."""

@@ -34,6 +34,7 @@ from mlopshub.services.pipeline.app import make_app
 from mlopshub.services.pipeline.auth import hub_authenticator
 from mlopshub.services.pipeline.projects import ProjectReader
 from mlopshub.services.pipeline.service import build_runner, resume_unless_audit_broken, team_releases
+from mlopshub.serving.proxy import Observe
 
 CATALOG = Path(__file__).resolve().parents[1] / "profiles"
 TEAM = "sme-credit"
@@ -132,6 +133,7 @@ class PipelineService:
     ``load_holdout(team, spec)`` stands for the DVC read of the team's
     hold-out set; ``cache_max_age`` is HubAuth's (the service itself uses 60); ``homes`` holds
     the test users' homes (``<homes>/<user>``), where the projects releases read from must be.
+    ``observe`` is the endpoints' monitoring hook (:class:`mlopshub.serving.proxy.Answered` of each call).
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class PipelineService:
         load_holdout: Callable[[str, dict], HoldOut],
         cache_max_age: int = 0,
         homes: Path | None = None,
+        observe: Observe | None = None,
     ):
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
@@ -165,7 +168,7 @@ class PipelineService:
                 cache_max_age=cache_max_age,
                 access_scopes={ACCESS},
             )
-            app = make_app(self.runner, hub_authenticator(hub_auth))
+            app = make_app(self.runner, hub_authenticator(hub_auth), observe=observe)
             app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
             HTTPServer(app).add_sockets(sockets)
             # As the service starts: nothing is resumed on a broken audit chain (resuming records entries).

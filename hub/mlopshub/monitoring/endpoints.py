@@ -72,7 +72,7 @@ class OutcomesHandler(web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any] = {"message": getattr(error, "log_message", None) or self._reason}
         if isinstance(error, OutcomesRefused):
-            body["field"] = error.field
+            body.update(message=error.message, field=error.field)
         self.finish(body)
 
     async def post(self, model: str) -> None:
@@ -99,7 +99,7 @@ class OutcomesRefused(web.HTTPError):
 
     def __init__(self, status: int, message: str, field: str):
         super().__init__(status, "%s", message)
-        self.log_message = message
+        self.message = message
         self.field = field
 
 

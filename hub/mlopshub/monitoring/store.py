@@ -376,12 +376,14 @@ class MonitoringStore:
             history.append({"t": at, "version": version, "drifted": bool(drifted), "psi": psi})
         return history
 
-    def latest_drift(self, model: str, stage: str) -> tuple[float, dict[str, Any]] | None:
+    def latest_drift(self, model: str, stage: str, version: str) -> dict[str, Any] | None:
+        """The last check of ``version`` of ``model``'s ``stage``, or None."""
         with self._reading() as connection:
             row = connection.execute(
-                "SELECT at, result FROM drift WHERE model = ? AND stage = ? ORDER BY at DESC LIMIT 1", (model, stage)
+                "SELECT result FROM drift WHERE model = ? AND stage = ? AND version = ? ORDER BY at DESC LIMIT 1",
+                (model, stage, str(version)),
             ).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+        return json.loads(row[0]) if row else None
 
 
 def _outcome_values(item: Mapping[str, Any], rows: int, where: str) -> list[Any]:

@@ -27,6 +27,7 @@ from mlopshub.pipeline import InvalidRequest, PipelineError, Release, ReleaseNot
 from mlopshub.pipeline.audit import AuditLog
 from mlopshub.pipeline.release import MODEL_NAME_PATTERN
 from mlopshub.serving import Endpoints, endpoint_routes
+from mlopshub.serving.proxy import Observe
 
 from .auth import APPROVE, PUBLISH, READ_RELEASES, Authenticate, Caller, authenticated, endpoint_authorizer
 from .runner import ReleaseRunner
@@ -376,6 +377,7 @@ def make_app(
     consumers: Mapping[str, Collection[str]] | None = None,
     team_admin: Any = None,
     monitoring: Any = None,
+    observe: Observe | None = None,
 ) -> web.Application:
     """The service's tornado application: the API under ``{prefix}api/``, endpoints under ``models_prefix``.
 
@@ -385,6 +387,8 @@ def make_app(
     ``team_admin`` (:class:`~.team_admin.TeamAdmin`) serves ``{prefix}api/teams`` for platform admins.
     ``monitoring`` (:class:`~.monitoring.ModelMonitoring`) serves ``{prefix}api/monitoring``, ``{prefix}metrics``
     and, with ``team_admin`` (which brings the OAuth pages' cookie secret), the printable report.
+    ``observe`` is told of every answered request of in-process ``endpoints`` (monitoring's hook; the models
+    service has its own).
     """
     from .monitoring_api import monitoring_routes
     from .team_admin import team_routes
@@ -414,7 +418,7 @@ def make_app(
     serving = endpoints or runner.endpoints
     if isinstance(serving, Endpoints):
         authorize = endpoint_authorizer(store_owner(runner), models_authenticate or authenticate, consumers)
-        routes += endpoint_routes(models_prefix, serving, authorize)
+        routes += endpoint_routes(models_prefix, serving, authorize, observe)
     if team_admin is None:
         return web.Application(routes)
     from .teams_page import cookie_secret

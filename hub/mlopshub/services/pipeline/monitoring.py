@@ -180,7 +180,7 @@ class ModelMonitoring:
             drifted = False
             checked = None
             for served in stages.values():
-                last = self.monitor.last_drift(served, {})
+                last = self.monitor.last_drift(served)
                 if last is not None:
                     drifted = drifted or bool(last.get("drifted"))
                     checked = max(checked or 0, last.get("checked_at") or 0)
@@ -212,7 +212,7 @@ class ModelMonitoring:
 
     def _last_drift_answer(self, served: Served, since: float) -> dict[str, Any]:
         thresholds = self.thresholds(served.team)
-        last = self.monitor.last_drift(served, thresholds)
+        last = self.monitor.last_drift(served)
         baseline = self.monitor.store(served.team).baseline(served.model, served.version)
         if last is None:
             answer: dict[str, Any] = {

@@ -257,7 +257,7 @@ def monitored(monitoring: ModelMonitoring) -> list[dict[str, Any]]:
     out = []
     for model in sorted(monitoring.models()):
         for served in served_stages(monitoring.runner.store, model).values():
-            last = monitoring.monitor.last_drift(served, {})
+            last = monitoring.monitor.last_drift(served)
             drift = None
             if last is not None:
                 psi = {item["name"]: item.get("psi") for item in last.get("features") or []}
