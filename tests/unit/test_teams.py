@@ -337,7 +337,10 @@ def test_unknown_profiles_are_named_with_the_known_ones(sample):
         ({"thresholds": {"auc": {}}}, "release.thresholds.auc", "expected {min: <number>} and/or {max: <number>}"),
         ({"thresholds": {"auc": {"min": 0.9, "max": 0.8}}}, "release.thresholds.auc", "expected min (0.9) at most"),
         ({"holdout": {"path": "h.csv"}}, "release.holdout.target", "required: expected {path:"),
-        ({"gates": []}, "release.gates", "unknown field; expected one of: holdout, thresholds"),
+        ({"gates": []}, "release.gates", "unknown field; expected one of: drift, holdout, thresholds"),
+        ({"drift": {"psi": -0.1}}, "release.drift.psi", "a number above 0"),
+        ({"drift": {"p_value": 1.5}}, "release.drift.p_value", "a number between 0 and 1"),
+        ({"drift": {"ks": 0.1}}, "release.drift.ks", "unknown field; expected one of: p_value, psi"),
     ],
 )
 def test_bad_release_is_refused_next_to_its_field(sample, release, field, message):

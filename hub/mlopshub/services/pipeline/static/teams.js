@@ -528,6 +528,26 @@ function mlopshubTeamsPage() {
     });
     const holdoutSlot = slotFor("release.holdout");
     register("release.holdout", holdoutSlot, []);
+    // monitoring: when a production model counts as drifted (release.drift)
+    const drift = (team && team.release && team.release.drift) || {};
+    const driftPsi = textField("release.drift.psi", "Drift: PSI threshold", {
+      testid: "field-drift-psi",
+      type: "number",
+      value: drift.psi,
+      placeholder: "0.2",
+      className: "col-6 col-md-3",
+      attrs: { step: "any", min: "0", inputmode: "decimal" },
+    });
+    const driftP = textField("release.drift.p_value", "Drift: test level", {
+      testid: "field-drift-p-value",
+      type: "number",
+      value: drift.p_value,
+      placeholder: "0.01",
+      className: "col-6 col-md-3",
+      attrs: { step: "any", min: "0", max: "1", inputmode: "decimal" },
+    });
+    const driftSlot = slotFor("release.drift");
+    register("release.drift", driftSlot, []);
     const releaseSlot = slotFor("release");
     register("release", releaseSlot, []);
     const releaseSet = el(
@@ -539,6 +559,8 @@ function mlopshubTeamsPage() {
       thresholdsSlot,
       el("div", { className: "row g-3" }, holdoutPath.node, holdoutTarget.node, holdoutRev.node),
       holdoutSlot,
+      el("div", { className: "row g-3 mt-1" }, driftPsi.node, driftP.node),
+      driftSlot,
       releaseSlot,
     );
 
@@ -692,6 +714,17 @@ function mlopshubTeamsPage() {
       }
       if (Object.keys(hold).length) {
         release.holdout = hold;
+      }
+      const driftLimits = {};
+      for (const [key, field] of [["psi", driftPsi], ["p_value", driftP]]) {
+        if (field.input.validity && field.input.validity.badInput) {
+          local[`release.drift.${key}`] = "expected a number (or leave it empty for the default)";
+        } else if (field.input.value.trim() !== "") {
+          driftLimits[key] = Number(field.input.value);
+        }
+      }
+      if (Object.keys(driftLimits).length) {
+        release.drift = driftLimits;
       }
       body.release = release;
       return { body, local };
