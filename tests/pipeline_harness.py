@@ -29,9 +29,11 @@ from tornado.netutil import bind_sockets
 
 from mlopshub import catalog
 from mlopshub.launcher import free_port
+from mlopshub.monitoring.monitor import Monitor
 from mlopshub.pipeline.gates import HoldOut
 from mlopshub.services.pipeline.app import make_app
 from mlopshub.services.pipeline.auth import hub_authenticator
+from mlopshub.services.pipeline.monitoring import ModelMonitoring
 from mlopshub.services.pipeline.projects import ProjectReader
 from mlopshub.services.pipeline.service import build_runner, resume_unless_audit_broken, team_releases
 from mlopshub.serving.proxy import Observe
@@ -168,7 +170,10 @@ class PipelineService:
                 cache_max_age=cache_max_age,
                 access_scopes={ACCESS},
             )
-            app = make_app(self.runner, hub_authenticator(hub_auth), observe=observe)
+            # Monitoring as the service runs it (baselines at release, batch captures, the API); no schedule.
+            monitoring = ModelMonitoring(self.runner, Monitor(data_dir / "monitoring"), check_seconds=86400)
+            self.runner.monitoring = monitoring
+            app = make_app(self.runner, hub_authenticator(hub_auth), observe=observe, monitoring=monitoring)
             app.add_handlers(".*", [(r"/hub/api/user", HubUserHandler)])
             HTTPServer(app).add_sockets(sockets)
             # As the service starts: nothing is resumed on a broken audit chain (resuming records entries).

@@ -202,6 +202,8 @@ def roles(catalog: Catalog, services: Iterable[str]) -> list[dict[str, Any]]:
                 *service_access,
                 "custom:mlopshub:manage-teams",
                 "custom:mlopshub:read-releases",
+                # The hub's, the pipeline's and the models service's /metrics (a token for Prometheus).
+                "read:metrics",
             ],
             "groups": admins,
         }

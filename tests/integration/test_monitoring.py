@@ -167,8 +167,11 @@ def test_baseline_drift_outcomes_metrics_and_report(platform, served, bob):
     assert other_team.status_code == 403, other_team.text
     assert mona.call("GET", f"monitoring/{MODEL}").json()["quality"]["outcomes"] == len(actual)
 
-    # Prometheus: the endpoint's requests and latency, the pipeline's drift values (admin token: read:metrics).
-    admin = {"Authorization": f"token {platform.admin_token}"}
+    # Prometheus: the endpoint's requests and latency, the pipeline's drift values, with the token a platform
+    # admin makes for the scraper (read:metrics and access to both services, docs/monitoring.md).
+    platform.add_user("otis", "platform-admins")
+    scopes = ["read:metrics", "access:services!service=models", "access:services!service=pipeline"]
+    admin = {"Authorization": f"token {platform.token_for('otis', scopes)}"}
     models_scrape = requests.get(f"{platform.url}/services/models/metrics", headers=admin, timeout=30)
     assert models_scrape.status_code == 200, models_scrape.text
     counted = metric_values(models_scrape.text, "mlopshub_model_requests_total")
@@ -183,8 +186,11 @@ def test_baseline_drift_outcomes_metrics_and_report(platform, served, bob):
     drifted = metric_values(pipeline_scrape.text, "mlopshub_model_drifted")
     assert any(dict(labels)["model"] == MODEL and value == 1.0 for labels, value in drifted.items())
     assert metric_values(pipeline_scrape.text, "mlopshub_releases")
-    # A user's token carries no read:metrics.
+    # A user's token carries no read:metrics; the hub's own metrics answer the scraper's token too.
     assert requests.get(f"{platform.url}/services/pipeline/metrics", headers=mona.headers).status_code == 403
+    assert requests.get(f"{platform.url}/services/models/metrics", headers=mona.headers).status_code == 403
+    hub_scrape = requests.get(f"{platform.url}/hub/metrics", headers=admin, timeout=30)
+    assert hub_scrape.status_code == 200 and metric_values(hub_scrape.text, "jupyterhub_active_users")
 
     # The printable report, opened by the validator in a browser session (hub login, then the service's OAuth).
     password = platform.add_user("rita", "model-validators")

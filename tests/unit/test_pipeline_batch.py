@@ -190,6 +190,10 @@ def test_batch_release_staging_run_approval_schedule_on_demand_and_rollback(serv
     assert scored.content == output.read_bytes()
     assert service.api("GET", f"models/{MODEL}/runs/{run['run']}/output", "bob").status_code == 404
     assert service.api("GET", f"models/{MODEL}/runs/brun-000000000000/output", "ann").status_code == 404
+    # Monitoring captured the run's 100 rows and predictions as one record of production.
+    monitored = service.api("GET", f"monitoring/{MODEL}?stage=production", "ann")
+    assert monitored.status_code == 200, monitored.text
+    assert monitored.json()["capture"]["captured"] == 1 and monitored.json()["traffic"]["requests"] == 1
 
     # The schedule: due at 06:00 UTC, once per minute, not at 06:01.
     scheduler = BatchScheduler(service.runner)

@@ -296,7 +296,7 @@ def served_stages(store: Any, model: str) -> dict[str, Served]:
     production = store.production(model)
     if production is not None:
         found["production"] = Served(
-            model, production.team, "production", str(production.version), _epoch(production.promoted), production
+            model, production.team, "production", str(production.version), epoch_of(production.promoted), production
         )
     in_flight = store.in_flight(model)
     if in_flight is not None and in_flight.state in (State.STAGING, State.AWAITING_APPROVAL, State.APPROVED):
@@ -305,7 +305,7 @@ def served_stages(store: Any, model: str) -> dict[str, Served]:
             in_flight.team,
             "staging",
             str(in_flight.version),
-            _epoch(_step_time(in_flight, "staging")),
+            epoch_of(_step_time(in_flight, "staging")),
             in_flight,
         )
     return found
@@ -318,7 +318,7 @@ def _step_time(release: Any, name: str) -> str | None:
     return release.created
 
 
-def _epoch(text: str | None) -> float:
+def epoch_of(text: str | None) -> float:
     from datetime import datetime
 
     if not text:

@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from mlopshub.monitoring import stats
@@ -27,6 +30,7 @@ from mlopshub.monitoring.monitor import (
     MonitoringError,
     Served,
     check_window,
+    epoch_of,
     served_stages,
     tracked_metrics,
 )
@@ -39,6 +43,8 @@ log = logging.getLogger("mlopshub.pipeline")
 CHECK_SECONDS = 3600.0
 #: Training rows a baseline reads at most (a uniform sample beyond that).
 BASELINE_ROWS = 200_000
+#: The largest batch output monitoring captures (a larger one is counted in the run, not captured).
+MAX_BATCH_BYTES = 256 << 20
 
 
 class ModelMonitoring:
@@ -102,6 +108,40 @@ class ModelMonitoring:
             frame = frame.drop(columns=[target])
         summary = stats.baseline(frame, predictions=predictions)
         return {**summary, "data": {path: versions[path]}, "commit": commit}
+
+    # --- batch runs ---
+
+    async def capture_batch(self, release: Release, run: Mapping[str, Any], folder: Path, name: str) -> None:
+        """Capture a finished batch run's output (its input columns and ``prediction``) as one record of its stage.
+
+        The output was written by model code: it is read without following links (``read_output``), at most
+        :data:`MAX_BATCH_BYTES`, as data only; a run monitoring cannot read is logged, never failed.
+        """
+        try:
+            await asyncio.to_thread(self._capture_batch, release, run, folder, name)
+        except Exception as error:
+            log.warning("batch run %s of %s not captured: %s", run.get("run"), release.model_name, str(error)[:300])
+
+    def _capture_batch(self, release: Release, run: Mapping[str, Any], folder: Path, name: str) -> None:
+        import io
+
+        import pandas as pd
+
+        from .runner import read_output
+
+        frame = pd.read_csv(io.BytesIO(read_output(folder, name, limit=MAX_BATCH_BYTES)))
+        predictions = frame.pop("prediction").tolist() if "prediction" in frame.columns else None
+        settings = self.monitor.store(release.team).settings(release.model_name)
+        frame = frame.drop(columns=[c for c in settings.exclude_columns if c in frame.columns])
+        table = frame.astype(object).where(pd.notna(frame), None)
+        started, finished = epoch_of(run.get("started")), epoch_of(run.get("finished")) or time.time()
+        row = (
+            str(run["run"]), release.model_name, str(release.version), str(run["stage"]), finished,
+            max(0.0, finished - started) * 1000.0, 200, len(frame),
+            json.dumps({"columns": [str(c) for c in table.columns], "data": table.values.tolist()}, default=str),
+            json.dumps(predictions, default=str) if predictions is not None else None, "batch",
+        )  # fmt: skip
+        self.monitor.store(release.team).add_captures([row])
 
     # --- drift ---
 

@@ -602,6 +602,9 @@ class ReleaseRunner:
             output = call.cwd / _output_name(printed, call.cwd)
             record = json.loads(read_output(call.cwd, output.with_suffix(".json").name, limit=MAX_RECORD))
             run.update(status="succeeded", output=str(output), record=record)
+            if self.monitoring is not None:
+                # Monitoring sees a batch run's rows as it sees an endpoint's requests (source "batch").
+                await self.monitoring.capture_batch(release, run, call.cwd, output.name)
         except Exception as error:
             log.warning("batch run of %s at %s failed: %s", release.model_name, stage, str(error)[:500])
             run.update(status="failed", reason=f"{type(error).__name__}: {error}"[:1900])
