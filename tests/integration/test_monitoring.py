@@ -255,3 +255,11 @@ def test_capture_survives_a_pipeline_restart_and_settings_keep_columns_out(platf
     for file in store.parent.glob(f"{TEAM}.sqlite*"):  # the database and its write-ahead log
         assert b"314159265" not in file.read_bytes(), f"the excluded column was written to {file}"
     assert oct(store.parent.stat().st_mode & 0o777) == oct(0o700)
+    if os.geteuid() != 0:
+        return  # workspaces run as the platform's own user unless it runs as root: nothing more to prove
+    # From inside the team's own workspace (arbitrary code as its user), the captures cannot be read or changed.
+    probe = (
+        f"import sqlite3\ntry:\n    open({str(store)!r}, 'rb').read(16)\n    print('READ')\n"
+        f"except OSError as error:\n    print('refused', type(error).__name__)"
+    )
+    assert "refused PermissionError" in platform.execute("mona", mona.headers["Authorization"].split()[1], probe)
