@@ -2,11 +2,14 @@
 
 Pure builders (no cluster): the pipeline applies what these return. Online
 models are served by KServe's MLflow runtime (``modelFormat: mlflow``, the
-V2 protocol); batch models are scored by ``python -m mlopshub.serving.batch``
-in the hub image, on a schedule in production (a CronJob) and once in
-staging (a Job). :mod:`.manifests` picks which for a release; :mod:`.names`
-names them. Every pod they make meets Pod Security's ``restricted`` standard
-(KServe's storage initializer excepted: KServe's install configures it).
+V2 protocol), whose payload logger posts each request and answer to the
+pipeline's capture sink (:mod:`mlopshub.monitoring.cloudevents`); batch
+models are scored by ``python -m mlopshub.serving.batch`` in the hub image,
+on a schedule in production (a CronJob) and once in staging (a Job).
+:mod:`.manifests` picks which for a release; :mod:`.names` names them.
+Every pod they make meets Pod Security's ``restricted`` standard (KServe's
+storage initializer excepted: KServe's install configures it; the logger's
+agent container copies the model container's security context).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from .schedule import ScheduleError, parse
 NAMESPACE = "mlopshub-models"
 #: MLflow for scoring Jobs: its in-cluster Service (helm-values/platform/mlflow.yaml) under the prefix it serves at.
 MLFLOW_URL = "http://mlflow.mlopshub.svc:5000/services/mlflow"
+#: Where the predictors' payload logger posts each request and response (CloudEvents): the pipeline's in-cluster
+#: Service (helm-values/platform/manifests/pipeline.yaml) under its prefix, path ``capture``
+#: (:func:`mlopshub.monitoring.cloudevents.capture_sink_routes`). Its NetworkPolicy admits the predictors there.
+CAPTURE_URL = "http://mlopshub-pipeline.mlopshub.svc:8080/services/pipeline/capture"
 
 
 def mlflow_token_secret(team: str) -> str:
@@ -65,9 +72,19 @@ def _labels(name: str, version: str, team: str, stage: str) -> dict[str, str]:
 
 
 def inference_service(
-    model: str, version: str, storage_uri: str, team: str, stage: str, namespace: str = NAMESPACE
+    model: str,
+    version: str,
+    storage_uri: str,
+    team: str,
+    stage: str,
+    namespace: str = NAMESPACE,
+    capture_url: str = CAPTURE_URL,
 ) -> dict[str, Any]:
-    """The InferenceService serving ``model`` version ``version`` at ``stage`` (staging or production)."""
+    """The InferenceService serving ``model`` version ``version`` at ``stage`` (staging or production).
+
+    Its predictor's payload logger (KServe's agent, ``mode: all``) posts every request and every answer to
+    ``capture_url`` as CloudEvents, off the request path: production monitoring's capture in the cluster.
+    """
     if stage not in STAGES:
         raise ValueError(f"stage '{stage}': expected one of {', '.join(STAGES)}")
     name = inference_service_name(model, stage, namespace)
@@ -85,6 +102,7 @@ def inference_service(
                 "minReplicas": 1 if stage == "production" else 0,
                 "serviceAccountName": f"models-{team}",
                 "securityContext": pod_security_context(),
+                "logger": {"mode": "all", "url": capture_url},
                 "model": {
                     "modelFormat": {"name": "mlflow"},
                     "protocolVersion": "v2",
