@@ -161,7 +161,13 @@ def dropped(model=MODEL, stage="production") -> float:
 # --- pairing ------------------------------------------------------------------------------------------------------
 
 
+def requests_counted() -> float:
+    labels = {"model": MODEL, "version": VERSION, "stage": "production", "code": "200"}
+    return REGISTRY.get_sample_value("mlopshub_model_requests_total", labels) or 0.0
+
+
 def test_a_request_then_its_answer_become_one_capture_with_the_rows_predictions_and_latency(sink):
+    counted = requests_counted()
     event_id = str(uuid.uuid4())
     first, second = sink.pair(event_id, V2_REQUEST, V2_ANSWER, latency=0.042)
     assert (first.status_code, second.status_code) == (200, 200)
@@ -177,6 +183,7 @@ def test_a_request_then_its_answer_become_one_capture_with_the_rows_predictions_
     }
     assert json.loads(capture["outputs"]) == [0, 1]
     assert sink.sink.waiting == 0
+    assert requests_counted() == counted + 1
 
 
 def test_an_answer_that_arrives_before_its_request_is_paired_all_the_same(sink):

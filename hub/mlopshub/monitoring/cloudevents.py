@@ -21,7 +21,8 @@ refused or failed: the sink pairs the two halves by InferenceService and ``ce-id
 :data:`PAIR_SECONDS` for the other half, in a table bounded in entries and bytes; a half left alone is dropped and
 counted as a dropped capture (``mlopshub_capture_dropped_total`` and the store's dropped count), never kept. A pair
 becomes one :class:`~.capture.Record` handed to the :class:`~.capture.Capture` (sampling, excluded columns, the
-writer thread and the team's store are the one-machine capture's), with the latency between the two ``ce-time``.
+writer thread and the team's store are the one-machine capture's), with the latency between the two ``ce-time``,
+and is counted in ``mlopshub_model_requests_total`` and ``mlopshub_model_request_duration_seconds``.
 
 The InferenceService's name is turned back into (model, stage, version, team) by ``route``, from the pipeline's
 release store (:class:`ReleaseRoutes`): an unknown name is refused with 404 and counted, never stored.
@@ -320,6 +321,8 @@ class CaptureSinkHandler(web.RequestHandler):
         half = replace(self._half, body=body)
         record = self.sink.take(half)
         if record is not None:
+            # The models service's request metrics, from the predictors' answers (the agent logs 200s only).
+            metrics.observe_request(record.model, record.version, record.stage, record.status, record.latency_ms / 1e3)
             if len(record.body) + len(record.answer) > INLINE_BYTES:
                 record = await asyncio.to_thread(readable, record)
             else:
