@@ -983,6 +983,205 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/monitoring": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Served models the caller may read, marked when their last drift check found drift */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["MonitoringList"];
+                    };
+                };
+                401: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/monitoring/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Traffic, capture, drift and quality of a served model over a window */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description production (default when served) or staging */
+                    stage?: "production" | "staging";
+                    /** @description The last day (default), the last week, or since the version was promoted */
+                    window?: "day" | "week" | "promotion";
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Monitoring"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/monitoring/{name}/drift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Check drift now over the window; the result is kept and a new drift is an audit entry */
+        post: {
+            parameters: {
+                query?: {
+                    /** @description production (default when served) or staging */
+                    stage?: "production" | "staging";
+                    /** @description The last day (default), the last week, or since the version was promoted */
+                    window?: "day" | "week" | "promotion";
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Drift"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/monitoring/{name}/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The model's capture settings */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CaptureSettings"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        /** Change the model's capture settings (its team, or a platform admin); fields left out are kept */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["CaptureSettingsChange"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CaptureSettings"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1152,6 +1351,130 @@ export interface components {
             errors: {
                 [key: string]: string;
             };
+        };
+        CaptureSettings: {
+            /** @description Share of requests captured */
+            sample_rate: number;
+            /** @description Days a capture and its outcome are kept */
+            retention_days: number;
+            /** @description Columns never written (personal data) */
+            exclude_columns: string[];
+        };
+        CaptureSettingsChange: {
+            /** @description Share of requests captured */
+            sample_rate?: number;
+            /** @description Days a capture and its outcome are kept */
+            retention_days?: number;
+            /** @description Columns never written (personal data) */
+            exclude_columns?: string[];
+        };
+        FeatureDrift: {
+            name: string;
+            /** @enum {string} */
+            kind: "numeric" | "categorical";
+            psi: number | null;
+            /** @enum {string|null} */
+            test?: "ks" | "chi2" | null;
+            p_value?: number | null;
+            drifted: boolean;
+            reason?: string | null;
+            /** @description The baseline's bins (edges, null for an open end) or categories, and shares */
+            baseline?: Record<string, never>;
+            /** @description The live shares over the same bins, rows and the missing share */
+            live?: Record<string, never>;
+        };
+        Drift: {
+            available: boolean;
+            /** @description Why drift is unavailable or not checked yet */
+            reason?: string | null;
+            baseline?: {
+                /** @description Training data path -> DVC version */
+                data?: {
+                    [key: string]: string;
+                };
+                rows?: number | null;
+            } | null;
+            thresholds?: {
+                psi?: number;
+                p_value?: number;
+            };
+            checked_at?: number | null;
+            drifted: boolean;
+            rows?: number;
+            features?: components["schemas"]["FeatureDrift"][];
+            prediction?: components["schemas"]["FeatureDrift"] | null;
+            history?: {
+                t?: number;
+                version?: string;
+                drifted?: boolean;
+                psi?: {
+                    [key: string]: number | null;
+                };
+            }[];
+        };
+        Monitoring: {
+            model: string;
+            team: string;
+            /** @enum {string} */
+            stage: "production" | "staging";
+            version: string;
+            window: {
+                name?: string;
+                since?: number;
+                until?: number;
+            };
+            traffic: {
+                bucket_seconds?: number;
+                requests?: number;
+                errors?: number;
+                p50_ms?: number | null;
+                p99_ms?: number | null;
+                series?: {
+                    t?: number;
+                    requests?: number;
+                    errors?: number;
+                    p50_ms?: number | null;
+                    p99_ms?: number | null;
+                }[];
+            };
+            capture: components["schemas"]["CaptureSettings"] & {
+                captured?: number;
+                dropped?: number;
+            };
+            drift: components["schemas"]["Drift"];
+            quality: {
+                available?: boolean;
+                reason?: string | null;
+                outcomes?: number;
+                metrics?: {
+                    name?: string;
+                    value?: number | null;
+                    reason?: string | null;
+                    approval?: number | null;
+                    threshold?: Record<string, never> | null;
+                }[];
+                series?: {
+                    t?: number;
+                    values?: {
+                        [key: string]: number | null;
+                    };
+                }[];
+            };
+        };
+        MonitoringList: {
+            models: {
+                model: string;
+                team: string;
+                drifted: boolean;
+                checked_at?: number | null;
+                captured?: number;
+                stages: {
+                    [key: string]: {
+                        version?: string;
+                        since?: number;
+                    };
+                };
+            }[];
         };
     };
     responses: {
