@@ -175,7 +175,8 @@ class Monitor:
             # orjson: decoding the captured JSON is most of a check's time (bench/monitoring_bench.py).
             if inputs:
                 table = orjson.loads(inputs)
-                accumulator.add(table.get("columns") or [], table.get("data") or [])
+                if isinstance(table, dict):
+                    accumulator.add(table.get("columns") or [], table.get("data") or [])
             if outputs and baseline.get("prediction") is not None:
                 predictions = orjson.loads(outputs)
                 if isinstance(predictions, list):
