@@ -23,7 +23,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from . import __version__, contract, data, experiments, models, paths
-from .errors import ApiError, BadRequest, NotFound
+from .errors import ApiError, BadRequest, InvalidField, NotFound
 
 #: Version of the REST contract; the frontend refuses a server with another one.
 API_VERSION = 1
@@ -83,7 +83,7 @@ class MlopshubHandler(APIHandler):
         """The JSON object in the request body; 400 if it is not one."""
         try:
             value = json.loads(self.request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except ValueError as error:  # not JSON, not UTF-8, or a number of more digits than Python converts
             raise BadRequest(f"the request body is not JSON: {error}") from None
         if not isinstance(value, dict):
             raise BadRequest("the request body must be a JSON object")
@@ -494,3 +494,81 @@ class RollbackHandler(MlopshubHandler):
         path = f"models/{models.model_name(name, 'name')}/rollback"
         _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, body=body)
         self.reply(payload)
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+
+class MonitoringHandler(MlopshubHandler):
+    """GET /mlopshub-lab/monitoring: the monitored models the user may see, each with whether it drifted."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Forward ``GET monitoring``; the pipeline decides what is visible (a team its models, validators all)."""
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "GET", "monitoring")
+        self.reply(payload)
+
+
+class MonitoredModelHandler(MlopshubHandler):
+    """GET /mlopshub-lab/monitoring/{model}?stage=&window=: traffic, captures, drift and quality of one model."""
+
+    @tornado.web.authenticated
+    async def get(self, model: str) -> None:
+        """Forward ``GET monitoring/{model}`` with the checked stage and window; the pipeline's 403 and 404 pass."""
+        params = models.monitoring_query(self.query("stage"), self.query("window"))
+        path = f"monitoring/{models.model_name(model, 'model')}"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "GET", path, params=params)
+        self.reply(payload)
+
+
+class DriftCheckHandler(MlopshubHandler):
+    """POST /mlopshub-lab/monitoring/{model}/drift?stage=&window=: compute the model's drift now."""
+
+    @tornado.web.authenticated
+    async def post(self, model: str) -> None:
+        """Forward ``POST monitoring/{model}/drift``; answer the drift the pipeline computed (its ``drift`` object).
+
+        The body carries nothing: what to check is the query, so a field sent anyway is refused, not ignored.
+        """
+        unknown = sorted(self.body())
+        if unknown:
+            raise InvalidField(unknown[0], "unknown field; a drift check takes only ?stage= and ?window=")
+        params = models.monitoring_query(self.query("stage"), self.query("window"))
+        path = f"monitoring/{models.model_name(model, 'model')}/drift"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "POST", path, params=params)
+        self.reply(payload)
+
+
+class MonitoringSettingsHandler(MlopshubHandler):
+    """GET, PUT /mlopshub-lab/monitoring/{model}/settings: the model's capture sampling, retention and exclusions."""
+
+    @tornado.web.authenticated
+    async def get(self, model: str) -> None:
+        """Forward ``GET monitoring/{model}/settings``; answer ``{sample_rate, retention_days, exclude_columns}``."""
+        path = f"monitoring/{models.model_name(model, 'model')}/settings"
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "GET", path)
+        self.reply(payload)
+
+    @tornado.web.authenticated
+    async def put(self, model: str) -> None:
+        """Check the change here (422 naming the field), forward it and answer the settings now in force."""
+        path = f"monitoring/{models.model_name(model, 'model')}/settings"
+        body = models.monitoring_settings(self.body())
+        _, payload = await models.forward(models.PipelineSettings.from_environ(), "PUT", path, body=body)
+        self.reply(payload)
+
+
+class MonitoringReportHandler(MlopshubHandler):
+    """GET /mlopshub-lab/monitoring/{model}/report?stage=&window=: open the pipeline's printable report."""
+
+    @tornado.web.authenticated
+    def get(self, model: str) -> None:
+        """Redirect the browser tab to the report page on the hub (``/services/pipeline/monitoring/...``).
+
+        The report is a pipeline page the browser reads with the user's own hub
+        login cookie; this workspace's token is not involved, and the address is
+        a path on the hub the Lab itself is served by.
+        """
+        params = models.monitoring_query(self.query("stage"), self.query("window"))
+        name = models.model_name(model, "model")
+        self.redirect(models.report_location(models.PipelineSettings.from_environ(), name, params), status=302)

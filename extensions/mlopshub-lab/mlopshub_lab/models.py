@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import mlflow.artifacts
 import requests
@@ -502,3 +502,86 @@ def signature_columns(inputs: Any) -> list[str] | None:
         return None
     columns = [spec.get("name") for spec in specs if isinstance(spec, dict)]
     return [str(name) for name in columns] if columns and all(columns) else None
+
+
+# --- monitoring -----------------------------------------------------------------------------------
+
+#: The monitoring window, stages and settings as this server's ``openapi.yaml`` writes them (one place, read here).
+MONITORING_WINDOWS: tuple[str, ...] = tuple(_SCHEMAS["MonitoringWindow"]["enum"])
+MONITORING_STAGES: tuple[str, ...] = tuple(_SCHEMAS["MonitoringStage"]["enum"])
+_SETTINGS = _SCHEMAS["MonitoringSettings"]["properties"]
+
+
+def monitoring_query(stage: str | None, window: str | None) -> dict[str, str]:
+    """The checked ``?stage=&window=`` of a monitoring request (422 naming a wrong one); blank ones are left out.
+
+    Left out, the pipeline picks its defaults (production, the last day).
+    """
+    params: dict[str, str] = {}
+    for name, value, allowed in (("stage", stage, MONITORING_STAGES), ("window", window, MONITORING_WINDOWS)):
+        if not value:
+            continue
+        if value not in allowed:
+            raise InvalidField(name, f"expected one of: {', '.join(allowed)}, got {value[:100]!r}")
+        params[name] = value
+    return params
+
+
+def monitoring_settings(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked monitoring settings change: any of ``sample_rate``, ``retention_days``, ``exclude_columns``.
+
+    422 naming the first wrong field; the pipeline keeps what the body leaves out.
+    """
+    unknown = sorted(set(body) - set(_SETTINGS))
+    if unknown:
+        raise InvalidField(unknown[0], f"unknown field; expected any of: {', '.join(_SETTINGS)}")
+    if not body:
+        raise InvalidField("(body)", f"nothing to change; send any of: {', '.join(_SETTINGS)}")
+    checked: dict[str, Any] = {}
+    if "sample_rate" in body:
+        checked["sample_rate"] = _bounded(body["sample_rate"], "sample_rate", float, "a number")
+    if "retention_days" in body:
+        checked["retention_days"] = _bounded(body["retention_days"], "retention_days", int, "a whole number of days")
+    if "exclude_columns" in body:
+        checked["exclude_columns"] = _columns(body["exclude_columns"])
+    return checked
+
+
+def _bounded(value: Any, name: str, kind: type, words: str) -> int | float:
+    """``value`` as ``kind`` within the schema's bounds for ``name``; 422 naming it otherwise (true is no number)."""
+    schema = _SETTINGS[name]
+    bounds = f"from {schema['minimum']} to {schema['maximum']}"
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # A float's own is_integer: float() of a JSON integer of 400 digits would overflow.
+    if not is_number or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise InvalidField(name, f"expected {words} {bounds}, got {value!r:.100}")
+    if not schema["minimum"] <= value <= schema["maximum"]:
+        raise InvalidField(name, f"must be {bounds}, not {value!r:.100}")
+    return kind(value)
+
+
+def _columns(value: Any) -> list[str]:
+    """The column names to leave out of captures: a list of names, each 1 to ``maxLength`` characters."""
+    schema = _SETTINGS["exclude_columns"]
+    longest, most = schema["items"]["maxLength"], schema["maxItems"]
+    if not isinstance(value, list):
+        raise InvalidField("exclude_columns", f"expected a list of column names, got {type(value).__name__}")
+    if len(value) > most:
+        raise InvalidField("exclude_columns", f"has {len(value)} columns; at most {most}")
+    for index, column in enumerate(value):
+        if not isinstance(column, str) or not 1 <= len(column) <= longest:
+            raise InvalidField(
+                f"exclude_columns.{index}", f"expected a column name of 1 to {longest} characters, got {column!r:.100}"
+            )
+    return list(value)
+
+
+def report_location(settings: PipelineSettings, model: str, params: Mapping[str, str]) -> str:
+    """Where the browser opens the pipeline's printable report of ``model``: a path on the hub's own address.
+
+    The path of the pipeline's address without its ``/api`` (``/services/pipeline``), so the
+    tab goes through the hub's proxy with the hub's login cookie, never to an in-cluster address.
+    """
+    base = urlsplit(settings.server()).path.rstrip("/").removesuffix("/api")
+    query = urlencode(params)
+    return f"{base}/monitoring/{quote(model, safe='')}/report" + (f"?{query}" if query else "")

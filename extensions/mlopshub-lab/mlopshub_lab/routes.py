@@ -41,6 +41,11 @@ ROUTES: list[tuple[str, type[handlers.MlopshubHandler]]] = [
     (f"releases/(?P<release_id>{_SEGMENT})/try", handlers.TryEndpointHandler),
     (f"models/(?P<name>{_SEGMENT})/rollback", handlers.RollbackHandler),
     ("audit", handlers.AuditHandler),
+    ("monitoring", handlers.MonitoringHandler),
+    (f"monitoring/(?P<model>{_SEGMENT})", handlers.MonitoredModelHandler),
+    (f"monitoring/(?P<model>{_SEGMENT})/drift", handlers.DriftCheckHandler),
+    (f"monitoring/(?P<model>{_SEGMENT})/settings", handlers.MonitoringSettingsHandler),
+    (f"monitoring/(?P<model>{_SEGMENT})/report", handlers.MonitoringReportHandler),
 ]
 
 

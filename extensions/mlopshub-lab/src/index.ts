@@ -1,4 +1,5 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -11,6 +12,7 @@ import { DataSection } from './data';
 import { button, h } from './dom';
 import { ExperimentsSection } from './experiments';
 import { ApprovalsSection, ModelsSection } from './models';
+import { MonitoringView } from './monitoring';
 import { IMe } from './release';
 import { ReleasePage } from './releasepage';
 import { API_VERSION, requestAPI } from './request';
@@ -22,6 +24,7 @@ const ICON_SVG =
   '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" d="M4 4h16v4H4zm0 6h10v4H4zm0 6h16v4H4z"/></svg>';
 const icon = new LabIcon({ name: 'mlopshub-lab:sidebar', svgstr: ICON_SVG });
 const PLUGIN_ID = 'mlopshub-lab:plugin';
+const MONITORING_COMMAND = 'mlopshub:monitoring';
 
 /** The sidebar panel: follows the file browser's folder whenever it is shown. */
 class SidebarPanel extends Panel {
@@ -53,7 +56,14 @@ function makeViews(app: JupyterFrontEnd): IViews {
     openRelease: id => tabs.open(tabId('release', id), `Release ${id}`, () => new ReleasePage(id, 'release')),
     openReview: id => tabs.open(tabId('review', id), `Review ${id}`, () => new ReleasePage(id, 'review')),
     openCompare: (workspace, runs) => tabs.open(tabId('compare', ...[...runs].sort()), `Compare ${runs.length} runs`, () => new CompareView(workspace, runs)),
-    openAudit: () => tabs.open(tabId('audit'), 'Audit log', () => new AuditView())
+    openAudit: () => tabs.open(tabId('audit'), 'Audit log', () => new AuditView()),
+    openMonitoring: (model, stage) => {
+      // One Monitoring tab: opening it for a model chooses that model there.
+      const tab = tabs.open(tabId('monitoring'), 'Monitoring', () => new MonitoringView());
+      if (model) {
+        (tab.content as MonitoringView).select(model, stage ?? null);
+      }
+    }
   };
 }
 
@@ -62,15 +72,16 @@ function makeViews(app: JupyterFrontEnd): IViews {
  * their roles use (Data, Experiments and Models for team members, Approvals
  * for model validators, the Audit log for validators and platform admins),
  * each collapsible and with a badge for what needs attention. The work itself
- * opens in main-area tabs: run comparisons, releases, review pages, the audit log.
+ * opens in main-area tabs: run comparisons, releases, review pages, the audit
+ * log, and Monitoring (also the command "Monitoring", for validators).
  */
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Data versioning, experiments and publishing in one sidebar, work in main-area tabs.',
   autoStart: true,
   requires: [IDefaultFileBrowser],
-  optional: [ISettingRegistry],
-  activate: (app: JupyterFrontEnd, browser: IDefaultFileBrowser, registry: ISettingRegistry | null) => {
+  optional: [ISettingRegistry, ICommandPalette],
+  activate: (app: JupyterFrontEnd, browser: IDefaultFileBrowser, registry: ISettingRegistry | null, palette: ICommandPalette | null) => {
     const panel = new SidebarPanel();
     panel.id = 'mlopshub-sidebar';
     panel.addClass('mlopshub-sidebar');
@@ -80,6 +91,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     let me: IMe | null = null;
     const views = makeViews(app);
+    // Validators' way in (they see every team's models there); team members also open a model from the Models section.
+    app.commands.addCommand(MONITORING_COMMAND, {
+      label: 'Monitoring',
+      caption: 'Traffic, drift and quality of the models in staging and production',
+      execute: () => views.openMonitoring()
+    });
+    palette?.addItem({ command: MONITORING_COMMAND, category: 'mlopshub' });
     const whoAmI = requestAPI<IMe>('me').catch(error => {
       console.warn(`mlopshub-lab: no release pipeline here: ${error.message}`);
       return null;

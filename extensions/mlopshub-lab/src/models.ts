@@ -3,6 +3,8 @@ import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
 import { formatNumber } from './model';
+import { driftedMark } from './monitoring';
+import { driftedModels, IMonitoredModel, MonitoringStage, stageOfRelease } from './monitoringmodel';
 import { endpointBlock, errorBox, facts, gateList, labelled, messageOf, pace, pollFor, releaseChanged } from './parts';
 import { BatchKey, batchProblem, BATCH_FIELDS, IPublishForm, PublishKind, PublishReply, publishBody, refusedField } from './publish';
 import { post, requestAPI } from './request';
@@ -22,6 +24,8 @@ import {
 } from './release';
 import { IViews } from './views';
 
+/** How often the Models section asks which models drifted (ms). */
+const DRIFT_EVERY = 60_000;
 /** States in which the sidebar shows a release's staging endpoint (to try it before production). */
 const STAGING_SHOWN: readonly ReleaseState[] = ['staging', 'awaiting_approval', 'approved'];
 
@@ -153,6 +157,9 @@ export class ModelsSection extends Widget {
   private _models: ILoggedModel[] = [];
   private _next: string | null = null;
   private _releases: IRelease[] = [];
+  /** The team's drifted models (the pipeline's last checks), each with the stage whose release is marked. */
+  private _drifted = new Map<string, MonitoringStage>();
+  private _driftAsked = 0;
   private _view: ReleaseView | null = null;
   /** Each model's publish form slot, kept across re-renders so a reload never drops what the user typed. */
   private _slots = new Map<string, HTMLElement>();
@@ -226,7 +233,7 @@ export class ModelsSection extends Widget {
   /** Load the team's releases; false when the pipeline did not answer (shown with Retry). */
   private async _loadReleases(): Promise<boolean> {
     try {
-      const reply = await requestAPI<{ releases: IRelease[] }>('releases');
+      const [reply] = await Promise.all([requestAPI<{ releases: IRelease[] }>('releases'), this._loadDrifted()]);
       this._releases = reply.releases.filter(release => !this._workspace || release.team === this._workspace);
       this._renderReleases(null);
       this._poll.frequency = pace(listInterval(this._releases));
@@ -235,6 +242,20 @@ export class ModelsSection extends Widget {
       this._renderReleases(`Releases are unavailable: ${messageOf(error)}`);
       return false;
     }
+  }
+
+  /**
+   * Which models drifted, asked at most every DRIFT_EVERY ms (releases are looked at
+   * more often). Without an answer (a pipeline without monitoring) no model is marked.
+   */
+  private async _loadDrifted(): Promise<void> {
+    if (Date.now() - this._driftAsked < DRIFT_EVERY) {
+      return;
+    }
+    this._driftAsked = Date.now();
+    this._drifted = await requestAPI<{ models: IMonitoredModel[] }>('monitoring')
+      .then(reply => driftedModels(reply.models))
+      .catch(() => new Map<string, MonitoringStage>());
   }
 
   private _render(): void {
@@ -405,6 +426,7 @@ export class ModelsSection extends Widget {
   }
 
   private _releaseRow(release: IRelease): HTMLElement {
+    const stage = stageOfRelease(release.state);
     const slot = h('div', { class: 'mlopshub-rollback-slot' });
     const open = h('a', { href: '#', class: 'mlopshub-open-release' }, `${release.model_name} v${release.version}`);
     open.addEventListener('click', event => {
@@ -418,6 +440,10 @@ export class ModelsSection extends Widget {
       ' ',
       h('span', { class: `mlopshub-release-state mlopshub-state-${release.state}`, 'data-testid': 'mlopshub-release-state', 'data-state': release.state }, stateLabel(release.state)),
       h('span', { class: 'mlopshub-release-meta' }, ` · ${release.kind} · by ${release.publisher}`),
+      stage && this._drifted.get(release.model_name) === stage ? driftedMark(release.model_name) : null,
+      stage
+        ? button('Monitoring', () => this._views.openMonitoring(release.model_name, stage), { class: 'jp-Button mlopshub-button mlopshub-open-monitoring', 'data-testid': 'mlopshub-open-monitoring', 'data-stage': stage, title: `Traffic, drift and quality of ${release.model_name} in ${stage}` })
+        : null,
       release.state === 'production'
         ? button('Roll back', () => this._openRollback(release, slot), { class: 'jp-Button mlopshub-button mlopshub-rollback', 'data-testid': 'mlopshub-rollback' })
         : null,
@@ -513,7 +539,7 @@ export class ApprovalsSection extends Widget {
     }
     this.onCount(releases.length);
     this._body.replaceChildren(
-      h('div', { class: 'mlopshub-actions' }, refresh),
+      h('div', { class: 'mlopshub-actions' }, refresh, button('Monitoring', () => this._views.openMonitoring(), { 'data-testid': 'mlopshub-open-monitoring-all', title: 'Traffic, drift and quality of every team’s models in staging and production' })),
       ...(releases.length ? releases.map(release => this._card(release)) : [h('p', { class: 'mlopshub-empty' }, 'Nothing awaits approval.')])
     );
   }

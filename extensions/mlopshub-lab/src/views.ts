@@ -2,6 +2,8 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import type { MonitoringStage } from './monitoringmodel';
+
 /** The main-area views the sidebar opens; each section gets this instead of knowing how tabs are made. */
 export interface IViews {
   /** A release: timeline, gates, endpoint with its example request, approval, audit trail. */
@@ -12,6 +14,8 @@ export interface IViews {
   openCompare(workspace: string | null, runIds: string[]): void;
   /** The audit log, filtered and exported (validators and platform admins). */
   openAudit(): void;
+  /** Monitoring of the models the user may see; with `model`, that model (in `stage`) chosen. */
+  openMonitoring(model?: string, stage?: MonitoringStage): void;
 }
 
 /**

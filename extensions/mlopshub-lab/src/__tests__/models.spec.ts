@@ -41,7 +41,7 @@ const awaiting = {
   updated: ''
 };
 
-const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn() };
+const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn(), openMonitoring: jest.fn() };
 const tick = () => new Promise(resolve => setTimeout(resolve, 0));
 
 describe('the Approvals section', () => {

@@ -50,7 +50,7 @@ const registered = {
   updated: ''
 };
 
-const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn() };
+const views = { openRelease: jest.fn(), openReview: jest.fn(), openCompare: jest.fn(), openAudit: jest.fn(), openMonitoring: jest.fn() };
 const tick = () => new Promise(resolve => setTimeout(resolve, 0));
 
 const form = (fields: Partial<IPublishForm>): IPublishForm => ({
