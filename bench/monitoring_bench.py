@@ -10,7 +10,7 @@
 2. **Drift over a million captured rows.** 10,000 captured requests of 100 rows x 50 features written to a real
    team store (outside the timing), then :meth:`mlopshub.monitoring.monitor.Monitor.drift`, the code the
    pipeline runs: read from SQLite, decode, accumulate, test, keep the result. Target: under 30 s. Then the
-   endpoint's throughput while the same check runs in another process at the pipeline's drift niceness (the
+   endpoint's throughput while the same check runs in another process at the pipeline's drift priority, SCHED_IDLE (the
    pipeline and the models service are separate processes), against the throughput just before.
 
 ``python -m bench --only monitoring`` writes bench/results/monitoring.json.
@@ -176,12 +176,11 @@ def check_drift(path: Path) -> dict[str, Any]:
 
 
 def drift_process(path: Path) -> subprocess.Popen:
-    """:func:`check_drift` in a process of its own at the pipeline's drift niceness."""
-    from mlopshub.monitoring.monitor import DRIFT_NICENESS
-
+    """:func:`check_drift` in a process of its own at the pipeline's drift priority (``lower_priority``)."""
     code = (
-        f"import os, json, sys; os.nice({DRIFT_NICENESS}); from pathlib import Path; "
-        "from bench.monitoring_bench import check_drift; print(json.dumps(check_drift(Path(sys.argv[1]))))"
+        "import json, sys; from pathlib import Path; from mlopshub.monitoring.monitor import lower_priority; "
+        "priority = lower_priority(); from bench.monitoring_bench import check_drift; "
+        "print(json.dumps({**check_drift(Path(sys.argv[1])), 'priority': priority}))"
     )
     return subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
 

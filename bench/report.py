@@ -117,7 +117,7 @@ def monitoring_lines(monitoring: dict) -> list[str]:
         f"from the team's SQLite store, decode, accumulate, test, keep): **{alone['seconds']} s** on a quiet machine",
         f"(target under {alone['target_seconds']:.0f} s), {beside['seconds']} s beside the load; it flagged",
         f"{', '.join(alone['drifted'])} (the five shifted features). The endpoint while the check ran in another",
-        "process at the pipeline's drift niceness, against just before: throughput",
+        f"process at the pipeline's drift priority ({beside.get('priority', 'nice')}), against just before: throughput",
         f"**{drift['during_vs_before_throughput']}x**, p99 **{drift['during_vs_before_p99']}x**.",
         "",
     ]

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 from release_flow import Pipeline, make_project, train
+from testing_support import until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +44,8 @@ def drifted(platform):
     for shifted in (False, True):
         for _ in range(20):
             assert mira.invoke(MODEL, "production", applicants(rng, shifted)).status_code == 200
+    # Captures are written off the request path, within a fraction of a second.
+    until(lambda: mira.call("GET", f"monitoring/{MODEL}").json()["capture"]["captured"] == 40, "40 requests captured")
     checked = mira.call("POST", f"monitoring/{MODEL}/drift?window=day")
     assert checked.status_code == 200 and checked.json()["drifted"], checked.text
     yield password, validator_password

@@ -43,8 +43,8 @@ MAX_BUCKETS = 48
 #: Drift thresholds when the team sets none: PSI 0.2 (a shift worth a look), the test at 1%.
 DEFAULT_PSI = 0.2
 DEFAULT_P_VALUE = 0.01
-#: The drift thread's niceness: the endpoints (another process) come first.
-DRIFT_NICENESS = 10
+#: The drift thread's niceness where SCHED_IDLE is not allowed: the endpoints (another process) come first.
+DRIFT_NICENESS = 19
 
 
 class MonitoringError(ValueError):
@@ -87,11 +87,24 @@ def check_window(name: str) -> str:
     return name
 
 
-def _nice_thread() -> None:
+def lower_priority(thread_id: int = 0) -> str:
+    """Run the calling thread (or ``thread_id``) only on CPU time nothing else wants: Linux's ``SCHED_IDLE``, else
+    niceness :data:`DRIFT_NICENESS`. A drift check then takes no CPU the endpoints could use. Returns which."""
+    thread_id = thread_id or threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DRIFT_NICENESS)
-    except OSError:  # not allowed here: run at the normal priority
+        os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):
         pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread_id, DRIFT_NICENESS)
+        return f"nice {DRIFT_NICENESS}"
+    except OSError:  # not allowed here: run at the normal priority
+        return "normal"
+
+
+def _nice_thread() -> None:
+    lower_priority()
 
 
 class Monitor:
