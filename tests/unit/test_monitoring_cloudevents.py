@@ -8,8 +8,12 @@ events are sent as KServe's agent sends them (binary mode, ``pkg/logger/worker.g
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import json
+import socket
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
-from chart_values import VALUES_DIR
+from chart_values import VALUES_DIR, load_yaml
 from network_policy import Pod, allowed
 from prometheus_client import REGISTRY
 from testing_support import KSERVE_SCHEMA_FILE, Loop, kserve_errors, until
@@ -29,9 +33,13 @@ from tornado.testing import bind_unused_port
 from mlopshub.monitoring import cloudevents
 from mlopshub.monitoring.capture import Capture
 from mlopshub.monitoring.cloudevents import REQUEST, RESPONSE, ReleaseRoutes, capture_sink_routes, event_time
+from mlopshub.monitoring.monitor import Monitor
 from mlopshub.monitoring.store import Settings
 from mlopshub.pipeline import ReleaseStore, validate_publish
 from mlopshub.pipeline.gates import GateResult
+from mlopshub.services.pipeline import service
+from mlopshub.services.pipeline.monitoring import ModelMonitoring
+from mlopshub.services.pipeline.service import CAPTURE_PORT, build_runner
 from mlopshub.serving import kserve
 from mlopshub.serving.names import inference_service_name
 
@@ -70,6 +78,31 @@ def stamp(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}123Z"
 
 
+def send_event(url, kind, event_id, body, *, at=None, isvc=ISVC, content_type="application/json", **changes):
+    """Post one event to ``url`` as KServe's agent does; ``changes`` replace or (with None) remove headers."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-type": kind,
+        "ce-source": f"{isvc}-predictor-7d9f8c-x2x8q",
+        "ce-time": stamp(time.time() if at is None else at),
+        "ce-recordedtime": stamp(time.time()),
+        "ce-inferenceservicename": isvc,
+        "ce-namespace": kserve.NAMESPACE,
+        "ce-component": "predictor",
+        "ce-endpoint": "",
+        "ce-metadata": "{}",
+        "Content-Type": content_type,
+    }
+    for name, value in changes.items():
+        name = name.replace("_", "-")
+        headers.pop(name, None)
+        if value is not None:
+            headers[name] = value
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(url, data=data, headers=headers, timeout=30)
+
+
 class Sink:
     """The capture sink on loopback, its capture writing into ``folder``."""
 
@@ -90,29 +123,9 @@ class Sink:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/services/pipeline/capture"
 
-    def send(self, kind, event_id, body, *, at=None, isvc=ISVC, content_type="application/json", **changes):
-        """Post one event as KServe's agent does; ``changes`` replace or (with None) remove headers."""
-        headers = {
-            "ce-specversion": "1.0",
-            "ce-id": event_id,
-            "ce-type": kind,
-            "ce-source": f"{isvc}-predictor-7d9f8c-x2x8q",
-            "ce-time": stamp(time.time() if at is None else at),
-            "ce-recordedtime": stamp(time.time()),
-            "ce-inferenceservicename": isvc,
-            "ce-namespace": kserve.NAMESPACE,
-            "ce-component": "predictor",
-            "ce-endpoint": "",
-            "ce-metadata": "{}",
-            "Content-Type": content_type,
-        }
-        for name, value in changes.items():
-            name = name.replace("_", "-")
-            headers.pop(name, None)
-            if value is not None:
-                headers[name] = value
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return requests.post(self.url, data=data, headers=headers, timeout=30)
+    def send(self, kind, event_id, body, **options):
+        """Post one event as KServe's agent does (see :func:`send_event`)."""
+        return send_event(self.url, kind, event_id, body, **options)
 
     def pair(self, event_id, request, answer, *, latency=0.042, **changes):
         at = time.time()
@@ -126,8 +139,6 @@ class Sink:
         path = self.capture.folder / f"{team}.sqlite"
         if not path.exists():
             return []
-        import sqlite3
-
         with sqlite3.connect(path) as connection:
             connection.row_factory = sqlite3.Row
             return [dict(row) for row in connection.execute("SELECT * FROM captures ORDER BY id")]
@@ -448,16 +459,24 @@ def test_the_capture_url_is_the_pipeline_services_in_cluster_address_under_its_p
         d for d in documents if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "mlopshub-pipeline-deployer"
     )
     (subject,) = binding["subjects"]  # the pipeline's ServiceAccount, in the namespace the pipeline runs in
-    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    container_ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     url = urlsplit(kserve.CAPTURE_URL)
     assert url.hostname == f"{service['metadata']['name']}.{subject['namespace']}.svc"
-    assert url.port in [port["port"] for port in service["spec"]["ports"]]
+    (entry,) = [port for port in service["spec"]["ports"] if port["port"] == url.port]
+    # The Service's port leads to the container port the sink listens on, which is not the API's.
+    assert entry["name"] == entry["targetPort"] == "capture"
+    assert int(env["MLOPSHUB_CAPTURE_PORT"]) == container_ports["capture"] == CAPTURE_PORT
+    assert container_ports["capture"] != container_ports["http"] == urlsplit(env["JUPYTERHUB_SERVICE_URL"]).port
     assert url.path == env["JUPYTERHUB_SERVICE_PREFIX"] + "capture"
 
 
 def pipeline_pod(path) -> Pod:
     deployment = next(d for d in manifests(path) if d["kind"] == "Deployment")
-    return Pod("pipeline", "mlopshub", deployment["spec"]["template"]["metadata"]["labels"], "10.1.0.6", {"http": 8080})
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    return Pod("pipeline", "mlopshub", deployment["spec"]["template"]["metadata"]["labels"], "10.1.0.6", ports)
 
 
 def kserve_pod(team: str, ip: str, namespace: str = kserve.NAMESPACE, component: str = "predictor") -> Pod:
@@ -475,28 +494,139 @@ def scoring_job_pod(team: str) -> Pod:
     return Pod(f"job-{team}", kserve.NAMESPACE, labels, "10.3.0.21")
 
 
-@pytest.mark.parametrize(
-    "policies_file",
-    [VALUES_DIR / "platform" / "manifests" / "networkpolicies.yaml", CHART_TEMPLATES / "platform-networkpolicies.yaml"],
-)
-def test_the_predictors_and_only_they_reach_the_pipeline_port_from_the_models_namespace(policies_file):
-    policies = [d for d in manifests(policies_file) if d["kind"] == "NetworkPolicy"]
+POLICY_FILES = [
+    VALUES_DIR / "platform" / "manifests" / "networkpolicies.yaml",
+    CHART_TEMPLATES / "platform-networkpolicies.yaml",
+]
+
+
+def network_policies(path) -> list[dict]:
+    policies = [d for d in manifests(path) if d["kind"] == "NetworkPolicy"]
     for policy in policies:
-        policy["metadata"].setdefault("namespace", "mlopshub")
+        policy["metadata"].setdefault("namespace", "mlopshub")  # kubectl apply in the hub's namespace
+    return policies
+
+
+@pytest.mark.parametrize("policies_file", POLICY_FILES)
+def test_the_predictors_and_only_they_reach_the_capture_port_from_the_models_namespace(policies_file):
+    policies = network_policies(policies_file)
     pipeline = pipeline_pod(VALUES_DIR / "platform" / "manifests" / "pipeline.yaml")
-    assert allowed(policies, kserve_pod(TEAM, "10.3.0.31"), pipeline, 8080), "the predictor's logger posts captures"
-    assert allowed(policies, kserve_pod("retail-scoring", "10.3.0.32"), pipeline, 8080)
-    assert not allowed(policies, kserve_pod(TEAM, "10.3.0.31"), pipeline, 9090), "the pipeline's port only"
-    assert not allowed(policies, kserve_pod(TEAM, "10.3.0.33", component="transformer"), pipeline, 8080)
-    assert not allowed(policies, scoring_job_pod(TEAM), pipeline, 8080), "a scoring Job never calls the pipeline"
-    assert not allowed(policies, kserve_pod(TEAM, "10.9.0.9", namespace="default"), pipeline, 8080), (
+    sink = urlsplit(kserve.CAPTURE_URL).port
+    assert sink == CAPTURE_PORT
+    assert allowed(policies, kserve_pod(TEAM, "10.3.0.31"), pipeline, sink), "the predictor's logger posts captures"
+    assert allowed(policies, kserve_pod("retail-scoring", "10.3.0.32"), pipeline, sink)
+    assert not allowed(policies, kserve_pod(TEAM, "10.3.0.31"), pipeline, 8080), "the sink's port only, not the API"
+    assert not allowed(policies, kserve_pod(TEAM, "10.3.0.31"), pipeline, 9090), "the sink's port only"
+    assert not allowed(policies, kserve_pod(TEAM, "10.3.0.33", component="transformer"), pipeline, sink)
+    assert not allowed(policies, scoring_job_pod(TEAM), pipeline, sink), "a scoring Job never calls the pipeline"
+    assert not allowed(policies, kserve_pod(TEAM, "10.9.0.9", namespace="default"), pipeline, sink), (
         "a pod labelled as a predictor in another namespace"
     )
     stranger = Pod("stranger", kserve.NAMESPACE, {"app": "curl"}, "10.3.0.99")
-    assert not allowed(policies, stranger, pipeline, 8080)
+    assert not allowed(policies, stranger, pipeline, sink)
+
+
+def chart_pod(component: str, ip: str, **extra: str) -> Pod:
+    """A pod of the Zero to JupyterHub chart with its labels (as tests/unit/test_network_policies.py models them)."""
+    labels = {"app": "jupyterhub", "release": "mlopshub", "component": component, **extra}
+    if component == "singleuser-server":
+        extra_labels = load_yaml(VALUES_DIR / "jupyterhub.yaml")["singleuser"].get("extraLabels") or {}
+        labels.update({str(k): str(v) for k, v in extra_labels.items()})
+    return Pod(component, "mlopshub", labels, ip)
+
+
+@pytest.mark.parametrize("policies_file", POLICY_FILES)
+def test_a_workspace_reaches_the_api_but_never_the_capture_port_where_it_could_forge_captures(policies_file):
+    policies = network_policies(policies_file)
+    pipeline = pipeline_pod(VALUES_DIR / "platform" / "manifests" / "pipeline.yaml")
+    sink = urlsplit(kserve.CAPTURE_URL).port
+    workspace = chart_pod("singleuser-server", "10.2.0.11", **{"hub.jupyter.org/username": "user-of-sme-credit"})
+    assert allowed(policies, workspace, pipeline, 8080), "the Lab sidebar publishes and reads releases"
+    assert not allowed(policies, workspace, pipeline, sink), "a notebook must not post captures"
+    # Nothing else in the cluster reaches the sink either: the hub, the proxy, the platform's own pods.
+    for other in (
+        chart_pod("hub", "10.1.0.2"),
+        chart_pod("proxy", "10.1.0.3"),
+        Pod("platform-service", "mlopshub", {"app.kubernetes.io/part-of": "mlopshub"}, "10.1.0.9"),
+    ):  # fmt: skip
+        assert allowed(policies, other, pipeline, 8080), other.name
+        assert not allowed(policies, other, pipeline, sink), f"{other.name} reaches the capture sink"
 
 
 def test_the_chart_template_of_the_policies_is_the_platform_manifest():
     source = VALUES_DIR / "platform" / "manifests" / "networkpolicies.yaml"
     template = (CHART_TEMPLATES / "platform-networkpolicies.yaml").read_text()
     assert template.split("\n", 1)[1] == source.read_text()
+
+
+# --- the pipeline serves the sink on a port of its own -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_in_kubernetes_the_pipeline_serves_the_sink_on_its_own_port_and_never_on_the_apis(tmp_path):
+    data = tmp_path / "pipeline"
+    runner = build_runner(data_dir=data, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", teams={},
+                          public_url="http://hub", mode="kubernetes", env={"MLOPSHUB_APPLY": "false"})  # fmt: skip
+    monitoring = ModelMonitoring(runner, Monitor(data / "monitoring"), check_seconds=3600)
+    api_port, capture_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}/services/pipeline/"
+    sink = f"http://127.0.0.1:{capture_port}/services/pipeline/"
+
+    async def nobody(token: str) -> None:
+        return None
+
+    async def start() -> asyncio.Task:
+        return asyncio.ensure_future(
+            service.serve(runner, nobody, host="127.0.0.1", port=api_port, prefix="/services/pipeline/",
+                          models_prefix="/services/models/", monitoring=monitoring, capture_port=capture_port)
+        )  # fmt: skip
+
+    async def release_to_production() -> None:
+        released(runner.store, 1, approve=True)  # on the service's loop, as its own writes are
+
+    async def stop(task: asyncio.Task) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    loop = Loop()
+    try:
+        serving = loop.call(start())
+        until(lambda: _answers(sink + "capture") == 405, "the capture sink answers (GET: only POST is taken)")
+        loop.call(release_to_production())
+        # On the API's port, the sink is not there: a forged pair is not found, and nothing is captured.
+        for kind, body in ((REQUEST, V2_REQUEST), (RESPONSE, V2_ANSWER)):
+            assert send_event(api + "capture", kind, "forged-1", body).status_code == 404
+        # On its own port, the predictors' pair becomes a capture; nothing but the sink answers there.
+        for kind, body in ((REQUEST, V2_REQUEST), (RESPONSE, V2_ANSWER)):
+            assert send_event(sink + "capture", kind, "logged-1", body).status_code == 200
+        assert _answers(sink + "api/releases") == 404
+        assert _answers(api + "api/releases") != 404
+    finally:
+        loop.call(stop(serving))  # the capture is closed: what was queued is written
+        loop.close()
+    with sqlite3.connect(data / "monitoring" / f"{TEAM}.sqlite") as connection:
+        rows = connection.execute("SELECT request_id, model, version, stage, rows FROM captures").fetchall()
+    assert rows == [("logged-1", MODEL, "1", "production", 2)]
+
+
+def _answers(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.ConnectionError:
+        return None
+
+
+@pytest.mark.parametrize(("value", "port"), [(None, 8090), ("", 8090), ("9443", 9443), ("0", None), ("http", None)])
+def test_the_capture_port_comes_from_the_environment_and_a_wrong_one_is_refused_naming_the_variable(value, port):
+    environ = {} if value is None else {"MLOPSHUB_CAPTURE_PORT": value}
+    if port is None:
+        with pytest.raises(ValueError, match=f"MLOPSHUB_CAPTURE_PORT must be a TCP port number.*{value!r}"):
+            service.capture_port_from(environ)
+    else:
+        assert service.capture_port_from(environ) == port

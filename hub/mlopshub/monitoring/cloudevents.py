@@ -30,8 +30,10 @@ release store (:class:`ReleaseRoutes`): an unknown name is refused with 404 and 
 Everything in an event is the sender's and treated as hostile: each header is checked for form and length, a body
 beyond :data:`MAX_BODY_BYTES` is captured without its rows (beyond :data:`MAX_TRANSFER_BYTES` the connection is
 closed), a body that is no table is captured without rows, and a refusal is a 4xx naming the header, never a 500.
-The sink is meant for the predictors only (the pipeline's NetworkPolicy admits them to its port); an event that came
-through the hub's proxy (which adds ``X-Forwarded-For``) is refused.
+The logger cannot send credentials, so the sink cannot authenticate its callers: it is served on a port of its own
+(``MLOPSHUB_CAPTURE_PORT``, 8090: :func:`mlopshub.services.pipeline.service.capture_sink_app`), never on the API's,
+and the pipeline's NetworkPolicy opens that port to the models' predictors only (workspaces reach the API's port
+alone). An event that came through the hub's proxy (which adds ``X-Forwarded-For``) is refused all the same.
 
 KServe's MLflow runtime (MLServer) is called with the V2 protocol or MLflow's: a V2 request whose inputs are named
 columns (one tensor per column, shape ``[n]`` or ``[n, 1]``) is read into columns and rows, and a V2 answer's single

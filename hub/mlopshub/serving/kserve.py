@@ -24,9 +24,10 @@ NAMESPACE = "mlopshub-models"
 #: MLflow for scoring Jobs: its in-cluster Service (helm-values/platform/mlflow.yaml) under the prefix it serves at.
 MLFLOW_URL = "http://mlflow.mlopshub.svc:5000/services/mlflow"
 #: Where the predictors' payload logger posts each request and response (CloudEvents): the pipeline's in-cluster
-#: Service (helm-values/platform/manifests/pipeline.yaml) under its prefix, path ``capture``
-#: (:func:`mlopshub.monitoring.cloudevents.capture_sink_routes`). Its NetworkPolicy admits the predictors there.
-CAPTURE_URL = "http://mlopshub-pipeline.mlopshub.svc:8080/services/pipeline/capture"
+#: Service (helm-values/platform/manifests/pipeline.yaml) on its port ``capture`` (the sink's own, not the API's
+#: 8080: the logger cannot authenticate), under its prefix, path ``capture``
+#: (:func:`mlopshub.monitoring.cloudevents.capture_sink_routes`). Its NetworkPolicy admits the predictors there only.
+CAPTURE_URL = "http://mlopshub-pipeline.mlopshub.svc:8090/services/pipeline/capture"
 
 
 def mlflow_token_secret(team: str) -> str:

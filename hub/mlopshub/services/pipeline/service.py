@@ -22,8 +22,9 @@ Environment (set in the hub's service definition):
   Jobs and CronJobs in ``mlopshub-models``) instead of as processes of this service; then also
   ``MLOPSHUB_APPLY``, ``false`` to only write them under ``<MLOPSHUB_PIPELINE_DIR>/manifests`` for someone
   else to apply (default ``true``: applied through the Kubernetes API, reached with ``MLOPSHUB_KUBECONFIG``,
-  unset: the pod's ServiceAccount), and ``MLOPSHUB_ARTIFACTS_DESTINATION``, MLflow's
-  ``--artifacts-destination`` (``s3://<bucket>/<path>``).
+  unset: the pod's ServiceAccount), ``MLOPSHUB_ARTIFACTS_DESTINATION``, MLflow's
+  ``--artifacts-destination`` (``s3://<bucket>/<path>``), and ``MLOPSHUB_CAPTURE_PORT`` (default
+  :data:`CAPTURE_PORT`), the port of the capture sink that the predictors' payload logger posts to.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tornado import web
 from tornado.httpserver import HTTPServer
 
 from mlopshub import catalog
 from mlopshub.logs import bound_handlers
+from mlopshub.monitoring.capture import Capture
+from mlopshub.monitoring.cloudevents import ReleaseRoutes, capture_sink_routes
 from mlopshub.monitoring.monitor import Monitor
 from mlopshub.pipeline import ReleaseStore
 from mlopshub.pipeline.audit import AuditLog, Verification
@@ -60,6 +64,10 @@ from .scheduler import start_scheduler
 from .team_admin import Hub, TeamAdmin
 
 log = logging.getLogger("mlopshub.pipeline")
+
+#: Kubernetes: the port of the capture sink (pipeline.yaml's container port ``capture``, the one port the
+#: pipeline's NetworkPolicy opens to the predictors, and to nothing else).
+CAPTURE_PORT = 8090
 
 
 def team_releases(cat: catalog.Catalog) -> dict[str, TeamRelease]:
@@ -198,9 +206,26 @@ async def serve(
     consumers: Mapping[str, Collection[str]] | None = None,
     team_admin: TeamAdmin | None = None,
     monitoring: ModelMonitoring | None = None,
+    capture_port: int | None = None,
 ) -> None:
     """Resume what a restart interrupted, then answer requests until cancelled (and, with ``monitoring``, check
-    every served model's drift on its schedule)."""
+    every served model's drift on its schedule).
+
+    With ``capture_port`` (Kubernetes), the capture sink of KServe's payload logger is served there, alone
+    (:func:`capture_sink_app`), writing into the monitor's folder; the API's port never answers it.
+    """
+    capture: Capture | None = None
+    capture_server: HTTPServer | None = None
+    if capture_port is not None:
+        if monitoring is None or capture_port == port:
+            raise ValueError(
+                f"capture port {capture_port}: the capture sink needs monitoring (it writes where the drift checks "
+                f"read) and a port of its own, not the API's {port} (set MLOPSHUB_CAPTURE_PORT)"
+            )
+        capture = Capture(monitoring.monitor.folder)
+        capture_server = HTTPServer(capture_sink_app(runner, capture, prefix), xheaders=False)
+        capture_server.listen(capture_port, host)
+        log.info("capture sink on http://%s:%d%scapture (for the predictors only)", host, capture_port, prefix)
     app = make_app(
         runner,
         authenticate,
@@ -240,7 +265,31 @@ async def serve(
         if scheduler is not None:
             scheduler.cancel()
         server.stop()
+        if capture_server is not None:
+            capture_server.stop()
         await runner.endpoints.close()
+        if capture is not None:
+            # What was captured and queued is written before the process goes.
+            await asyncio.to_thread(capture.close)
+
+
+def capture_sink_app(runner: ReleaseRunner, capture: Capture, prefix: str) -> web.Application:
+    """The capture sink's own application: ``POST {prefix}capture`` and nothing else.
+
+    KServe's payload logger cannot send credentials, so the sink cannot authenticate its callers: it is served
+    on a port of its own, which the pipeline's NetworkPolicy opens to the models' predictors only
+    (helm-values/platform/manifests/networkpolicies.yaml), while workspaces reach the API's port. On the API's
+    port, a workspace could forge captures.
+    """
+    return web.Application(capture_sink_routes(prefix, capture, ReleaseRoutes(runner.store)))
+
+
+def capture_port_from(environ: Mapping[str, str]) -> int:
+    """The capture sink's port from ``MLOPSHUB_CAPTURE_PORT`` (default :data:`CAPTURE_PORT`)."""
+    text = environ.get("MLOPSHUB_CAPTURE_PORT") or str(CAPTURE_PORT)
+    if not (text.isdigit() and 0 < int(text) < 65536):
+        raise ValueError(f"MLOPSHUB_CAPTURE_PORT must be a TCP port number (1-65535), not {text!r}")
+    return int(text)
 
 
 #: Seconds between two reads of the models service's table (endpoints shown by the API, refusals to record).
@@ -316,6 +365,9 @@ def main() -> None:
             if env.get("JUPYTERHUB_API_URL")
             else None,
             monitoring=ModelMonitoring(runner, Monitor(data_dir / "monitoring"), check_seconds=check_seconds_from(env)),
+            # In Kubernetes the predictors' payload logger posts captures here; one machine captures in the
+            # models service (mlopshub.serving.gateway).
+            capture_port=capture_port_from(env) if runner.cluster is not None else None,
             host=url.hostname or "127.0.0.1",
             port=url.port or 10102,
             prefix=prefix,
