@@ -87,7 +87,9 @@ def test_the_team_sees_the_drifted_feature_and_the_validator_prints_the_report(
     view.locator("[data-testid=mlopshub-monitoring-check]").click()
     page.wait_for_timeout(1000)
     assert income.get_attribute("data-drifted") == "true"
-    page.screenshot(path=str(artifacts / "monitoring-view-drifted.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "monitoring-view-traffic.png"))
+    view.locator("[data-testid=mlopshub-monitoring-histogram]").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "monitoring-view-drifted.png"))
 
     # The validator opens the printable report from the view, in a tab signed in through the hub.
     context = browser.new_context(viewport={"width": 1280, "height": 900})

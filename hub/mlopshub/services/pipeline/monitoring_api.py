@@ -18,7 +18,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from mlopshub.monitoring.metrics import MetricsHandler, PipelineCollector, pipeline_registry
-from mlopshub.monitoring.monitor import MonitoringError, served_stages, tracked_metrics
+from mlopshub.monitoring.monitor import MonitoringError, epoch_of, served_stages, tracked_metrics
 from mlopshub.monitoring.store import Settings, SettingsError
 from mlopshub.pipeline.release import MODEL_NAME_PATTERN
 
@@ -208,7 +208,8 @@ def render_report(data: dict[str, Any], production: Any, reader: str) -> str:
     data_text = ", ".join(f"{e(path)} @ {e(str(h)[:12])}" for path, h in (baseline.get("data") or {}).items()) or "-"
     approval = ""
     if production is not None and data["stage"] == "production":
-        approval = f"approved by {e(production.approver or '-')}, in production since {e(production.promoted or '-')}"
+        since = _when(epoch_of(production.promoted))
+        approval = f"approved by {e(production.approver or '-')}, in production since {since}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Monitoring report: {e(data["model"])}</title>
 <style>
