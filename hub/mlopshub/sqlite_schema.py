@@ -20,7 +20,8 @@ upgraded from there rather than recreated.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -116,3 +117,71 @@ class Schema:
         for name in missing:
             connection.execute(self.definitions[name])
         return missing
+
+
+class SqliteFile:
+    """One SQLite file of ours, of ``schema``: a new connection per use, write and read transactions, opening.
+
+    Connections are in autocommit mode (transactions are begun explicitly), wait up to ``busy_timeout`` seconds
+    for another process's write, and use WAL with ``synchronous=NORMAL``: a power cut may lose the last
+    transactions, never corrupt the file. A new connection per use, because sqlite3 connections must not cross
+    threads and a web service answers on several.
+    """
+
+    def __init__(self, path: Path, schema: Schema, *, busy_timeout: float = 30.0):
+        self.path = path
+        self.schema = schema
+        self.busy_timeout = busy_timeout
+
+    def open(self) -> None:
+        """Refuse a newer or foreign file before anything is written to it, then WAL, then :meth:`Schema.migrate`."""
+        connection = self.connect()
+        try:
+            self.schema.found_version(connection, self.path)
+            # WAL lets readers read while another process writes; it is a property of the file.
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+        with self.transaction() as connection:
+            self.schema.migrate(connection, self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            raise OSError(
+                f"cannot open the {self.schema.what} {self.path}: {error}; check that the file and its folder are "
+                "writable"
+            ) from error
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on any exception."""
+        connection = self.connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection in one read transaction, so that every statement sees the same snapshot."""
+        connection = self.connect()
+        try:
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.execute("ROLLBACK")
+        finally:
+            connection.close()

@@ -41,13 +41,13 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .sqlite_schema import Schema
+from .sqlite_schema import Schema, SqliteFile
 
 #: The longest period a report or series covers; a longer one is almost surely a typo in a date.
 MAX_PERIOD = timedelta(days=400)
@@ -364,59 +364,16 @@ class UsageStore:
 
     # --- the file ---
 
-    def _connect(self) -> sqlite3.Connection:
-        """A new connection in autocommit mode (transactions are begun explicitly)."""
-        try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        except sqlite3.OperationalError as error:
-            raise OSError(
-                f"cannot open the usage database {self.path}: {error}; check that the file and its folder are writable"
-            ) from error
-        connection.row_factory = sqlite3.Row
-        # Under WAL, NORMAL may lose the last commits on power loss: at most the last polls' last_seen,
-        # which the next poll writes again. Not worth an fsync every 15 s.
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.transaction()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on any exception."""
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection in one read transaction, so that every statement sees the same snapshot."""
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN")
-            try:
-                yield connection
-            finally:
-                connection.execute("ROLLBACK")
-        finally:
-            connection.close()
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.reading()
 
     def _migrate(self) -> None:
-        """Bring the file to :data:`SCHEMA_VERSION`, applying the missing :data:`MIGRATIONS` in order."""
-        connection = self._connect()
-        try:
-            SCHEMA.found_version(connection, self.path)  # refuses a newer file before the journal mode is written
-            # WAL lets the usage page read while the poller writes; it is a property of the file.
-            connection.execute("PRAGMA journal_mode=WAL")
-        finally:
-            connection.close()
-        with self._transaction() as connection:
-            SCHEMA.migrate(connection, self.path)
+        """Bring the file to the schema's version, applying the missing :data:`MIGRATIONS` in order."""
+        self._file = SqliteFile(self.path, SCHEMA, busy_timeout=BUSY_TIMEOUT)
+        self._file.open()
 
 
 def to_csv(rows: Iterable[UsageRow]) -> str:

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from lab_pages import open_sidebar
 from release_flow import Pipeline, make_project, train
 from testing_support import until
 
@@ -52,21 +53,11 @@ def drifted(platform):
     platform.stop("mira")
 
 
-def sign_in_to_lab(page, platform, user, password):
-    page.goto(f"{platform.url}/hub/login?next=/user/{user}/lab")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(rf".*/user/{user}/lab.*"), timeout=120_000)
-    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='mlopshub-sidebar']").click()
-    page.locator("#mlopshub-sidebar").wait_for()
-
-
 def test_the_team_sees_the_drifted_feature_and_the_validator_prints_the_report(
     page, browser, platform, drifted, artifacts
 ):
     password, validator_password = drifted
-    sign_in_to_lab(page, platform, "mira", password)
+    open_sidebar(page, platform, "mira", password)
     row = page.locator(f"[data-testid=mlopshub-release-row][data-model={MODEL}][data-state=production]")
     row.wait_for(timeout=60_000)
     row.locator("[data-testid=mlopshub-monitoring-drifted]").wait_for(timeout=60_000)  # the sidebar's mark

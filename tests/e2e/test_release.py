@@ -8,10 +8,9 @@ Victor (model validator only) approves on his review page; production answers;
 Dana rolls back and the previous version serves again.
 """
 
-import re
-
 import pytest
 import requests
+from lab_pages import open_sidebar
 from release_flow import FORMATS, PROJECT, make_project, train
 
 pytestmark = pytest.mark.e2e
@@ -48,16 +47,6 @@ def victor(platform):
     platform.start("victor-v", "python-cpu")
     yield password
     platform.stop("victor-v")
-
-
-def open_sidebar(page, platform, user, password):
-    page.goto(f"{platform.url}/hub/login?next=/user/{user}/lab")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(rf".*/user/{user}/lab.*"), timeout=120_000)
-    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='mlopshub-sidebar']").click()
-    page.locator("#mlopshub-sidebar").wait_for()
 
 
 def publish(page, run_id, name=MODEL, until="awaiting_approval"):

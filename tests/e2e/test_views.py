@@ -15,6 +15,7 @@ import time
 
 import pytest
 import requests
+from lab_pages import open_sidebar
 from release_flow import make_project, train
 
 pytestmark = pytest.mark.e2e
@@ -22,16 +23,6 @@ pytestmark = pytest.mark.e2e
 TEAM = "sme-credit"
 MODEL = "credit-views"
 RELEASE_TIMEOUT = 240_000
-
-
-def sign_in(page, platform, user, password):
-    page.goto(f"{platform.url}/hub/login?next=/user/{user}/lab")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(rf".*/user/{user}/lab.*"), timeout=120_000)
-    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='mlopshub-sidebar']").click()
-    page.locator("#mlopshub-sidebar").wait_for()
 
 
 def wait_for_state(platform, token, release_id, states, timeout=240):
@@ -88,7 +79,7 @@ def ada(platform):
 
 def test_the_release_tab_shows_timeline_gates_and_the_example_from_the_signature(page, platform, dora, artifacts):
     password, _, run_id, release = dora
-    sign_in(page, platform, "dora", password)
+    open_sidebar(page, platform, "dora", password)
     row = page.locator(f"[data-testid=mlopshub-release-row][data-release='{release['id']}']")
     row.locator(".mlopshub-open-release").click()
     tab = page.locator(f"[data-testid=mlopshub-release-page][data-release='{release['id']}']")
@@ -123,7 +114,7 @@ def test_the_release_tab_shows_timeline_gates_and_the_example_from_the_signature
 
 def test_a_validator_reviews_tries_staging_and_rejects_with_a_reason(page, platform, dora, vic, artifacts):
     _, token, _, release = dora
-    sign_in(page, platform, "vico", vic)
+    open_sidebar(page, platform, "vico", vic)
     sidebar = page.locator("#mlopshub-sidebar")
     card = sidebar.locator(f"[data-testid=mlopshub-approval][data-release='{release['id']}']")
     card.wait_for()
@@ -162,7 +153,7 @@ def test_a_validator_reviews_tries_staging_and_rejects_with_a_reason(page, platf
 
 def test_an_admin_filters_the_audit_log_by_model_and_exports_it(page, platform, dora, ada, artifacts):
     _, _, _, release = dora
-    sign_in(page, platform, "ada", ada)
+    open_sidebar(page, platform, "ada", ada)
     page.locator("[data-testid=mlopshub-open-audit]").click()
     audit = page.locator("[data-testid=mlopshub-audit-page]")
     audit.locator("[data-testid=mlopshub-audit-entries]").wait_for()
@@ -193,7 +184,7 @@ def test_an_admin_filters_the_audit_log_by_model_and_exports_it(page, platform, 
 
 def test_the_sidebar_remembers_a_collapsed_section(page, platform, dora):
     password, *_ = dora
-    sign_in(page, platform, "dora", password)
+    open_sidebar(page, platform, "dora", password)
     header = page.locator("[data-testid=mlopshub-section-header][data-section=mlopshub-data]")
     # Collapsing saves the user's setting; the reload reads it back.
     with page.expect_response(lambda r: "api/settings/mlopshub-lab" in r.url and r.request.method == "PUT"):

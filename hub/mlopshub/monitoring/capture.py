@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .store import MonitoringStore, Settings, store_path
+from .store import MonitoringStore, Settings, TeamStores
 
 log = logging.getLogger("mlopshub.monitoring")
 
@@ -74,7 +74,7 @@ class Capture:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._queue: queue.Queue[Record | None] = queue.Queue(maxsize=queue_size)
         self._settings: dict[tuple[str, str], Settings] = {}
-        self._stores: dict[str, MonitoringStore] = {}
+        self._stores = TeamStores(self.folder)
         self._dropped: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
         self._random = rng or random.Random()
@@ -126,11 +126,7 @@ class Capture:
 
     def store(self, team: str) -> MonitoringStore:
         """``team``'s store (opened once; any thread)."""
-        with self._lock:
-            found = self._stores.get(team)
-            if found is None:
-                found = self._stores[team] = MonitoringStore(store_path(self.folder, team))
-            return found
+        return self._stores(team)
 
     # --- the writer thread ---
 
@@ -221,8 +217,7 @@ class Capture:
 
     def _read_settings(self) -> None:
         found: dict[tuple[str, str], Settings] = {}
-        for path in self.folder.glob("*.sqlite"):
-            team = path.stem
+        for team in self._stores.teams():
             try:
                 for model, settings in self.store(team).all_settings().items():
                     found[(team, model)] = settings
@@ -231,14 +226,14 @@ class Capture:
         self._settings = found
 
     def _sweep(self) -> None:
-        for path in self.folder.glob("*.sqlite"):
+        for team in self._stores.teams():
             try:
-                removed = self.store(path.stem).sweep()
+                removed = self.store(team).sweep()
             except Exception:
-                log.exception("could not remove old captures from %s", path)
+                log.exception("could not remove old captures of team %s", team)
                 continue
             if removed:
-                log.info("removed %d capture(s) past their retention from %s", removed, path.name)
+                log.info("removed %d capture(s) of team %s past their retention", removed, team)
 
 
 # --- MLflow's scoring protocol, read for the capture ---

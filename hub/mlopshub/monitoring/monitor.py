@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 
 from . import stats
-from .store import MonitoringStore, store_path
+from .store import TeamStores
 
 WINDOWS = ("day", "week", "promotion")
 WINDOW_SECONDS = {"day": 86400.0, "week": 7 * 86400.0}
@@ -112,17 +112,9 @@ class Monitor:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self._stores: dict[str, MonitoringStore] = {}
-        self._lock = threading.Lock()
+        self.store = TeamStores(self.folder)
         # One drift check at a time, in a thread of lower priority (see the module's docstring).
         self.executor = concurrent.futures.ThreadPoolExecutor(1, "mlopshub-drift", initializer=_nice_thread)
-
-    def store(self, team: str) -> MonitoringStore:
-        with self._lock:
-            found = self._stores.get(team)
-            if found is None:
-                found = self._stores[team] = MonitoringStore(store_path(self.folder, team))
-            return found
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

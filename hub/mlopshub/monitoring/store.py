@@ -24,14 +24,15 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlopshub.sqlite_schema import Schema
+from mlopshub.sqlite_schema import Schema, SqliteFile
 
 #: Seconds a writer waits for the other process's transaction.
 BUSY_TIMEOUT = 30.0
@@ -154,44 +155,19 @@ class MonitoringStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._transaction() as connection:
-            SCHEMA.migrate(connection, self.path)
+        self._file = SqliteFile(self.path, SCHEMA, busy_timeout=BUSY_TIMEOUT)
+        self._file.open()
 
     # --- the file ---
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        # NORMAL under WAL: a power cut may lose the last transactions, never corrupt the file.
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        return connection
+        return self._file.connect()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.transaction()
 
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN")
-            try:
-                yield connection
-            finally:
-                connection.execute("ROLLBACK")
-        finally:
-            connection.close()
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.reading()
 
     # --- the models service's writes ---
 
@@ -410,6 +386,21 @@ def _outcome_values(item: Mapping[str, Any], rows: int, where: str) -> list[Any]
     return values
 
 
-def team_stores(folder: str | Path, teams: Iterable[str]) -> dict[str, MonitoringStore]:
-    """The stores of ``teams`` in ``folder`` (made on first open)."""
-    return {team: MonitoringStore(store_path(folder, team)) for team in teams}
+class TeamStores:
+    """The teams' stores in ``folder``, each opened (and its schema brought up to date) once; any thread may ask."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._stores: dict[str, MonitoringStore] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, team: str) -> MonitoringStore:
+        with self._lock:
+            found = self._stores.get(team)
+            if found is None:
+                found = self._stores[team] = MonitoringStore(store_path(self.folder, team))
+            return found
+
+    def teams(self) -> list[str]:
+        """The teams that have a store in the folder."""
+        return sorted(path.stem for path in self.folder.glob("*.sqlite"))
