@@ -54,14 +54,14 @@ def metric_values(text: str, name: str) -> dict[tuple, float]:
 
 @pytest.fixture(scope="module")
 def served(platform):
-    """credit-watch in production: trained by mona (sme-credit) on versioned data, approved by vera."""
+    """credit-watch in production: trained by mona (sme-credit) on versioned data, approved by valmon (a validator)."""
     platform.add_user("mona", TEAM)
-    platform.add_user("vera", "model-validators")
+    platform.add_user("valmon", "model-validators")
     platform.start("mona", "python-cpu")
     token = platform.token_for("mona")
     assert "project ready" in platform.execute("mona", token, make_project(seed=7))
     run = platform.execute("mona", token, train(1.0)).strip().splitlines()[-1]
-    mona, vera = Pipeline(platform, token), Pipeline(platform, platform.token_for("vera"))
+    mona, vera = Pipeline(platform, token), Pipeline(platform, platform.token_for("valmon"))
     release = mona.wait(mona.publish(run, MODEL)["id"])
     assert release["state"] == "awaiting_approval", (release["reason"], release["gate_results"])
     assert vera.call("POST", f"releases/{release['id']}/approve", {"comment": "ok"}).status_code == 200
@@ -193,8 +193,8 @@ def test_baseline_drift_outcomes_metrics_and_report(platform, served, bob):
     assert hub_scrape.status_code == 200 and metric_values(hub_scrape.text, "jupyterhub_active_users")
 
     # The printable report, opened by the validator in a browser session (hub login, then the service's OAuth).
-    password = platform.add_user("rita", "model-validators")
-    session = platform.login("rita", password)
+    password = platform.add_user("ritmon", "model-validators")
+    session = platform.login("ritmon", password)
     report = session.get(f"{platform.url}/services/pipeline/monitoring/{MODEL}/report?window=day", timeout=60)
     assert report.status_code == 200, report.text[:500]
     assert "DRIFT on income" in report.text and "data/loans.csv" in report.text
