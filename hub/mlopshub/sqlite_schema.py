@@ -120,42 +120,66 @@ class Schema:
 
 
 class SqliteFile:
-    """One SQLite file of ours, of ``schema``: a new connection per use, write and read transactions, opening.
+    """One SQLite file of ours: a new connection per use, write and read transactions, bringing it to a schema.
 
     Connections are in autocommit mode (transactions are begun explicitly), wait up to ``busy_timeout`` seconds
-    for another process's write, and use WAL with ``synchronous=NORMAL``: a power cut may lose the last
-    transactions, never corrupt the file. A new connection per use, because sqlite3 connections must not cross
-    threads and a web service answers on several.
+    for another process's write, and use WAL. ``synchronous`` is ``NORMAL`` by default (a power cut may lose the
+    last transactions, never corrupt the file); ``foreign_keys`` turns SQLite's checks on; ``factory`` is the
+    connection class. A new connection per use, because sqlite3 connections must not cross threads and a web
+    service answers on several. ``what`` names the file in messages ("usage database").
     """
 
-    def __init__(self, path: Path, schema: Schema, *, busy_timeout: float = 30.0):
+    def __init__(
+        self,
+        path: Path,
+        what: str,
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        foreign_keys: bool = False,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ):
         self.path = path
-        self.schema = schema
+        self.what = what
         self.busy_timeout = busy_timeout
+        self.synchronous = synchronous
+        self.foreign_keys = foreign_keys
+        self.factory = factory
 
-    def open(self) -> None:
-        """Refuse a newer or foreign file before anything is written to it, then WAL, then :meth:`Schema.migrate`."""
+    def migrate(self, schema: Schema, *, restore: Iterable[str] = ()) -> list[str]:
+        """Bring the file to ``schema``'s version (a new file gets every table) in one transaction.
+
+        A newer or foreign file is refused (:class:`SchemaError`) before anything is written to it, not even
+        the journal mode. ``restore`` names objects to put back if someone dropped them (see
+        :meth:`Schema.restore`); returns those put back.
+        """
         connection = self.connect()
         try:
-            self.schema.found_version(connection, self.path)
-            # WAL lets readers read while another process writes; it is a property of the file.
+            schema.found_version(connection, self.path)
+            # WAL lets readers read while a writer commits; it is a property of the file, so setting it again
+            # on reopen is a no-op.
             connection.execute("PRAGMA journal_mode=WAL")
         finally:
             connection.close()
         with self.transaction() as connection:
-            self.schema.migrate(connection, self.path)
+            schema.migrate(connection, self.path)
+            return schema.restore(connection, restore)
 
     def connect(self) -> sqlite3.Connection:
+        """A new connection in autocommit mode (transactions are begun explicitly)."""
         try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            connection = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, factory=self.factory
+            )
         except sqlite3.OperationalError as error:
             raise OSError(
-                f"cannot open the {self.schema.what} {self.path}: {error}; check that the file and its folder are "
-                "writable"
+                f"cannot open the {self.what} {self.path}: {error}; check that the file and its folder are writable"
             ) from error
         connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA foreign_keys=ON")
+        # Our own literal, not a caller's: PRAGMA takes no parameters.
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        if self.foreign_keys:
+            connection.execute("PRAGMA foreign_keys=ON")
         return connection
 
     @contextmanager

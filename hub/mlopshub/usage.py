@@ -372,8 +372,8 @@ class UsageStore:
 
     def _migrate(self) -> None:
         """Bring the file to the schema's version, applying the missing :data:`MIGRATIONS` in order."""
-        self._file = SqliteFile(self.path, SCHEMA, busy_timeout=BUSY_TIMEOUT)
-        self._file.open()
+        self._file = SqliteFile(self.path, SCHEMA.what, busy_timeout=BUSY_TIMEOUT)
+        self._file.migrate(SCHEMA)
 
 
 def to_csv(rows: Iterable[UsageRow]) -> str:

@@ -155,8 +155,9 @@ class MonitoringStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._file = SqliteFile(self.path, SCHEMA, busy_timeout=BUSY_TIMEOUT)
-        self._file.open()
+        # Foreign keys on: an outcome goes with its capture when retention deletes it.
+        self._file = SqliteFile(self.path, SCHEMA.what, busy_timeout=BUSY_TIMEOUT, foreign_keys=True)
+        self._file.migrate(SCHEMA)
 
     # --- the file ---
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..sqlite_schema import Schema
+from ..sqlite_schema import SqliteFile
 
 #: Seconds a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT = 30.0
@@ -69,58 +69,31 @@ def _lock_for(path: Path) -> threading.RLock:
         return _locks.setdefault(path, threading.RLock())
 
 
-class Database:
-    """A SQLite file of the pipeline: short-lived connections, serialised writers.
+class Database(SqliteFile):
+    """A SQLite file of the pipeline: short-lived connections (:class:`SqliteFile`), serialised writers.
 
-    A connection is opened per transaction rather than shared, because sqlite3
-    connections must not cross threads and the service answers requests on
-    several; opening one costs far less than a request.
+    Unlike the other stores, a commit is on disk when COMMIT returns (``synchronous=FULL``): the audit head
+    file is written after it and must never name an entry the database lost. Writers of one file are
+    serialised within the process, and a transaction's :meth:`Connection.at_end` callbacks run under that lock.
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path).expanduser().resolve()
+        resolved = Path(path).expanduser().resolve()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            resolved.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OSError(
-                f"cannot create the folder of the pipeline database {self.path}: {error}; "
+                f"cannot create the folder of the pipeline database {resolved}: {error}; "
                 "set the pipeline's data dir to a writable folder"
             ) from error
+        super().__init__(
+            resolved, "pipeline database", busy_timeout=BUSY_TIMEOUT, synchronous="FULL", factory=Connection
+        )
         self._lock = _lock_for(self.path)
 
     def connect(self) -> Connection:
-        """A new connection in autocommit mode (transactions are begun explicitly)."""
-        try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=Connection)
-        except sqlite3.OperationalError as error:
-            raise OSError(
-                f"cannot open the pipeline database {self.path}: {error}; check that the file is writable"
-            ) from error
-        connection.row_factory = sqlite3.Row
-        # A commit is on disk when COMMIT returns (WAL's default, NORMAL, may lose the last ones on power loss):
-        # the audit head file is written after it and must never name an entry the database lost.
-        connection.execute("PRAGMA synchronous=FULL")
-        return connection
-
-    def migrate(self, schema: Schema, *, restore: Iterable[str] = ()) -> list[str]:
-        """Bring the file to ``schema``'s version (a new file gets every table) in one transaction.
-
-        A file from a newer mlopshub, or not a pipeline database, is refused
-        (:class:`~mlopshub.sqlite_schema.SchemaError`) before anything is
-        written to it. ``restore`` names objects to put back if someone
-        dropped them (see :meth:`Schema.restore`); returns those put back.
-        """
-        connection = self.connect()
-        try:
-            schema.found_version(connection, self.path)  # refuses before the journal mode is written
-            # WAL lets readers (the API listing releases) go on while a writer commits.
-            # It is a property of the file, so setting it again on reopen is a no-op.
-            connection.execute("PRAGMA journal_mode=WAL")
-        finally:
-            connection.close()
-        with self.transaction() as connection:
-            schema.migrate(connection, self.path)
-            return schema.restore(connection, restore)
+        """A new connection (a :class:`Connection`, with its end-of-transaction callbacks)."""
+        return super().connect()  # type: ignore[return-value]
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -148,17 +121,3 @@ class Database:
                         callback(committed)
                 finally:
                     connection.close()
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads only, in one read transaction so that every statement sees the same snapshot."""
-        connection = self.connect()
-        try:
-            # A deferred BEGIN takes no lock until the first read, and under WAL never blocks writers.
-            connection.execute("BEGIN")
-            try:
-                yield connection
-            finally:
-                connection.execute("ROLLBACK")
-        finally:
-            connection.close()
