@@ -34,6 +34,8 @@ import {
   unavailableText
 } from '../monitoringmodel';
 
+import { installFetch } from './browser';
+
 // jsdom has no DragEvent, which Lumino's drag-and-drop module extends when it loads.
 (globalThis as any).DragEvent ??= class DragEvent extends Event {};
 const { MonitoringView } = jest.requireActual<typeof import('../monitoring')>('../monitoring');
@@ -296,31 +298,7 @@ class FakeServer {
 
 const server = new FakeServer();
 
-beforeAll(() => {
-  (globalThis as any).fetch = (request: { url: string; method: string }) => server.fetch(request);
-  (globalThis as any).Headers = class {
-    private _map = new Map<string, string>();
-    append(name: string, value: string) {
-      this._map.set(name.toLowerCase(), value);
-    }
-    set(name: string, value: string) {
-      this._map.set(name.toLowerCase(), value);
-    }
-    has(name: string) {
-      return this._map.has(name.toLowerCase());
-    }
-  };
-  (globalThis as any).Request = class {
-    headers = new (globalThis as any).Headers();
-    method: string;
-    constructor(
-      readonly url: string,
-      init: { method?: string } = {}
-    ) {
-      this.method = init.method ?? 'GET';
-    }
-  };
-});
+beforeAll(() => installFetch(request => server.fetch(request)));
 
 beforeEach(() => {
   server.sent = [];

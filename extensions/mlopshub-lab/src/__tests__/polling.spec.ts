@@ -13,6 +13,8 @@ jest.mock('@jupyterlab/apputils', () => ({
 
 import { Clipboard } from '@jupyterlab/apputils';
 
+import { installFetch } from './browser';
+
 // jsdom has no DragEvent, which Lumino's drag-and-drop module extends when it loads.
 (globalThis as any).DragEvent ??= class DragEvent extends Event {};
 const { Widget } = jest.requireActual<typeof import('@lumino/widgets')>('@lumino/widgets');
@@ -74,26 +76,7 @@ class FakeServer {
 const server = new FakeServer();
 const down = { status: 503, body: { message: 'the pipeline did not answer: connection refused' } };
 
-beforeAll(() => {
-  // What ServerConnection takes from the browser: jsdom has neither fetch nor Request.
-  (globalThis as any).fetch = (request: { url: string }) => server.fetch(request);
-  (globalThis as any).Headers = class {
-    private _map = new Map<string, string>();
-    append(name: string, value: string) {
-      this._map.set(name.toLowerCase(), value);
-    }
-    set(name: string, value: string) {
-      this._map.set(name.toLowerCase(), value);
-    }
-    has(name: string) {
-      return this._map.has(name.toLowerCase());
-    }
-  };
-  (globalThis as any).Request = class {
-    headers = new (globalThis as any).Headers();
-    constructor(readonly url: string) {}
-  };
-});
+beforeAll(() => installFetch(request => server.fetch(request)));
 
 beforeEach(() => {
   jest.useFakeTimers();
