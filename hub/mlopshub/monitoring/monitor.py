@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 from . import stats
+from .metrics import DRIFT_SECONDS
 from .store import TeamStores
 
 WINDOWS = ("day", "week", "promotion")
@@ -159,21 +160,12 @@ class Monitor:
         self, served: Served, window: str, since: float, until: float, thresholds: Mapping[str, float]
     ) -> dict[str, Any]:
         """Compute the drift of ``served`` over ``[since, until)`` now, keep it, and return it (blocks: a thread)."""
-        psi_threshold = float(thresholds.get("psi", DEFAULT_PSI))
-        p_threshold = float(thresholds.get("p_value", DEFAULT_P_VALUE))
-        answer: dict[str, Any] = {
-            "available": False, "reason": None, "baseline": None, "thresholds": {"psi": psi_threshold,
-            "p_value": p_threshold}, "checked_at": None, "drifted": False, "rows": 0, "features": [],
-            "prediction": None, "history": [],
-        }  # fmt: skip
         store = self.store(served.team)
         baseline = store.baseline(served.model, served.version)
-        if baseline is None or baseline.get("unavailable"):
-            answer["reason"] = (baseline or {}).get("unavailable") or (
-                f"version {served.version} of {served.model} has no baseline: it was released before monitoring "
-                "existed; publish it again to take one from its training data"
-            )
+        answer = unchecked_drift(served, baseline, thresholds)
+        if baseline is None or not answer["available"]:
             return answer
+        limits = answer["thresholds"]
         started = time.monotonic()
         accumulator = stats.DriftAccumulator(baseline)
         for _, inputs, outputs in store.records(served.model, served.stage, since, until, served.version):
@@ -186,17 +178,10 @@ class Monitor:
                 predictions = orjson.loads(outputs)
                 if isinstance(predictions, list):
                     accumulator.add_predictions(predictions)
-        result = accumulator.result(psi_threshold=psi_threshold, p_threshold=p_threshold)
-        from .metrics import DRIFT_SECONDS
-
+        result = accumulator.result(psi_threshold=limits["psi"], p_threshold=limits["p_value"])
         DRIFT_SECONDS.observe(time.monotonic() - started)
         answer.update(result)
-        answer.update(
-            available=True,
-            baseline={"data": baseline.get("data") or {}, "rows": baseline.get("rows")},
-            checked_at=time.time(),
-            window={"name": window, "since": since, "until": until},
-        )
+        answer.update(checked_at=time.time(), window={"name": window, "since": since, "until": until}, reason=None)
         if answer["rows"]:
             store.save_drift(served.model, served.version, served.stage, window, answer)
         else:
@@ -207,11 +192,8 @@ class Monitor:
         return self.store(served.team).latest_drift(served.model, served.stage, served.version)
 
     def history(self, served: Served, since: float) -> list[dict[str, Any]]:
-        return [
-            item
-            for item in self.store(served.team).drift_history(served.model, served.stage, since)
-            if item["version"] == served.version
-        ]
+        """The checks of ``served``'s version since ``since``, oldest first (PSI over time)."""
+        return self.store(served.team).drift_history(served.model, served.stage, served.version, since)
 
     # --- quality ---
 
@@ -245,6 +227,28 @@ class Monitor:
             values = stats.quality(names, [predictions[i] for i in chosen], [outcomes[i] for i in chosen])
             answer["series"].append({"t": float(key), "values": {n: values[n]["value"] for n in names}})
         return answer
+
+
+def unchecked_drift(served: Served, baseline: Mapping[str, Any] | None, thresholds: Mapping[str, float]) -> dict:
+    """The drift answer before a check: unavailable and why (no baseline), or available with the baseline."""
+    answer: dict[str, Any] = {
+        "available": False, "reason": None, "baseline": None, "checked_at": None, "drifted": False, "rows": 0,
+        "features": [], "prediction": None, "history": [],
+        "thresholds": {"psi": float(thresholds.get("psi", DEFAULT_PSI)),
+                       "p_value": float(thresholds.get("p_value", DEFAULT_P_VALUE))},
+    }  # fmt: skip
+    if baseline is None or baseline.get("unavailable"):
+        answer["reason"] = (baseline or {}).get("unavailable") or (
+            f"version {served.version} of {served.model} has no baseline: it was released before monitoring "
+            "existed; publish it again to take one from its training data"
+        )
+        return answer
+    answer.update(
+        available=True,
+        baseline={"data": baseline.get("data") or {}, "rows": baseline.get("rows")},
+        reason="not checked yet: check drift now, or wait for the hourly check",
+    )
+    return answer
 
 
 def _pairs(rows: Iterable[tuple[float, str | None, str]]) -> tuple[list[Any], list[Any], list[float]]:

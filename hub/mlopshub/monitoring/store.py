@@ -333,25 +333,23 @@ class MonitoringStore:
                  json.dumps(result, allow_nan=False)),
             )  # fmt: skip
 
-    def drift_history(self, model: str, stage: str, since: float, limit: int = 500) -> list[dict[str, Any]]:
-        """The checks since ``since`` (the newest ``limit``), oldest first.
+    def drift_history(
+        self, model: str, stage: str, version: str, since: float, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The checks of ``version`` since ``since`` (the newest ``limit``), oldest first.
 
-        Each is ``{"t", "version", "drifted", "psi": {feature: value}}``.
+        Each is ``{"t", "version", "drifted", "psi": {feature: value}}`` (:func:`psi_by_feature`).
         """
         with self._reading() as connection:
             rows = connection.execute(
-                "SELECT at, version, drifted, result FROM drift WHERE model = ? AND stage = ? AND at >= ? "
+                "SELECT at, drifted, result FROM drift WHERE model = ? AND stage = ? AND version = ? AND at >= ? "
                 "ORDER BY at DESC LIMIT ?",
-                (model, stage, since, limit),
+                (model, stage, str(version), since, limit),
             ).fetchall()
-        history = []
-        for at, version, drifted, text in reversed(rows):
-            result = json.loads(text)
-            psi = {item["name"]: item.get("psi") for item in result.get("features") or []}
-            if result.get("prediction"):
-                psi["__prediction__"] = result["prediction"].get("psi")
-            history.append({"t": at, "version": version, "drifted": bool(drifted), "psi": psi})
-        return history
+        return [
+            {"t": at, "version": str(version), "drifted": bool(drifted), "psi": psi_by_feature(json.loads(text))}
+            for at, drifted, text in reversed(rows)
+        ]
 
     def latest_drift(self, model: str, stage: str, version: str) -> dict[str, Any] | None:
         """The last check of ``version`` of ``model``'s ``stage``, or None."""
@@ -361,6 +359,14 @@ class MonitoringStore:
                 (model, stage, str(version)),
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def psi_by_feature(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """A drift result's PSI per feature, and the predictions' under ``__prediction__`` (as ``/metrics`` labels it)."""
+    psi = {item["name"]: item.get("psi") for item in result.get("features") or []}
+    if result.get("prediction"):
+        psi["__prediction__"] = result["prediction"].get("psi")
+    return psi
 
 
 def _outcome_values(item: Mapping[str, Any], rows: int, where: str) -> list[Any]:

@@ -33,6 +33,7 @@ from mlopshub.monitoring.monitor import (
     epoch_of,
     served_stages,
     tracked_metrics,
+    unchecked_drift,
 )
 from mlopshub.pipeline import Release
 from mlopshub.pipeline.gates import COMMIT_TAG, data_versions
@@ -251,27 +252,11 @@ class ModelMonitoring:
         }  # fmt: skip
 
     def _last_drift_answer(self, served: Served, since: float) -> dict[str, Any]:
-        thresholds = self.thresholds(served.team)
         last = self.monitor.last_drift(served)
-        baseline = self.monitor.store(served.team).baseline(served.model, served.version)
         if last is None:
-            answer: dict[str, Any] = {
-                "available": False, "drifted": False, "rows": 0, "features": [], "prediction": None,
-                "checked_at": None, "baseline": None,
-                "thresholds": {"psi": thresholds.get("psi", 0.2), "p_value": thresholds.get("p_value", 0.01)},
-            }  # fmt: skip
-            if baseline is None or baseline.get("unavailable"):
-                answer["reason"] = (baseline or {}).get("unavailable") or (
-                    f"version {served.version} has no baseline: it was released before monitoring existed"
-                )
-            else:
-                answer["available"] = True
-                answer["baseline"] = {"data": baseline.get("data") or {}, "rows": baseline.get("rows")}
-                answer["reason"] = "not checked yet: check drift now, or wait for the hourly check"
-        else:
-            answer = dict(last)
-        answer["history"] = self.monitor.history(served, since)
-        return answer
+            baseline = self.monitor.store(served.team).baseline(served.model, served.version)
+            last = unchecked_drift(served, baseline, self.thresholds(served.team))
+        return {**last, "history": self.monitor.history(served, since)}
 
 
 def _gate_metric_names(release: Release) -> list[str]:

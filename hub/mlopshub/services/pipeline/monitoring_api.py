@@ -8,6 +8,7 @@ browser opens with the hub's login (HubOAuth, as the Teams page), laid out to pr
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
@@ -19,7 +20,7 @@ from tornado import web
 
 from mlopshub.monitoring.metrics import MetricsHandler, PipelineCollector, pipeline_registry
 from mlopshub.monitoring.monitor import MonitoringError, epoch_of, served_stages, tracked_metrics
-from mlopshub.monitoring.store import Settings, SettingsError
+from mlopshub.monitoring.store import Settings, SettingsError, psi_by_feature
 from mlopshub.pipeline.release import MODEL_NAME_PATTERN
 
 from .app import ApiHandler
@@ -50,10 +51,6 @@ class MonitoringHandler(ApiHandler):
             return
         super().log_exception(typ, value, tb)
 
-    def readable_team(self, model: str) -> str:
-        """The team of ``model`` when the caller may read it; 404 otherwise (as for no such model)."""
-        return self.model_team(model)
-
     def query(self, name: str, default: str | None = None) -> str | None:
         value = self.get_argument(name, default)
         return value if value not in ("",) else default
@@ -62,8 +59,6 @@ class MonitoringHandler(ApiHandler):
 class MonitoringListHandler(MonitoringHandler):
     async def get(self) -> None:
         """Every served model the caller may read, marked when its last drift check found drift."""
-        import asyncio
-
         models = await asyncio.to_thread(self.monitoring.listing, self.caller.may_read)
         self.reply({"models": models})
 
@@ -71,7 +66,7 @@ class MonitoringListHandler(MonitoringHandler):
 class MonitoringModelHandler(MonitoringHandler):
     async def get(self, model: str) -> None:
         """Traffic, capture, drift and quality of ``model``'s stage over the window."""
-        self.readable_team(model)
+        self.model_team(model)
         answer = await self.monitoring.overview(model, self.query("stage"), self.query("window", "day") or "day")
         self.reply(answer)
 
@@ -79,7 +74,7 @@ class MonitoringModelHandler(MonitoringHandler):
 class DriftCheckHandler(MonitoringHandler):
     async def post(self, model: str) -> None:
         """Check drift now over the window; the result is kept (PSI over time) and a new drift is audited."""
-        self.readable_team(model)
+        self.model_team(model)
         served = self.monitoring.served(model, self.query("stage"))
         window = self.query("window", "day") or "day"
         result = await self.monitoring.check(served, window, self.caller.name)
@@ -91,12 +86,12 @@ class DriftCheckHandler(MonitoringHandler):
 class CaptureSettingsHandler(MonitoringHandler):
     async def get(self, model: str) -> None:
         """The model's capture settings (defaults when never set)."""
-        team = self.readable_team(model)
+        team = self.model_team(model)
         self.reply(self.monitoring.monitor.store(team).settings(model).to_dict())
 
     async def put(self, model: str) -> None:
         """Change the share captured, the days kept and the columns left out (the model's team, or an admin)."""
-        team = self.readable_team(model)
+        team = self.model_team(model)
         if not (self.caller.publish_teams([team]) or self.caller.has(MANAGE_TEAMS)):
             raise web.HTTPError(403, f"{self.caller.name} may not change the capture of {model}: its team {team} may")
         store = self.monitoring.monitor.store(team)
@@ -261,10 +256,7 @@ def monitored(monitoring: ModelMonitoring) -> list[dict[str, Any]]:
             last = monitoring.monitor.last_drift(served)
             drift = None
             if last is not None:
-                psi = {item["name"]: item.get("psi") for item in last.get("features") or []}
-                if last.get("prediction"):
-                    psi["__prediction__"] = last["prediction"].get("psi")
-                drift = {"drifted": last.get("drifted"), "psi": psi}
+                drift = {"drifted": last.get("drifted"), "psi": psi_by_feature(last)}
             quality = {}
             team = monitoring.runner.teams.get(served.team)
             metrics = tracked_metrics(list(getattr(team, "thresholds", None) or {}))
