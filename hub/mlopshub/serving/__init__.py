@@ -1,6 +1,6 @@
 """Online serving on one machine: supervised MLflow scoring processes behind a reverse proxy.
 
-* :mod:`.scoring`: the model server process (MLflow's scoring app under uvicorn);
+* :mod:`.scoring`: the model server process (MLflow's scoring protocol under uvicorn);
 * :mod:`.zygote`: :class:`Zygotes`, one warm parent per team that forks model servers;
 * :mod:`.server`: :class:`ModelServer`, one supervised model server process (forked or spawned) on a Unix socket;
 * :mod:`.integrity`: a model folder's content digest, checked by every model server before it loads;

@@ -13,7 +13,7 @@ socket); one the server has closed fails fast and is retried like any other.
 
 A request's path and body are the caller's: nothing here logs them whole
 (:func:`bounded`); a body nested too deeply for MLflow's parser is answered
-400 by the model server (:func:`mlopshub.serving.scoring.refuse_deep_json`).
+400 by the model server (:func:`mlopshub.serving.scoring.scoring_app`).
 
 Why written here and not taken from a library: configurable-http-proxy
 (which already routes ``/services/models/`` to this service) and

@@ -5,7 +5,7 @@
 Why: a model server spends most of its start importing MLflow, pandas and
 scikit-learn (3.8-4.0 s, ~250 MB of its ~310 MB). A zygote does that once;
 each model server is then a ``fork()`` of it that only loads its model and
-starts MLflow's scoring app (:func:`mlopshub.serving.scoring.serve`), in a
+answers MLflow's scoring protocol (:func:`mlopshub.serving.scoring.serve`), in a
 fraction of a second, and shares the imported modules' pages copy-on-write
 (``gc.freeze()`` keeps the collector from touching, and so copying, them).
 The figures are in :mod:`mlopshub.serving.server`.
@@ -77,7 +77,7 @@ from typing import Any
 
 from .integrity import IntegrityError
 from .sandbox import RunAs, model_environment, popen_options
-from .scoring import REFUSED, exit_with_parent, serve
+from .scoring import REFUSED, exit_with_parent, scoring_app, serve
 
 log = logging.getLogger("mlopshub.serving")
 
@@ -431,11 +431,11 @@ def warm_up_scoring() -> None:
         path = Path(folder) / "model"
         mlflow.sklearn.save_model(model, path, input_example=frame.head(2), pip_requirements=["scikit-learn"])
         loaded = scoring_server.load_model_with_mlflow_config(str(path))
-        scoring_server.init(loaded)
+        scoring_app(loaded)
         body = json.dumps({"dataframe_split": frame.head(2).to_dict(orient="split")})
         scoring_server.invocations(body, "application/json", loaded, loaded.metadata.get_input_schema())
     os.environ.clear()
-    os.environ.update(environment)  # init() marks the process as serving; children set that themselves
+    os.environ.update(environment)  # scoring_app() marks the process as serving; children set that themselves
 
 
 def _die_with_parent(parent: int) -> None:
