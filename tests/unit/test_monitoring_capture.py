@@ -66,6 +66,28 @@ def test_captures_are_written_with_their_rows_and_answers(tmp_path):
     assert oct(tmp_path.stat().st_mode & 0o777) == oct(0o700)
 
 
+def test_numbers_json_cannot_hold_are_captured_as_strict_json(tmp_path):
+    # MLflow's scoring server reads NaN and Infinity (Python's json does, and Python clients send them), and
+    # integers of any size; the store holds strict JSON that any reader, and the drift check's orjson, reads.
+    capture = Capture(tmp_path)
+    big = 123456789012345678901234567890
+    body = b'{"dataframe_split": {"columns": ["amount", "id"], "data": [[NaN, %d], [Infinity, 1]]}}' % big
+    capture.record(record("odd", body=body, answer=b'{"predictions": [NaN, 0.5]}'))
+    capture.close()
+    _, inputs, outputs = next(capture.store("credit").records("m", "production", 0, time.time() + 1))
+    assert strict_json(inputs) == {
+        "columns": ["amount", "id"],
+        "data": [[None, big], [None, 1]],
+    }
+    assert strict_json(outputs) == [None, 0.5]
+    assert "NaN" not in inputs and "Infinity" not in inputs
+
+
+def strict_json(text):
+    """Strict JSON only: Python's parser with the non-standard constants refused."""
+    return json.loads(text, parse_constant=pytest.fail)
+
+
 def test_excluded_columns_are_never_written(tmp_path):
     MonitoringStore(store_path(tmp_path, "credit")).set_settings("m", Settings(exclude_columns=("income",)), "carol")
     capture = Capture(tmp_path)

@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlopshub.monitoring import stats
+from mlopshub.monitoring.capture import Capture, Record
 from mlopshub.monitoring.metrics import PipelineCollector, pipeline_registry
 from mlopshub.monitoring.monitor import Monitor, MonitoringError, Served, check_window, tracked_metrics
 from mlopshub.services.pipeline.monitoring_api import render_report
@@ -83,6 +84,23 @@ def test_drift_flags_the_shifted_feature_only_and_is_kept_over_time(monitor):
     assert history[-1]["psi"]["income"] == pytest.approx(by_name["income"]["psi"])
     # Another version's checks are not this one's.
     assert monitor.history(served("2"), 0) == [] and monitor.last_drift(served("2")) is None
+
+
+def test_a_caller_sending_nan_does_not_stop_the_drift_check(monitor, tmp_path):
+    # The models service's capture writes; the pipeline's monitor reads the same team store.
+    rng = np.random.default_rng(1)
+    store = monitor.store("credit")
+    store.save_baseline("scorer", "1", "rel", stats.baseline(training(rng)))
+    capture = Capture(tmp_path)
+    for i in range(20):
+        rows = np.column_stack([rng.uniform(1, 100, 50), rng.uniform(20, 200, 50)]).tolist()
+        rows[0][0] = float("nan")  # as json.dumps sends it: NaN
+        body = json.dumps({"dataframe_split": {"columns": ["amount", "income"], "data": rows}}).encode()
+        capture.record(Record(f"q{i}", "credit", "scorer", "1", "production", NOW - 60, 2.0, 200, "application/json",
+                              body, b'{"predictions": [0]}'))  # fmt: skip
+    capture.close()
+    drift = monitor.drift(served(), "day", NOW - 86400, NOW, {})
+    assert drift["available"] and drift["rows"] == 1000 and not drift["drifted"]
 
 
 def test_quality_over_outcomes_beside_the_value_at_approval(monitor):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import queue
 import random
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .store import MonitoringStore, Settings, TeamStores
+from .store import MonitoringStore, Settings, TeamStores, read_json, write_json
 
 log = logging.getLogger("mlopshub.monitoring")
 
@@ -179,7 +178,13 @@ class Capture:
             dropped, self._dropped = self._dropped, Counter()
         by_team: dict[str, list[tuple[Any, ...]]] = {}
         for record in batch:
-            by_team.setdefault(record.team, []).append(self._row(record))
+            try:
+                row = self._row(record)
+            except Exception:  # a body nobody foresaw must not stop the writer: counted as dropped
+                log.exception("could not read a request of %s/%s for its capture", record.model, record.stage)
+                metrics.CAPTURE_DROPPED.labels(record.model, record.stage).inc()
+                continue
+            by_team.setdefault(record.team, []).append(row)
         teams = set(by_team) | {team for team, _, _ in dropped}
         for team in teams:
             counts = {(model, stage): n for (owner, model, stage), n in dropped.items() if owner == team}
@@ -207,11 +212,11 @@ class Capture:
             table = scoring_rows(record.body, record.content_type)
             if table is not None:
                 columns, data = without_columns(table[0], table[1], excluded)
-                rows = len(data)
-                inputs = json.dumps({"columns": columns, "data": data}, default=str)
+                inputs = write_json({"columns": columns, "data": data})
+                rows = len(data) if inputs is not None else 0
             predictions = predictions_of(record.answer) if record.status < 400 else None
             if predictions is not None:
-                outputs = json.dumps(predictions, default=str)
+                outputs = write_json(predictions)
         return (record.request_id, record.model, record.version, record.stage, record.at, record.latency_ms,
                 record.status, rows, inputs, outputs, record.source)  # fmt: skip
 
@@ -249,9 +254,9 @@ def scoring_rows(body: bytes, content_type: str) -> tuple[list[str], list[list[A
         if content_type.split(";")[0].strip().lower() == "text/csv":
             reader = list(csv.reader(io.StringIO(body.decode("utf-8", "replace"))))
             return (reader[0], [list(row) for row in reader[1:]]) if reader else None
-        payload = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    payload = read_json(body)
     if not isinstance(payload, dict):
         return None
     if isinstance(payload.get("dataframe_split"), dict):
@@ -292,9 +297,6 @@ def without_columns(
 
 def predictions_of(answer: bytes) -> list[Any] | None:
     """The model server's predictions (``{"predictions": [...]}``), or None."""
-    try:
-        payload = json.loads(answer)
-    except (ValueError, RecursionError):
-        return None
+    payload = read_json(answer)
     predictions = payload.get("predictions") if isinstance(payload, dict) else payload
     return predictions if isinstance(predictions, list) else None

@@ -20,7 +20,6 @@ shows traffic and latency; ``drift.available`` is false and ``drift.reason`` say
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import math
 import os
 import threading
@@ -31,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from . import stats
 from .metrics import DRIFT_SECONDS
-from .store import TeamStores
+from .store import TeamStores, read_json
 
 WINDOWS = ("day", "week", "promotion")
 WINDOW_SECONDS = {"day": 86400.0, "week": 7 * 86400.0}
@@ -169,13 +167,13 @@ class Monitor:
         started = time.monotonic()
         accumulator = stats.DriftAccumulator(baseline)
         for _, inputs, outputs in store.records(served.model, served.stage, since, until, served.version):
-            # orjson: decoding the captured JSON is most of a check's time (bench/monitoring_bench.py).
+            # orjson (read_json): decoding the captured JSON is most of a check's time (bench/monitoring_bench.py).
             if inputs:
-                table = orjson.loads(inputs)
+                table = read_json(inputs)
                 if isinstance(table, dict):
                     accumulator.add(table.get("columns") or [], table.get("data") or [])
             if outputs and baseline.get("prediction") is not None:
-                predictions = orjson.loads(outputs)
+                predictions = read_json(outputs)
                 if isinstance(predictions, list):
                     accumulator.add_predictions(predictions)
         result = accumulator.result(psi_threshold=limits["psi"], p_threshold=limits["p_value"])
@@ -257,8 +255,8 @@ def _pairs(rows: Iterable[tuple[float, str | None, str]]) -> tuple[list[Any], li
     outcomes: list[Any] = []
     times: list[float] = []
     for at, outputs, value in rows:
-        answered = json.loads(outputs) if outputs else None
-        truth = json.loads(value)
+        answered = read_json(outputs) if outputs else None
+        truth = read_json(value)
         if not isinstance(answered, list) or len(answered) != len(truth):
             continue
         for predicted, actual in zip(answered, truth, strict=True):

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mlopshub.sqlite_schema import Schema, SqliteFile
 
 #: Seconds a writer waits for the other process's transaction.
@@ -42,6 +44,50 @@ DEFAULT_RETENTION_DAYS = 90
 #: Bounds of the settings (a year's worth of days times ten is surely a typo).
 MAX_RETENTION_DAYS = 3650
 MAX_EXCLUDED_COLUMNS = 200
+
+
+def read_json(text: str | bytes) -> Any:
+    """JSON text as Python, or None when it is not JSON: a request body, or what :func:`write_json` wrote.
+
+    orjson reads it (decoding is most of the capture writer's and of a drift check's time); what orjson
+    refuses and Python's parser reads (``NaN``, ``Infinity``: MLflow's scoring server accepts them) is read
+    by the latter.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def write_json(value: Any) -> str | None:
+    """``value`` as strict JSON text, a float that is not a number (NaN) as ``null``; None when it cannot be.
+
+    ``value`` is what :func:`read_json` read from a caller: orjson writes it, and Python's writer what orjson
+    refuses (an integer past 64 bits, nesting past orjson's 254 levels).
+    """
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    try:
+        return json.dumps(_finite(value), default=str, allow_nan=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
 
 SCHEMA = Schema(
     "monitoring store",
