@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -35,6 +34,7 @@ from mlopshub.monitoring.monitor import (
     tracked_metrics,
     unchecked_drift,
 )
+from mlopshub.monitoring.store import write_json
 from mlopshub.pipeline import Release
 from mlopshub.pipeline.gates import COMMIT_TAG, data_versions
 
@@ -139,8 +139,8 @@ class ModelMonitoring:
         row = (
             str(run["run"]), release.model_name, str(release.version), str(run["stage"]), finished,
             max(0.0, finished - started) * 1000.0, 200, len(frame),
-            json.dumps({"columns": [str(c) for c in table.columns], "data": table.values.tolist()}, default=str),
-            json.dumps(predictions, default=str) if predictions is not None else None, "batch",
+            write_json({"columns": [str(c) for c in table.columns], "data": table.values.tolist()}),
+            write_json(predictions) if predictions is not None else None, "batch",
         )  # fmt: skip
         self.monitor.store(release.team).add_captures([row])
 
