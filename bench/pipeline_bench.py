@@ -329,6 +329,20 @@ def measured(url: str, body: dict, seconds: float, concurrency: int, token: str 
     return run_load(url, body, seconds, concurrency, token)
 
 
+def combined(runs: list[dict]) -> dict:
+    """Load runs of one path as one figure: mean throughput, median percentiles, requests and failures summed."""
+    return {
+        "runs": len(runs),
+        "seconds": round(sum(run["seconds"] for run in runs), 2),
+        "concurrency": runs[0]["concurrency"],
+        "ok": sum(run["ok"] for run in runs),
+        "failed": sum(run["failed"] for run in runs),
+        "requests_per_second": round(statistics.fmean(run["requests_per_second"] for run in runs), 1),
+        "p50_ms": round(statistics.median(run["p50_ms"] for run in runs), 2),
+        "p99_ms": round(statistics.median(run["p99_ms"] for run in runs), 2),
+    }
+
+
 def bench_throughput(
     service: Service, tracking_uri: str, model: dict, folder: Path, seconds: float, concurrency: int
 ) -> dict:
@@ -336,15 +350,20 @@ def bench_throughput(
     release = service.wait_for(release_id, "awaiting_approval")
     url = service.endpoint("bench-load", "staging")
     answer_once(url, model["body"], token="ann")
-    ours = measured(url, model["body"], seconds, concurrency, token="ann")
-    print("throughput ours:", json.dumps(ours), flush=True)
+    runs: dict[str, list[dict]] = {"ours": [], "mlflow": []}
     with mlflow_serve(f"models:/bench-load/{release['version']}", tracking_uri, folder / "serve-load.log") as (
         process,
         base,
     ):
         wait_for_url(f"{base}/ping", timeout=120, process=process)
-        baseline = measured(f"{base}/invocations", model["body"], seconds, concurrency)
-    print("throughput mlflow models serve:", json.dumps(baseline), flush=True)
+        # Interleaved, so that a machine getting slower or faster during the run weighs on both alike.
+        for path in ("ours", "mlflow") * 2:
+            if path == "ours":
+                runs[path].append(measured(url, model["body"], seconds, concurrency, token="ann"))
+            else:
+                runs[path].append(measured(f"{base}/invocations", model["body"], seconds, concurrency))
+            print(f"throughput {path}:", json.dumps(runs[path][-1]), flush=True)
+    ours, baseline = combined(runs["ours"]), combined(runs["mlflow"])
     # Where our time goes: the forked model server alone, then behind the proxy handler without the token check.
     server = service.runner.endpoints.get("bench-load", "staging").server
     direct = measured(f"{server.url}/invocations", model["body"], seconds, concurrency)
