@@ -50,7 +50,9 @@ $(VENV)/.installed: pyproject.toml environment.yml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[mlflow,test]'
 	$(BIN)/mlopshub environment pip > $(VENV)/workspace-requirements.txt
-	$(BIN)/pip install -q -r $(VENV)/workspace-requirements.txt
+	# One resolve for both: the workspace pins (dvc-s3 -> aiobotocore) bound botocore, and so boto3 with it.
+	$(BIN)/pip install -q -e '.[mlflow,test]' -r $(VENV)/workspace-requirements.txt
+	$(BIN)/pip check
 	touch $@
 
 # The JupyterLab extension: its build hook runs jlpm (Node is needed to build, not to run).
