@@ -290,7 +290,13 @@ def test_json_nested_fifty_thousand_levels_is_a_400_that_says_so(proxy, models):
     assert answer.status_code == 400, answer.text[:300]
     assert "50000 levels deep" in answer.json()["message"]
     deep_object = b'{"inputs": ' + b'{"a": ' * 300 + b"1" + b"}" * 301
-    assert requests.post(proxy.url("loans", "staging"), data=deep_object, timeout=30).status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert (
+        requests.post(proxy.url("loans", "staging"), data=deep_object, headers=json_type, timeout=30).status_code == 400
+    )
+    # Sent without a type, the body is not JSON to MLflow's protocol: 415 names the types it takes, never a 500.
+    untyped = requests.post(proxy.url("loans", "staging"), data=deep_object, timeout=30)
+    assert untyped.status_code == 415 and "application/json" in untyped.text
 
 
 def test_a_long_path_is_not_logged_whole(proxy, caplog):

@@ -132,6 +132,10 @@ CASES = {
     "wrong type": lambda f: json_request({"dataframe_records": [{**f.iloc[0].to_dict(), "age": "old"}]}),
     "not UTF-8": lambda f: {"data": b'{"inputs": "\xff"}', "headers": {"Content-Type": "application/json"}},
     "empty CSV": lambda f: {"data": "", "headers": {"Content-Type": "text/csv"}},
+    "brackets in a CSV cell": lambda f: {
+        "data": "income,debt,age,tenure\n" + "[" * 200 + ",1,2,3\n",
+        "headers": {"Content-Type": "text/csv"},
+    },
 }
 
 

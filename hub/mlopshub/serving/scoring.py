@@ -155,7 +155,12 @@ def scoring_app(model: Any, request_timeout: float | None = None, limit: int = M
                 "the request has no Content-Type; send application/json, text/csv or application/vnd.apache.parquet"
             )
             return 415, "text/plain", message
-        depth = json_depth(body, limit) if len(body) < 1 << 20 else await asyncio.to_thread(json_depth, body, limit)
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            depth = 0  # CSV and Parquet do not nest; a bracket in a CSV cell is data
+        elif len(body) < 1 << 20:
+            depth = json_depth(body, limit)
+        else:
+            depth = await asyncio.to_thread(json_depth, body, limit)
         if depth > limit:
             message = (
                 f"the request body nests arrays or objects {depth} levels deep; at most {limit} are accepted "
