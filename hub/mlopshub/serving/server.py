@@ -28,10 +28,11 @@ A forked server's RSS counts the pages it shares with its zygote; what one
 more model really costs is its USS (freed if it stops), and its fair share of
 what it shares is its PSS. The baseline shares nothing, so its cost per model
 is its whole footprint. Per additional model (bench, 1 -> 4 servers of one
-team): ours 27 MB PSS against 369 MB for one more ``mlflow models serve``
-(0.07x); a second team pays its own zygote once (~250 MB PSS with its first
-server). Publishing to a staging endpoint that answers takes 0.25 s median
-against 4.7 s by hand (registry + ``mlflow models serve``).
+team, 2026-12-03): ours 22 MB PSS against 374 MB for one more ``mlflow models
+serve`` (0.06x); a second team pays its own zygote once (~290 MB PSS with its
+first server). Publishing to a staging endpoint that answers takes 0.6 s
+median against 10.3 s by hand (registry + ``mlflow models serve``); the
+current figures are in docs/benchmarks.md.
 
 Where a server listens: a Unix stream socket, ``<socket_dir>/<16 hex>.sock``,
 in a folder that belongs to the service's user and has mode 0700
