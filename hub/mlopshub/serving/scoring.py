@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
@@ -125,11 +124,6 @@ async def _reply(send: Send, status: int, body: str | bytes, content_type: str =
     await send({"type": "http.response.body", "body": payload})
 
 
-def _error(code: str, message: str) -> str:
-    """An error body in MLflow's shape (``MlflowException.serialize_as_json``)."""
-    return json.dumps({"error_code": code, "message": message})
-
-
 def scoring_app(model: Any, request_timeout: float | None = None, limit: int = MAX_JSON_DEPTH) -> App:
     """MLflow's scoring protocol for the loaded pyfunc ``model``, as an ASGI app (see the module docstring).
 
@@ -141,6 +135,7 @@ def scoring_app(model: Any, request_timeout: float | None = None, limit: int = M
 
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT, MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, INTERNAL_ERROR
     from mlflow.pyfunc.scoring_server import invocations
     from mlflow.version import VERSION
 
@@ -166,7 +161,7 @@ def scoring_app(model: Any, request_timeout: float | None = None, limit: int = M
                 f"the request body nests arrays or objects {depth} levels deep; at most {limit} are accepted "
                 "(MLflow's inputs need a few: send a dataframe_split, dataframe_records, instances or inputs)"
             )
-            return 400, "application/json", _error("BAD_REQUEST", message)
+            return 400, "application/json", MlflowException(message, BAD_REQUEST).serialize_as_json()
         loop = asyncio.get_running_loop()
         try:
             answer = await asyncio.wait_for(
@@ -178,7 +173,8 @@ def scoring_app(model: Any, request_timeout: float | None = None, limit: int = M
             return error.get_http_status_code(), "application/json", error.serialize_as_json()
         except Exception as error:  # the model's own code failed outside MLflow's handling
             logging.getLogger("mlopshub.serving").exception("scoring failed")
-            return 500, "application/json", _error("INTERNAL_ERROR", f"the model failed: {type(error).__name__}")
+            failed = MlflowException(f"the model failed: {type(error).__name__}", INTERNAL_ERROR)
+            return 500, "application/json", failed.serialize_as_json()
         return answer.status, answer.mimetype, answer.response
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
