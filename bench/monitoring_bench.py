@@ -43,6 +43,7 @@ from .pipeline_bench import (
     Service,
     answer_once,
     combined,
+    interleaved,
     log_model,
     measured,
     mlflow_serve,
@@ -79,20 +80,22 @@ def bench_capture(seconds: float, concurrency: int, folder: Path) -> dict[str, A
             release = service.wait_for(release_id, "awaiting_approval")
             url = service.endpoint("bench-capture", "staging")
             answer_once(url, model["body"], token="ann")
-            runs: dict[str, list[dict]] = {"off": [], "on": [], "mlflow": []}
+
+            def ours(capturing: bool) -> dict:
+                toggle.capturing = capturing
+                return measured(url, model["body"], seconds, concurrency, token="ann")
+
             with mlflow_serve(f"models:/bench-capture/{release['version']}", tracking_uri, folder / "serve.log") as (
                 process,
                 base,
             ):
                 wait_for_url(f"{base}/ping", timeout=120, process=process)
-                # Interleaved, so that a machine getting slower or faster during the run weighs on all three alike.
-                for state in ("off", "on", "mlflow") * 2:
-                    toggle.capturing = state == "on"
-                    if state == "mlflow":
-                        runs[state].append(measured(f"{base}/invocations", model["body"], seconds, concurrency))
-                    else:
-                        runs[state].append(measured(url, model["body"], seconds, concurrency, token="ann"))
-                    print(f"{state}:", json.dumps(runs[state][-1]), flush=True)
+                runs = interleaved({
+                    "off": lambda: ours(False),
+                    "on": lambda: ours(True),
+                    "mlflow": lambda: measured(f"{base}/invocations", model["body"], seconds, concurrency),
+                })  # fmt: skip
+            toggle.capturing = False
             capture.flush(30)
             written = capture.store(TEAM).counts("bench-capture", "staging")
             # While a drift check runs in another process, as the pipeline runs it beside the models service.

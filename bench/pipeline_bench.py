@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -329,6 +329,17 @@ def measured(url: str, body: dict, seconds: float, concurrency: int, token: str 
     return run_load(url, body, seconds, concurrency, token)
 
 
+def interleaved(paths: dict[str, Callable[[], dict]], rounds: int = 2) -> dict[str, list[dict]]:
+    """Each path's load run, the paths taking turns ``rounds`` times, so that a machine getting slower or
+    faster during the measurement weighs on every path alike; the runs by path."""
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, run in paths.items():
+            runs[name].append(run())
+            print(f"{name}:", json.dumps(runs[name][-1]), flush=True)
+    return runs
+
+
 def combined(runs: list[dict]) -> dict:
     """Load runs of one path as one figure: mean throughput, median percentiles, requests and failures summed."""
     return {
@@ -350,20 +361,16 @@ def bench_throughput(
     release = service.wait_for(release_id, "awaiting_approval")
     url = service.endpoint("bench-load", "staging")
     answer_once(url, model["body"], token="ann")
-    runs: dict[str, list[dict]] = {"ours": [], "mlflow": []}
     with mlflow_serve(f"models:/bench-load/{release['version']}", tracking_uri, folder / "serve-load.log") as (
         process,
         base,
     ):
         wait_for_url(f"{base}/ping", timeout=120, process=process)
-        # Interleaved, so that a machine getting slower or faster during the run weighs on both alike.
-        for path in ("ours", "mlflow") * 2:
-            if path == "ours":
-                runs[path].append(measured(url, model["body"], seconds, concurrency, token="ann"))
-            else:
-                runs[path].append(measured(f"{base}/invocations", model["body"], seconds, concurrency))
-            print(f"throughput {path}:", json.dumps(runs[path][-1]), flush=True)
-    ours, baseline = combined(runs["ours"]), combined(runs["mlflow"])
+        runs = interleaved({
+            "throughput ours": lambda: measured(url, model["body"], seconds, concurrency, token="ann"),
+            "throughput mlflow": lambda: measured(f"{base}/invocations", model["body"], seconds, concurrency),
+        })  # fmt: skip
+    ours, baseline = combined(runs["throughput ours"]), combined(runs["throughput mlflow"])
     # Where our time goes: the forked model server alone, then behind the proxy handler without the token check.
     server = service.runner.endpoints.get("bench-load", "staging").server
     direct = measured(f"{server.url}/invocations", model["body"], seconds, concurrency)
